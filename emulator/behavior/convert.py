@@ -1,0 +1,40 @@
+"""Turn what a behaviour returns (message, dict or None) into the method's message type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from google.protobuf import descriptor_pool, json_format
+from google.protobuf.message import Message
+
+__all__ = ["ReturnTypeError", "to_message"]
+
+
+class ReturnTypeError(TypeError):
+    """A behaviour returned something that is not the method's message type."""
+
+
+def to_message(
+    value: object, cls: type[Message], pool: descriptor_pool.DescriptorPool, where: str
+) -> Message:
+    """`value` as an instance of `cls`; messages from any generated module with the same full
+    name are accepted (they are converted through their wire bytes)."""
+    expected = cls.DESCRIPTOR.full_name
+    if isinstance(value, Message):
+        if type(value) is cls:
+            return value
+        if value.DESCRIPTOR.full_name != expected:
+            raise ReturnTypeError(
+                f"{where} returned a {value.DESCRIPTOR.full_name}, but the method returns "
+                f"{expected}"
+            )
+        return cls.FromString(value.SerializeToString())
+    if isinstance(value, Mapping):
+        try:
+            return json_format.ParseDict(value, cls(), descriptor_pool=pool)
+        except json_format.ParseError as exc:
+            raise ReturnTypeError(f"{where} returned a dict that is not a {expected}: {exc}") from None
+    raise ReturnTypeError(
+        f"{where} returned {type(value).__name__}; return a {expected} message, a dict of its "
+        "fields, or None for the default response"
+    )

@@ -1,0 +1,245 @@
+"""Deterministic default responses: schema-valid messages that look like real data.
+
+A default is a pure function of (seed, method, request bytes, message index): the generator is
+seeded from a SHA-256 of those, never from `hash()`, so the same request gets the same response
+bytes in every run, process and machine. Values follow field names (see `values`), enums take
+declared non-zero values, one member of each oneof is set, maps and repeated fields get a few
+entries, recursion is bounded and well-known types are valid.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+from collections import OrderedDict
+from collections.abc import Callable
+
+from google.protobuf import descriptor as d
+from google.protobuf import message as m
+
+from emulator.behavior import values
+from emulator.contracts.model import Contracts, MethodSpec
+
+__all__ = ["DefaultResponses", "fill"]
+
+MAX_DEPTH = 6  # nesting levels that get optional sub-messages at all
+MAX_REPEATS = 2  # how often one message type may appear on the path from the root (recursion)
+_CACHE_SIZE = 4096
+
+_FD = d.FieldDescriptor
+
+
+class DefaultResponses:
+    """Synthesises, and remembers, the default responses of one emulator."""
+
+    def __init__(self, contracts: Contracts, seed: int, stream_messages: int = 3) -> None:
+        self.contracts = contracts
+        self.seed = seed
+        self.stream_messages = stream_messages
+        # Defaults are pure functions of their key, so a bounded cache is always safe to hit.
+        self._cache: OrderedDict[tuple[str, bytes, int], bytes] = OrderedDict()
+
+    def rng(self, method: str, data: bytes, index: int = 0) -> random.Random:
+        digest = hashlib.sha256(f"{self.seed}\0{method}\0{index}\0".encode() + data).digest()
+        return random.Random(int.from_bytes(digest, "big"))
+
+    def cached(self, method: MethodSpec, request: bytes, index: int = 0) -> bytes | None:
+        """The default already computed for this exact request, if any (its bytes parsed fine)."""
+        return self._cache.get((method.name, request, index))
+
+    def response_bytes(self, method: MethodSpec, request: bytes, index: int = 0) -> bytes:
+        key = (method.name, request, index)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        data = self.response(method, request, index).SerializeToString(deterministic=True)
+        self._cache[key] = data
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return data
+
+    def response(self, method: MethodSpec, request: bytes, index: int = 0) -> m.Message:
+        """The default for one call (`index` numbers the messages of a server stream)."""
+        msg = method.output_class()
+        fill(msg, self.rng(method.name, request, index), self.contracts)
+        return msg
+
+
+def fill(msg: m.Message, rng: random.Random, contracts: Contracts | None = None) -> None:
+    """Set realistic values on every field of `msg`, drawing only from `rng`."""
+    _Filler(rng, contracts).message(msg, (), "")
+
+
+class _Filler:
+    def __init__(self, rng: random.Random, contracts: Contracts | None) -> None:
+        self.rng = rng
+        self.contracts = contracts
+        self.parent: d.Descriptor | None = None  # the message holding the well-known value
+
+    def message(
+        self, msg: m.Message, path: tuple[str, ...], hint: str, parent: d.Descriptor | None = None
+    ) -> None:
+        desc = msg.DESCRIPTOR
+        special = _WELL_KNOWN.get(desc.full_name)
+        if special is not None:
+            self.parent = parent
+            special(self, msg, hint)
+            return
+        path = (*path, desc.full_name)
+        shallow = len(path) <= MAX_DEPTH and path.count(desc.full_name) <= MAX_REPEATS
+        for field in _chosen_fields(desc, self.rng):
+            if field.message_type is not None and not shallow and not field.is_required:
+                continue
+            self.field(msg, field, path, shallow)
+
+    def field(self, msg: m.Message, f: d.FieldDescriptor, path: tuple[str, ...], shallow: bool) -> None:
+        owner = msg.DESCRIPTOR.name
+        if _is_map(f):
+            key_f, value_f = f.message_type.fields_by_name["key"], f.message_type.fields_by_name["value"]
+            target = getattr(msg, f.name)
+            for _ in range(self.rng.randint(1, 3)):
+                key = self.scalar_or_enum(key_f, f.name, owner)
+                if value_f.message_type is None:
+                    target[key] = self.scalar_or_enum(value_f, f.name, owner)
+                else:
+                    self.message(target[key], path, f.name, msg.DESCRIPTOR)
+            return
+        if f.is_repeated:
+            target = getattr(msg, f.name)
+            count = self.rng.randint(1, 3 if shallow else 1)
+            for _ in range(count):
+                if f.message_type is None:
+                    target.append(self.scalar_or_enum(f, f.name, owner))
+                else:
+                    self.message(target.add(), path, f.name, msg.DESCRIPTOR)
+            return
+        if f.message_type is None:
+            setattr(msg, f.name, self.scalar_or_enum(f, f.name, owner))
+            return
+        sub = getattr(msg, f.name)
+        self.message(sub, path, f.name, msg.DESCRIPTOR)
+        sub.SetInParent()  # an all-default sub-message (Empty) is still present
+
+    def scalar_or_enum(self, f: d.FieldDescriptor, hint: str, owner: str) -> object:
+        if f.enum_type is not None:
+            numbers = _enum_numbers(f.enum_type)
+            return self.rng.choice(numbers)
+        return values.scalar(f, self.rng, hint, owner)
+
+    # Well-known types: valid by their own rules, not just by schema.
+
+    def timestamp(self, msg: m.Message, hint: str) -> None:
+        msg.seconds = self.rng.randrange(*values.TIMESTAMP_RANGE)  # type: ignore[attr-defined]
+        msg.nanos = self.rng.randrange(1000) * 1_000_000  # type: ignore[attr-defined]
+
+    def duration(self, msg: m.Message, hint: str) -> None:
+        msg.seconds = self.rng.randrange(1, 3 * 86_400)  # type: ignore[attr-defined]
+
+    def empty(self, msg: m.Message, hint: str) -> None:
+        pass
+
+    def wrapper(self, msg: m.Message, hint: str) -> None:
+        value_f = msg.DESCRIPTOR.fields_by_name["value"]
+        msg.value = values.scalar(value_f, self.rng, hint or "value")  # type: ignore[attr-defined]
+
+    def struct(self, msg: m.Message, hint: str) -> None:
+        msg.update(  # type: ignore[attr-defined]
+            {
+                "source": "grpc-emulator",
+                values.WORDS[self.rng.randrange(len(values.WORDS))]: self.rng.randrange(1, 100),
+                "enabled": self.rng.random() < 0.5,
+                "labels": [self.rng.choice(values.COLORS) for _ in range(2)],
+            }
+        )
+
+    def value(self, msg: m.Message, hint: str) -> None:
+        msg.string_value = values.scalar(  # type: ignore[attr-defined]
+            msg.DESCRIPTOR.fields_by_name["string_value"], self.rng, hint or "value"
+        )
+
+    def list_value(self, msg: m.Message, hint: str) -> None:
+        msg.extend([self.rng.choice(values.WORDS) for _ in range(self.rng.randint(1, 3))])  # type: ignore[attr-defined]
+
+    def field_mask(self, msg: m.Message, hint: str) -> None:
+        # Name real fields: those of the resource the mask belongs to when the caller passed one.
+        fields = list(_mask_fields(self.parent, hint)) if self.parent else []
+        if not fields:
+            return
+        chosen = sorted(set(self.rng.sample(fields, k=min(len(fields), self.rng.randint(1, 3)))))
+        msg.paths.extend(chosen)  # type: ignore[attr-defined]
+
+    def any(self, msg: m.Message, hint: str) -> None:
+        from google.protobuf import timestamp_pb2
+
+        # A Timestamp is a real message every client can resolve, with or without our contracts.
+        inner = timestamp_pb2.Timestamp()
+        self.timestamp(inner, hint)
+        msg.Pack(inner)  # type: ignore[attr-defined]
+
+
+_WELL_KNOWN: dict[str, Callable[[_Filler, m.Message, str], None]] = {
+    "google.protobuf.Timestamp": _Filler.timestamp,
+    "google.protobuf.Duration": _Filler.duration,
+    "google.protobuf.Empty": _Filler.empty,
+    "google.protobuf.Struct": _Filler.struct,
+    "google.protobuf.Value": _Filler.value,
+    "google.protobuf.ListValue": _Filler.list_value,
+    "google.protobuf.FieldMask": _Filler.field_mask,
+    "google.protobuf.Any": _Filler.any,
+    **{
+        f"google.protobuf.{name}": _Filler.wrapper
+        for name in ("DoubleValue", "FloatValue", "Int64Value", "UInt64Value", "Int32Value",
+                     "UInt32Value", "BoolValue", "StringValue", "BytesValue")
+    },
+}
+
+
+@functools.cache
+def _is_map(f: d.FieldDescriptor) -> bool:
+    return f.message_type is not None and f.message_type.GetOptions().map_entry
+
+
+@functools.cache
+def _enum_numbers(enum: d.EnumDescriptor) -> list[int]:
+    numbers = [v.number for v in enum.values]
+    return [n for n in numbers if n != 0] or numbers
+
+
+@functools.cache
+def _layout(desc: d.Descriptor) -> tuple[tuple[d.FieldDescriptor, ...], tuple[tuple[d.FieldDescriptor, ...], ...]]:
+    """Fields outside real oneofs, and the members of each real oneof."""
+    groups = []
+    in_oneof: set[str] = set()
+    for oneof in desc.oneofs:
+        members = tuple(oneof.fields)
+        # proto3 `optional` makes a synthetic one-member oneof named `_field`: not a real choice.
+        if len(members) == 1 and oneof.name == "_" + members[0].name:
+            continue
+        groups.append(members)
+        in_oneof.update(f.name for f in members)
+    plain = tuple(f for f in desc.fields if f.name not in in_oneof)
+    return plain, tuple(groups)
+
+
+def _chosen_fields(desc: d.Descriptor, rng: random.Random) -> list[d.FieldDescriptor]:
+    plain, groups = _layout(desc)
+    chosen = list(plain)
+    chosen.extend(group[rng.randrange(len(group))] for group in groups)
+    return chosen
+
+
+@functools.cache
+def _mask_fields(parent: d.Descriptor, mask_name: str) -> tuple[str, ...]:
+    """A FieldMask beside a resource field (`product`, `update_mask`) names the resource's fields;
+    a mask on its own names its parent's other fields."""
+    resources = [
+        f
+        for f in parent.fields
+        if f.message_type is not None
+        and not f.is_repeated
+        and f.name != mask_name
+        and not f.message_type.full_name.startswith("google.protobuf.")
+    ]
+    target = resources[0].message_type if resources else parent
+    return tuple(f.name for f in target.fields if f.name != mask_name)

@@ -1,0 +1,121 @@
+"""Find `Behavior` classes in the files and folders given to `--behaviors`."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import ModuleType
+
+from emulator.behavior.base import Behavior
+from emulator.errors import BehaviorError
+
+__all__ = ["BehaviorSource", "discover", "where"]
+
+BehaviorSource = str | os.PathLike[str] | ModuleType | type[Behavior] | Behavior
+
+
+def discover(sources: Sequence[BehaviorSource]) -> list[type[Behavior] | Behavior]:
+    """Every behaviour class (or instance) found in `sources`, in a stable order."""
+    found: list[type[Behavior] | Behavior] = []
+    for source in sources:
+        if isinstance(source, Behavior) or (
+            isinstance(source, type) and issubclass(source, Behavior)
+        ):
+            found.append(source)
+        elif isinstance(source, ModuleType):
+            found.extend(_classes(source))
+        else:
+            for file in _files(Path(source)):
+                found.extend(_classes(_import(file)))
+    return found
+
+
+def where(cls: type) -> str:
+    """`file:line` of a class definition, for messages."""
+    try:
+        file = inspect.getsourcefile(cls) or "<unknown>"
+        line = inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{_shown(Path(file))}:{line}"
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _files(path: Path) -> Iterable[Path]:
+    if not path.exists():
+        raise BehaviorError(f"--behaviors {path}: no such file or directory")
+    if path.is_file():
+        if path.suffix != ".py":
+            raise BehaviorError(f"--behaviors {path}: not a Python file (.py)")
+        return [path]
+    # Private modules (_helpers.py) and tests beside behaviours are imported by them, not by us.
+    return sorted(
+        p
+        for p in path.rglob("*.py")
+        if not p.name.startswith(("_", "test_")) and "__pycache__" not in p.parts
+    )
+
+
+def _import(file: Path) -> ModuleType:
+    resolved = file.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    name = f"emulator_behaviors.{resolved.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise BehaviorError(f"{_shown(file)}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up while it runs
+    # Let a behaviour import helper modules that sit next to it.
+    sys.path.insert(0, str(resolved.parent))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        del sys.modules[name]
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise BehaviorError(_import_failure(resolved, exc)) from None
+    finally:
+        sys.path.remove(str(resolved.parent))
+    return module
+
+
+def _import_failure(file: Path, exc: BaseException) -> str:
+    line: int | None = None
+    if isinstance(exc, SyntaxError) and exc.filename == str(file):
+        line = exc.lineno
+    else:
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename == str(file):
+                line = frame.lineno
+    location = f"{_shown(file)}:{line}" if line else _shown(file)
+    detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+    return (
+        f"{location}: behaviour file does not import: {type(exc).__name__}: {detail}\n"
+        "fix the file (run it with `python FILE` to see the whole traceback) and start again"
+    )
+
+
+def _classes(module: ModuleType) -> list[type[Behavior]]:
+    return [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, Behavior)
+        and obj is not Behavior
+        and obj.__module__ == module.__name__
+        and obj.service
+    ]

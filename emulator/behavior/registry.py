@@ -1,0 +1,149 @@
+"""Bind behaviour methods to the RPCs they implement, refusing anything that does not fit."""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.behavior.base import Behavior
+from emulator.behavior.discovery import BehaviorSource, discover, where
+from emulator.contracts.model import Contracts, MethodSpec
+from emulator.errors import BehaviorError
+
+__all__ = ["Implementation", "Registry", "Style"]
+
+
+class Style(enum.Enum):
+    """How a behaviour method produces its answer; decides how the runtime drives it."""
+
+    SYNC = "function"
+    ASYNC = "async function"
+    SYNC_GEN = "generator"
+    ASYNC_GEN = "async generator"
+
+    @classmethod
+    def of(cls, func: Callable[..., Any]) -> Style:
+        if inspect.isasyncgenfunction(func):
+            return cls.ASYNC_GEN
+        if inspect.isgeneratorfunction(func):
+            return cls.SYNC_GEN
+        if inspect.iscoroutinefunction(func):
+            return cls.ASYNC
+        return cls.SYNC
+
+    @property
+    def is_async(self) -> bool:
+        return self in (Style.ASYNC, Style.ASYNC_GEN)
+
+    @property
+    def is_generator(self) -> bool:
+        return self in (Style.SYNC_GEN, Style.ASYNC_GEN)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Implementation:
+    spec: MethodSpec
+    func: Callable[..., Any]
+    style: Style
+    origin: str  # "Class.Method at file:line", for messages and logs
+
+
+class Registry:
+    """Which implementation answers each method path; methods with none get defaults."""
+
+    def __init__(self, contracts: Contracts, sources: Sequence[BehaviorSource] = ()) -> None:
+        self.contracts = contracts
+        self._impls: dict[str, Implementation] = {}
+        for item in discover(sources):
+            for impl in bind(contracts, item):
+                previous = self._impls.get(impl.spec.path)
+                if previous is not None:
+                    raise BehaviorError(
+                        f"two behaviours for {impl.spec.name}: {previous.origin} and "
+                        f"{impl.origin}; keep one (or override explicitly in a test)"
+                    )
+                self._impls[impl.spec.path] = impl
+
+    def get(self, path: str) -> Implementation | None:
+        return self._impls.get(path)
+
+    def replace(self, impl: Implementation | None, path: str) -> Implementation | None:
+        """Install `impl` (or remove with None) for `path`; returns what was there, to restore."""
+        previous = self._impls.pop(path, None)
+        if impl is not None:
+            self._impls[path] = impl
+        return previous
+
+    def __iter__(self) -> Iterator[Implementation]:
+        return iter(list(self._impls.values()))
+
+    def snapshot(self) -> Mapping[str, Implementation]:
+        return dict(self._impls)
+
+
+def bind(contracts: Contracts, item: type[Behavior] | Behavior) -> list[Implementation]:
+    """The implementations one behaviour class or instance provides, checked against the contracts."""
+    cls = item if isinstance(item, type) else type(item)
+    location = where(cls)
+    service = contracts.services.get(cls.service)
+    if service is None:
+        hint = _suggest(cls.service, list(contracts.services))
+        raise BehaviorError(
+            f"{location}: class {cls.__qualname__}: service {cls.service!r} is not in the "
+            f"contracts{hint}; set `service` to a full name such as 'package.Service'"
+        )
+    try:
+        instance = item if isinstance(item, Behavior) else cls()
+    except Exception as exc:
+        raise BehaviorError(
+            f"{location}: class {cls.__qualname__} cannot be created without arguments: {exc}"
+        ) from None
+    rpc_names = list(service.methods)
+    lowered = {name.lower(): name for name in rpc_names}
+    impls = []
+    for name in _public_callables(cls):
+        spec = service.methods.get(name)
+        if spec is None:
+            if name[0].isupper() or name.replace("_", "").lower() in lowered:
+                guess = lowered.get(name.replace("_", "").lower())
+                hint = f"; did you mean {guess!r}?" if guess else _suggest(name, rpc_names)
+                raise BehaviorError(
+                    f"{location}: {cls.__qualname__}.{name}: {service.name} has no method "
+                    f"{name!r}{hint}; methods are named exactly as the RPCs "
+                    f"({', '.join(rpc_names)}); start helper names with a lower-case letter"
+                )
+            continue
+        func = getattr(instance, name)
+        style = Style.of(func)
+        origin = f"{cls.__qualname__}.{name} at {location}"
+        _check_shape(spec, style, origin)
+        impls.append(Implementation(spec=spec, func=func, style=style, origin=origin))
+    return impls
+
+
+def _public_callables(cls: type) -> list[str]:
+    base = set(dir(Behavior))
+    return [
+        name
+        for name in dir(cls)
+        if not name.startswith("_") and name not in base and callable(getattr(cls, name))
+    ]
+
+
+def _check_shape(spec: MethodSpec, style: Style, origin: str) -> None:
+    if not spec.kind.server_streaming and style.is_generator:
+        raise BehaviorError(
+            f"{origin}: is a {style.value}, but {spec.name} is {spec.kind.value} and answers "
+            "with one message: `return` it instead of `yield`"
+        )
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"

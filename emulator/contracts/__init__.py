@@ -1,0 +1,29 @@
+"""Contracts: .proto directories, files or descriptor sets → services and methods."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from emulator.contracts.compiler import cache_dir, compile_contracts
+from emulator.contracts.model import Contracts, MethodSpec, RpcKind, ServiceSpec
+
+__all__ = [
+    "Contracts",
+    "MethodSpec",
+    "RpcKind",
+    "ServiceSpec",
+    "cache_dir",
+    "compile_contracts",
+    "load_contracts",
+]
+
+
+def load_contracts(
+    inputs: Sequence[str | os.PathLike[str]],
+    import_paths: Sequence[str | os.PathLike[str]] = (),
+) -> Contracts:
+    """Compile or read every input and load it, with the services the emulator adds itself."""
+    from emulator.contracts.builtin import builtin_files
+
+    return Contracts(compile_contracts(inputs, import_paths), extra_files=builtin_files())

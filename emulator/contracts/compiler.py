@@ -1,0 +1,275 @@
+"""Turn `--proto` inputs into one `FileDescriptorSet`, compiling in-process with grpc_tools' protoc.
+
+Inputs are directories (every `.proto` under them; the directory is an import root), single
+`.proto` files (their directory is an import root) and descriptor sets (`.pb`, `.binpb`, `.desc`).
+Compiled sets are cached by content hash in memory and on disk, so a repeated start does not run
+protoc again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import descriptor_pb2
+
+from emulator.errors import ContractError
+
+__all__ = ["DESCRIPTOR_SET_SUFFIXES", "cache_dir", "compile_contracts"]
+
+DESCRIPTOR_SET_SUFFIXES = frozenset({".pb", ".binpb", ".desc"})
+
+# One process-wide memory cache: in-process emulators in a test session start from it.
+_memory_cache: dict[str, bytes] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Sources:
+    roots: tuple[Path, ...]  # import roots, in the order given
+    files: tuple[tuple[Path, str], ...]  # (real path, name relative to its root)
+    descriptor_sets: tuple[Path, ...]
+
+
+def cache_dir() -> Path | None:
+    """Where compiled contracts are kept between runs; `GRPC_EMULATOR_CACHE_DIR=off` disables it."""
+    configured = os.environ.get("GRPC_EMULATOR_CACHE_DIR")
+    if configured == "off":
+        return None
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "grpc-emulator"
+
+
+def compile_contracts(
+    inputs: Sequence[str | os.PathLike[str]],
+    import_paths: Sequence[str | os.PathLike[str]] = (),
+) -> descriptor_pb2.FileDescriptorSet:
+    """Compile and load every input into one descriptor set, files in dependency order."""
+    if not inputs:
+        raise ContractError("no contracts given: pass --proto with a directory, file or descriptor set")
+    sources = _collect(inputs, import_paths)
+    merged = descriptor_pb2.FileDescriptorSet()
+    seen: dict[str, tuple[bytes, str]] = {}
+    parts: list[tuple[descriptor_pb2.FileDescriptorSet, str]] = []
+    if sources.files:
+        parts.append((_compile_cached(sources), "the compiled .proto files"))
+    for path in sources.descriptor_sets:
+        parts.append((_read_descriptor_set(path), str(path)))
+    for fds, origin in parts:
+        for file in fds.file:
+            data = file.SerializeToString(deterministic=True)
+            if file.name in seen:
+                if seen[file.name][0] != data:
+                    raise ContractError(
+                        f"{file.name} is defined twice with different content, in "
+                        f"{seen[file.name][1]} and in {origin}: keep one copy of each file"
+                    )
+                continue
+            seen[file.name] = (data, origin)
+            merged.file.append(file)
+    return merged
+
+
+def _collect(
+    inputs: Sequence[str | os.PathLike[str]], import_paths: Sequence[str | os.PathLike[str]]
+) -> _Sources:
+    roots: list[Path] = []
+    files: list[tuple[Path, str]] = []
+    sets: list[Path] = []
+
+    def add_root(root: Path) -> None:
+        if root not in roots:
+            roots.append(root)
+
+    for raw in inputs:
+        path = Path(raw).resolve()
+        if not path.exists():
+            raise ContractError(f"--proto {raw}: no such file or directory")
+        if path.is_dir():
+            add_root(path)
+            found = sorted(p for p in path.rglob("*.proto") if p.is_file())
+            if not found:
+                raise ContractError(f"--proto {raw}: the directory holds no .proto files")
+            files.extend((p, p.relative_to(path).as_posix()) for p in found)
+        elif path.suffix in DESCRIPTOR_SET_SUFFIXES:
+            sets.append(path)
+        elif path.suffix == ".proto":
+            add_root(path.parent)
+            files.append((path, path.name))
+        else:
+            raise ContractError(
+                f"--proto {raw}: expected a directory, a .proto file or a descriptor set "
+                f"({', '.join(sorted(DESCRIPTOR_SET_SUFFIXES))})"
+            )
+    for raw in import_paths:
+        path = Path(raw).resolve()
+        if not path.is_dir():
+            raise ContractError(f"import path {raw}: not a directory")
+        add_root(path)
+    unique = list(dict.fromkeys(files))
+    return _Sources(tuple(roots), tuple(unique), tuple(sets))
+
+
+def _wkt_include() -> Path:
+    import grpc_tools
+
+    return Path(grpc_tools.__file__).parent / "_proto"
+
+
+def _cache_key(sources: _Sources) -> str:
+    digest = hashlib.sha256()
+    digest.update(importlib.metadata.version("grpcio-tools").encode())
+    for root in sources.roots:
+        digest.update(b"root\0" + str(root).encode() + b"\0")
+    for path, name in sources.files:
+        digest.update(b"file\0" + name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _compile_cached(sources: _Sources) -> descriptor_pb2.FileDescriptorSet:
+    key = _cache_key(sources)
+    data = _memory_cache.get(key) or _read_disk_cache(key, sources)
+    if data is None:
+        data = _run_protoc(sources)
+        _write_disk_cache(key, data, sources)
+    _memory_cache[key] = data
+    fds = descriptor_pb2.FileDescriptorSet()
+    fds.ParseFromString(data)
+    return fds
+
+
+def _dependencies(data: bytes, sources: _Sources) -> dict[str, str]:
+    """Files outside the inputs that the compiled set came from (imports found on -I paths)."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(data)
+    given = {name for _, name in sources.files}
+    deps = {}
+    for file in fds.file:
+        if file.name in given:
+            continue
+        for root in sources.roots:
+            candidate = root / file.name
+            if candidate.is_file():
+                deps[str(candidate)] = hashlib.sha256(candidate.read_bytes()).hexdigest()
+                break
+    return deps
+
+
+def _read_disk_cache(key: str, sources: _Sources) -> bytes | None:
+    directory = cache_dir()
+    if directory is None:
+        return None
+    try:
+        data = (directory / f"{key}.binpb").read_bytes()
+        deps = json.loads((directory / f"{key}.deps.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for path, sha in deps.items():
+        try:
+            if hashlib.sha256(Path(path).read_bytes()).hexdigest() != sha:
+                return None
+        except OSError:
+            return None
+    return data
+
+
+def _write_disk_cache(key: str, data: bytes, sources: _Sources) -> None:
+    directory = cache_dir()
+    if directory is None:
+        return
+    # A cache that cannot be written only costs a recompile next time: never fail start-up on it.
+    with contextlib.suppress(OSError):
+        directory.mkdir(parents=True, exist_ok=True)
+        for suffix, content in (
+            (".deps.json", json.dumps(_dependencies(data, sources)).encode()),
+            (".binpb", data),
+        ):
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            os.replace(tmp, directory / f"{key}{suffix}")
+
+
+def _run_protoc(sources: _Sources) -> bytes:
+    from grpc_tools import protoc
+
+    with tempfile.TemporaryDirectory(prefix="grpc-emulator-") as tmp:
+        out = Path(tmp) / "contracts.binpb"
+        args = ["protoc", f"--descriptor_set_out={out}", "--include_imports", "--include_source_info"]
+        args += [f"-I{root}" for root in sources.roots]
+        args.append(f"-I{_wkt_include()}")
+        args += [str(path) for path, _ in sources.files]
+        with _captured_stderr() as captured:
+            status = protoc.main(args)
+        if status != 0 or not out.exists():
+            raise ContractError(_explain(captured.read(), sources))
+        return out.read_bytes()
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[_Capture]:
+    """protoc writes its diagnostics from C++ straight to file descriptor 2: catch them there."""
+    capture = _Capture()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(capture.file.fileno(), 2)
+        yield capture
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()
+
+    def read(self) -> str:
+        self.file.seek(0)
+        text = self.file.read().decode(errors="replace")
+        self.file.close()
+        return text
+
+
+_LOCATION = re.compile(r"^(?P<name>[^:\s]+\.proto)(?=:)", re.MULTILINE)
+
+
+def _explain(output: str, sources: _Sources) -> str:
+    """protoc names files relative to their import root; name the real path the user wrote."""
+    names = {name: path for path, name in sources.files}
+
+    def real(match: re.Match[str]) -> str:
+        name = match.group("name")
+        path = names.get(name)
+        if path is None:
+            return name
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(Path.cwd()))
+        return str(path)
+
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    text = _LOCATION.sub(real, "\n".join(lines)) or "protoc failed without a message"
+    return f"contracts do not compile:\n{text}\nfix the .proto files above and start again"
+
+
+def _read_descriptor_set(path: Path) -> descriptor_pb2.FileDescriptorSet:
+    fds = descriptor_pb2.FileDescriptorSet()
+    try:
+        fds.ParseFromString(path.read_bytes())
+    except Exception as exc:  # protobuf raises DecodeError or RuntimeError by implementation
+        raise ContractError(
+            f"{path}: not a FileDescriptorSet ({exc}); write one with "
+            "`protoc --descriptor_set_out=FILE --include_imports` or `buf build -o FILE`"
+        ) from None
+    if not fds.file:
+        raise ContractError(f"{path}: the descriptor set holds no files")
+    return fds

@@ -1,0 +1,66 @@
+"""Every exception the emulator raises, in one place.
+
+    EmulatorError                 a setup problem: the emulator refuses to start
+    ├── ContractError             a .proto file or descriptor set that does not compile or load
+    ├── BehaviorError             a behaviour file, class or method that does not fit the contracts
+    └── ConfigError               emulator.yaml, flags or keyword arguments that do not validate
+    RpcAbort                      raised by a behaviour to end one call with a gRPC status
+
+Setup errors carry a message that already names the file, line or key and says what to do; the CLI
+prints it and exits 2. `RpcAbort` is not an `EmulatorError`: it is the expected way for a behaviour
+to fail a call, and it never stops the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import grpc
+    from google.protobuf.message import Message
+
+__all__ = ["BehaviorError", "ConfigError", "ContractError", "EmulatorError", "RpcAbort"]
+
+
+class EmulatorError(Exception):
+    """The emulator cannot start as configured; the message says where and what to do."""
+
+
+class ContractError(EmulatorError):
+    """A contract (.proto file or descriptor set) does not compile or load."""
+
+
+class BehaviorError(EmulatorError):
+    """A behaviour file, class or method does not fit the contracts."""
+
+
+class ConfigError(EmulatorError):
+    """emulator.yaml, a command-line flag or a keyword argument is invalid."""
+
+
+class RpcAbort(Exception):  # noqa: N818 - reads as the action a behaviour takes: raise RpcAbort(...)
+    """End the current call with a gRPC status.
+
+    `details` are protobuf messages (for example `google.rpc.error_details_pb2.BadRequest`); they
+    travel as `grpc-status-details-bin` and decode with `grpc_status.rpc_status.from_call`.
+
+        raise RpcAbort(grpc.StatusCode.NOT_FOUND, "no such order", details=[ResourceInfo(...)])
+    """
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str = "",
+        *,
+        details: Sequence[Message] = (),
+        trailers: Mapping[str, str | bytes] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = tuple(details)
+        self.trailers = dict(trailers or {})
+
+    def __repr__(self) -> str:
+        return f"RpcAbort({self.code!r}, {self.message!r})"

@@ -1,0 +1,91 @@
+"""`CallContext`: what a behaviour method sees of the call it answers (its `ctx` argument)."""
+
+from __future__ import annotations
+
+import datetime
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from emulator.contracts.model import MethodSpec
+
+__all__ = ["CallContext", "Metadata"]
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+def _pairs(metadata: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]) -> Metadata:
+    items = metadata.items() if isinstance(metadata, Mapping) else metadata
+    return tuple((str(k).lower(), v) for k, v in items)
+
+
+class CallContext:
+    """One call, as a behaviour sees it.
+
+    `metadata` maps each header to its first value; `invocation_metadata` keeps every pair.
+    `rng` is seeded from (seed, method, how many calls that method had before), so behaviour
+    randomness replays with the seed. `state` is shared by every call of one emulator.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: MethodSpec,
+        invocation_metadata: Metadata,
+        peer: str,
+        deadline: float | None,
+        rng: random.Random,
+        state: MutableMapping[str, Any],
+        clock: Callable[[], datetime.datetime],
+        default_response: Callable[[], Message],
+    ) -> None:
+        self.method = method
+        self.invocation_metadata = invocation_metadata
+        self.metadata: dict[str, str | bytes] = {}
+        for key, value in invocation_metadata:
+            self.metadata.setdefault(key, value)
+        self.peer = peer
+        self.deadline = deadline  # seconds since the epoch (time.time()), None without a deadline
+        self.rng = rng
+        self.state = state
+        self._clock = clock
+        self._default_response = default_response
+        # Filled in by the security chain (mTLS identity, token principal and claims).
+        self.peer_identity: str | None = None
+        self.principal: str | None = None
+        self.claims: Mapping[str, Any] = {}
+        self.initial_metadata: Metadata = ()
+        self.trailing_metadata: Metadata = ()
+
+    def time_remaining(self) -> float | None:
+        """Seconds until the client's deadline (never negative), or None without a deadline."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.time())
+
+    def now(self) -> datetime.datetime:
+        """The emulator's clock: real time unless a test froze or advanced it."""
+        return self._clock()
+
+    def default_response(self) -> Message:
+        """A fresh copy of the deterministic default response for this request, to start from."""
+        return self._default_response()
+
+    def set_initial_metadata(
+        self, metadata: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
+    ) -> None:
+        """Headers sent before the first response message."""
+        self.initial_metadata = _pairs(metadata)
+
+    def set_trailing_metadata(
+        self, metadata: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
+    ) -> None:
+        """Trailers sent with the status."""
+        self.trailing_metadata = _pairs(metadata)
+
+    def __repr__(self) -> str:
+        return f"<CallContext {self.method.name} peer={self.peer}>"

@@ -1,0 +1,109 @@
+"""Server reflection, under both `grpc.reflection.v1` and `grpc.reflection.v1alpha`.
+
+grpcio-reflection only speaks v1alpha and cannot resolve a method symbol (`pkg.Svc.Method`), which
+`grpcurl describe` asks for. Both protocol versions share their messages' wire format, so one
+implementation over the v1alpha message classes answers both paths from the contracts' pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+import grpc
+from grpc_reflection.v1alpha import reflection_pb2 as pb
+
+from emulator.contracts.builtin import REFLECTION_SERVICES
+from emulator.contracts.model import Contracts
+
+__all__ = ["ReflectionHandler"]
+
+
+class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    def __init__(self, contracts: Contracts, services: Iterable[str]) -> None:
+        self._contracts = contracts
+        self._services = sorted(services)
+        handler = grpc.stream_stream_rpc_method_handler(
+            self._info,
+            request_deserializer=pb.ServerReflectionRequest.FromString,
+            response_serializer=pb.ServerReflectionResponse.SerializeToString,
+        )
+        self._paths = {f"/{name}/ServerReflectionInfo": handler for name in REFLECTION_SERVICES}
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        return self._paths.get(details.method)
+
+    async def _info(
+        self, requests: AsyncIterator[pb.ServerReflectionRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ServerReflectionResponse]:
+        async for request in requests:
+            response = self._answer(request)
+            response.valid_host = request.host
+            response.original_request.CopyFrom(request)
+            yield response
+
+    def _answer(self, request: pb.ServerReflectionRequest) -> pb.ServerReflectionResponse:
+        kind = request.WhichOneof("message_request")
+        pool = self._contracts.pool
+        try:
+            if kind == "list_services":
+                return pb.ServerReflectionResponse(
+                    list_services_response=pb.ListServiceResponse(
+                        service=[pb.ServiceResponse(name=name) for name in self._services]
+                    )
+                )
+            if kind == "file_by_filename":
+                return self._files(request.file_by_filename)
+            if kind == "file_containing_symbol":
+                return self._files(self._file_of_symbol(request.file_containing_symbol))
+            if kind == "file_containing_extension":
+                ext = request.file_containing_extension
+                message = pool.FindMessageTypeByName(ext.containing_type)
+                field = pool.FindExtensionByNumber(message, ext.extension_number)
+                return self._files(field.file.name)
+            if kind == "all_extension_numbers_of_type":
+                message = pool.FindMessageTypeByName(request.all_extension_numbers_of_type)
+                numbers = sorted(f.number for f in pool.FindAllExtensions(message))
+                return pb.ServerReflectionResponse(
+                    all_extension_numbers_response=pb.ExtensionNumberResponse(
+                        base_type_name=message.full_name, extension_number=numbers
+                    )
+                )
+        except KeyError as exc:
+            return _error(grpc.StatusCode.NOT_FOUND, f"not found: {exc.args[0] if exc.args else exc}")
+        return _error(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported reflection request {kind!r}")
+
+    def _file_of_symbol(self, symbol: str) -> str:
+        pool = self._contracts.pool
+        try:
+            return str(pool.FindFileContainingSymbol(symbol).name)
+        except KeyError:
+            # `pkg.Svc.Method`: the file of the service that declares the method.
+            parent, _, member = symbol.rpartition(".")
+            service = pool.FindServiceByName(parent) if parent else None
+            if service is not None and member in service.methods_by_name:
+                return str(service.file.name)
+            raise KeyError(f"symbol {symbol}") from None
+
+    def _files(self, name: str) -> pb.ServerReflectionResponse:
+        protos = self._contracts.file_protos
+        if name not in protos:
+            raise KeyError(f"file {name}")
+        ordered: list[str] = []
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            if current in ordered:
+                continue
+            ordered.append(current)
+            pending.extend(protos[current].dependency)
+        return pb.ServerReflectionResponse(
+            file_descriptor_response=pb.FileDescriptorResponse(
+                file_descriptor_proto=[protos[n].SerializeToString() for n in ordered]
+            )
+        )
+
+
+def _error(code: grpc.StatusCode, message: str) -> pb.ServerReflectionResponse:
+    return pb.ServerReflectionResponse(
+        error_response=pb.ErrorResponse(error_code=code.value[0], error_message=message)
+    )

@@ -1,0 +1,122 @@
+"""`EmulatorServer`: contracts, behaviours and defaults wired into one running grpc.aio server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from emulator.behavior.defaults import DefaultResponses
+from emulator.behavior.discovery import BehaviorSource
+from emulator.behavior.registry import Registry
+from emulator.config import Config
+from emulator.contracts import Contracts, load_contracts
+from emulator.contracts.builtin import HEALTH_SERVICE, REFLECTION_SERVICES
+from emulator.errors import ConfigError
+from emulator.runtime.clock import Clock
+from emulator.runtime.handlers import Dispatcher, EmulatorHandler
+from emulator.runtime.reflection import ReflectionHandler
+
+__all__ = ["EmulatorServer"]
+
+log = logging.getLogger("emulator")
+
+
+class EmulatorServer:
+    """Loads and checks everything on construction (so errors come before any port is bound);
+    `start()` binds and serves on the running event loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        behaviors: Sequence[BehaviorSource] = (),
+        contracts: Contracts | None = None,
+    ) -> None:
+        self.config = config
+        self.contracts = contracts or load_contracts(config.protos, config.import_paths)
+        self.registry = Registry(self.contracts, [*config.behaviors, *behaviors])
+        self.defaults = DefaultResponses(
+            self.contracts, config.seed, config.defaults.stream_messages
+        )
+        self.clock = Clock()
+        self.state: dict[str, Any] = {}
+        self.executor = ThreadPoolExecutor(
+            max_workers=config.server.workers, thread_name_prefix="emulator-behavior"
+        )
+        self.dispatcher = Dispatcher(
+            self.contracts,
+            self.registry,
+            self.defaults,
+            executor=self.executor,
+            state=self.state,
+            clock=self.clock.now,
+        )
+        self.health = health_aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self.port: int | None = None
+
+    @property
+    def host(self) -> str:
+        return self.config.server.host
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def services(self) -> list[str]:
+        """Every service served: the contracts' own, then health and reflection."""
+        return [*self.contracts.services, HEALTH_SERVICE, *REFLECTION_SERVICES]
+
+    async def start(self) -> int:
+        server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 0)],  # port 0 must mean a port no one else holds
+        )
+        server.add_generic_rpc_handlers(
+            (
+                EmulatorHandler(self.dispatcher),
+                ReflectionHandler(self.contracts, self.services),
+            )
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        address = f"[{self.host}]:{self.config.server.port}" if ":" in self.host else (
+            f"{self.host}:{self.config.server.port}"
+        )
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"cannot listen on {address}: {exc}; choose another --port (0 picks a free one)"
+            ) from None
+        if port == 0:
+            raise ConfigError(
+                f"cannot listen on {address}: the address is in use or not local; "
+                "choose another --port (0 picks a free one) or --host"
+            )
+        await server.start()
+        serving = health_pb2.HealthCheckResponse.SERVING
+        await self.health.set("", serving)
+        for name in self.contracts.services:
+            await self.health.set(name, serving)
+        self._server, self.port = server, port
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting calls; let in-flight ones finish within `grace` seconds."""
+        if self._server is None:
+            return
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(self.config.server.grace_period if grace is None else grace)
+        self._server = None
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
