@@ -1,0 +1,90 @@
+"""Shared test helpers: the example contracts, and the `emulate` command as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOS = ROOT / "protos"
+BEHAVIORS = ROOT / "behaviors"
+TEST_PROTOS = Path(__file__).resolve().parent / "protos"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Compiled-contract cache per test session, so no run depends on an earlier one."""
+    cache = tmp_path_factory.mktemp("contract-cache")
+    old = os.environ.get("GRPC_EMULATOR_CACHE_DIR")
+    os.environ["GRPC_EMULATOR_CACHE_DIR"] = str(cache)
+    yield
+    if old is None:
+        os.environ.pop("GRPC_EMULATOR_CACHE_DIR", None)
+    else:
+        os.environ["GRPC_EMULATOR_CACHE_DIR"] = old
+
+
+def emulate(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `emulate ARGS` to completion (for check and for errors)."""
+    return subprocess.run(
+        [sys.executable, "-m", "emulator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class EmulateProcess:
+    """`emulate ... --port 0` as a real process; `target` is read from its first stdout line."""
+
+    def __init__(self, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator", "--port", "0", *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()
+        if not first.startswith("emulator listening on "):
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+            raise AssertionError(f"emulate did not start: {first!r}\n{err}")
+        self.target = first.removeprefix("emulator listening on ").strip()
+        self.port = int(self.target.rsplit(":", 1)[1])
+
+    def stop(self, timeout: float = 15) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def __enter__(self) -> EmulateProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll `predicate` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
