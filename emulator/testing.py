@@ -6,6 +6,7 @@ Sync code gets the server on a background event-loop thread; async code runs it 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import os
 import threading
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any
 import grpc
 
 from emulator.behavior.discovery import BehaviorSource
+from emulator.client import DynamicStub
 from emulator.config import Config
 from emulator.errors import EmulatorError
 from emulator.runtime.server import EmulatorServer
@@ -54,6 +56,7 @@ class Emulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: list[Any] = []
         self._running = False
+        self._stub_channel: grpc.Channel | None = None
 
     @property
     def server(self) -> EmulatorServer:
@@ -73,6 +76,17 @@ class Emulator:
         channel = grpc.insecure_channel(self.target)
         self._channels.append(channel)
         return channel
+
+    def stub(self, service: str) -> DynamicStub:
+        """A client for `service` (full name) whose methods take dicts or messages."""
+        spec = self._server.contracts.services.get(service)
+        if spec is None:
+            close = difflib.get_close_matches(service, list(self._server.contracts.services), n=3)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise EmulatorError(f"no service {service!r} in the contracts{hint}")
+        if self._stub_channel is None:
+            self._stub_channel = self.channel()
+        return DynamicStub(self._stub_channel, spec, self._server.contracts)
 
     def aio_channel(self) -> grpc.aio.Channel:
         """A grpc.aio.Channel to the emulator, for asyncio tests."""
@@ -109,6 +123,7 @@ class Emulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._running = False
+        self._stub_channel = None
         for channel in self._channels:
             if isinstance(channel, grpc.Channel):
                 channel.close()

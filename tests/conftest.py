@@ -62,12 +62,16 @@ class EmulateProcess:
             raise AssertionError(f"emulate did not start: {first!r}\n{err}")
         self.target = first.removeprefix("emulator listening on ").strip()
         self.port = int(self.target.rsplit(":", 1)[1])
+        # The services follow; read them here, since communicate() skips Python's read buffer.
+        self.header = first
+        while not self.header.splitlines()[-1].startswith("  grpc.health"):
+            self.header += self.proc.stdout.readline()
 
     def stop(self, timeout: float = 15) -> tuple[int, str, str]:
         if self.proc.poll() is None:
             self.proc.terminate()
         out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
+        return self.proc.returncode, self.header + out, err
 
     def __enter__(self) -> EmulateProcess:
         return self

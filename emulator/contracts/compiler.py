@@ -210,8 +210,9 @@ def _run_protoc(sources: _Sources) -> bytes:
         args += [str(path) for path, _ in sources.files]
         with _captured_stderr() as captured:
             status = protoc.main(args)
+            diagnostics = captured.read()
         if status != 0 or not out.exists():
-            raise ContractError(_explain(captured.read(), sources))
+            raise ContractError(_explain(diagnostics, sources))
         return out.read_bytes()
 
 
@@ -227,6 +228,7 @@ def _captured_stderr() -> Iterator[_Capture]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+        capture.file.close()
 
 
 class _Capture:
@@ -235,9 +237,7 @@ class _Capture:
 
     def read(self) -> str:
         self.file.seek(0)
-        text = self.file.read().decode(errors="replace")
-        self.file.close()
-        return text
+        return self.file.read().decode(errors="replace")
 
 
 _LOCATION = re.compile(r"^(?P<name>[^:\s]+\.proto)(?=:)", re.MULTILINE)
