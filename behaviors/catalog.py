@@ -1,4 +1,4 @@
-"""Example behaviours for acme.shop.v1.Catalog: real logic for two methods, defaults for the rest."""
+"""Example behaviours for acme.shop.v1.Catalog: logic for two methods, defaults for the rest."""
 
 from __future__ import annotations
 

@@ -12,7 +12,9 @@ class Orders(Behavior):
 
     def CreateOrder(self, request, ctx):
         if not request.line_items:
-            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "an order needs at least one line item")
+            raise RpcAbort(
+                grpc.StatusCode.INVALID_ARGUMENT, "an order needs at least one line item"
+            )
         orders = ctx.state.setdefault("orders", {})
         key = request.idempotency_key or f"order-{len(orders) + 1}"
         if key not in orders:  # the same idempotency key returns the same order

@@ -27,13 +27,29 @@ log = logging.getLogger("emulator")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--proto", action="append", metavar="PATH", default=None,
-                        help="a directory of .proto files, one .proto file or a descriptor set "
-                        "(.pb/.binpb/.desc); repeatable")
-    parser.add_argument("-I", "--import-path", action="append", metavar="DIR", default=None,
-                        help="an extra import root for .proto files; repeatable")
-    parser.add_argument("--behaviors", action="append", metavar="PATH", default=None,
-                        help="a Python file or directory of Behavior classes; repeatable")
+    parser.add_argument(
+        "--proto",
+        action="append",
+        metavar="PATH",
+        default=None,
+        help="a directory of .proto files, one .proto file or a descriptor set "
+        "(.pb/.binpb/.desc); repeatable",
+    )
+    parser.add_argument(
+        "-I",
+        "--import-path",
+        action="append",
+        metavar="DIR",
+        default=None,
+        help="an extra import root for .proto files; repeatable",
+    )
+    parser.add_argument(
+        "--behaviors",
+        action="append",
+        metavar="PATH",
+        default=None,
+        help="a Python file or directory of Behavior classes; repeatable",
+    )
     parser.add_argument("--config", metavar="FILE", help="emulator.yaml; flags override it")
     parser.add_argument("--seed", type=int, help="seed for default responses (default 0)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
@@ -47,10 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(parser)
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on; 0 picks a free one (default 50051)")
+    parser.add_argument(
+        "--port", type=int, help="port to listen on; 0 picks a free one (default 50051)"
+    )
     parser.add_argument("--workers", type=int, help="threads for sync behaviour methods")
-    parser.add_argument("--stream-messages", type=int,
-                        help="messages in a default server stream (default 3)")
+    parser.add_argument(
+        "--stream-messages", type=int, help="messages in a default server stream (default 3)"
+    )
     parser.add_argument("--grace-period", help="how long SIGTERM waits for in-flight calls (5s)")
     return parser
 

@@ -21,19 +21,22 @@ from emulator.contracts.model import Contracts, MethodSpec, RpcKind, ServiceSpec
 __all__ = ["DynamicStub", "as_request"]
 
 
-def as_request(value: Mapping[str, Any] | Message, spec: MethodSpec, contracts: Contracts) -> Message:
+def as_request(
+    value: Mapping[str, Any] | Message, spec: MethodSpec, contracts: Contracts
+) -> Message:
     """`value` as the method's input message; a dict with an unknown field names it."""
     cls = spec.input_class
     if isinstance(value, Message):
         if value.DESCRIPTOR.full_name != cls.DESCRIPTOR.full_name:
-            raise TypeError(
-                f"{spec.name} takes a {cls.DESCRIPTOR.full_name}, not a {value.DESCRIPTOR.full_name}"
-            )
+            expected, got = cls.DESCRIPTOR.full_name, value.DESCRIPTOR.full_name
+            raise TypeError(f"{spec.name} takes a {expected}, not a {got}")
         return value
     try:
-        return json_format.ParseDict(value, cls(), descriptor_pool=contracts.pool)
+        return json_format.ParseDict(dict(value), cls(), descriptor_pool=contracts.pool)
     except json_format.ParseError as exc:
-        raise ValueError(f"{spec.name}: request is not a {cls.DESCRIPTOR.full_name}: {exc}") from None
+        raise ValueError(
+            f"{spec.name}: request is not a {cls.DESCRIPTOR.full_name}: {exc}"
+        ) from None
 
 
 class DynamicStub:
@@ -84,4 +87,3 @@ class DynamicStub:
 
 def _serializer(message: Message) -> bytes:
     return message.SerializeToString()
-

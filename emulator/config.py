@@ -72,7 +72,11 @@ class Config:
 
     @classmethod
     def from_mapping(
-        cls, data: Mapping[str, Any], *, source: str = "config", lines: Mapping[str, int] | None = None
+        cls,
+        data: Mapping[str, Any],
+        *,
+        source: str = "config",
+        lines: Mapping[str, int] | None = None,
     ) -> Config:
         """Validate `data` (nested mappings keyed as in emulator.yaml)."""
         result: Config = _build(cls, data, "", source, lines or {})
@@ -110,7 +114,9 @@ def load_config_file(path: str | Path) -> Config:
     lines: dict[str, int] = {}
     data = _plain(node, "", lines, str(path))
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the file must be a mapping of keys such as protos, seed, server")
+        raise ConfigError(
+            f"{path}:1: the file must be a mapping of keys such as protos, seed, server"
+        )
     base = path.parent
     for key in ("protos", "import_paths", "behaviors"):
         value = data.get(key)
@@ -130,7 +136,9 @@ def _plain(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> An
             key = str(yaml.safe_load(yaml.serialize(key_node)))
             child = f"{path}.{key}" if path else key
             if key in out:
-                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: {child}: duplicate key")
+                raise ConfigError(
+                    f"{source}:{key_node.start_mark.line + 1}: {child}: duplicate key"
+                )
             lines[child] = key_node.start_mark.line + 1
             out[key] = _plain(value_node, child, lines, source)
             lines[child] = key_node.start_mark.line + 1
@@ -174,9 +182,8 @@ def _build(cls: type[Any], data: Any, prefix: str, source: str, lines: Mapping[s
 def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, int]) -> Any:
     where = _where(source, lines, key)
     if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        return _build(typing.cast(type[Any], hint), value, key, source, lines)
+        cls = typing.cast(type[Any], hint)
+        return value if isinstance(value, cls) else _build(cls, value, key, source, lines)
     origin = typing.get_origin(hint)
     if origin is typing.Annotated:
         try:
@@ -195,7 +202,9 @@ def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, i
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list | tuple):
             raise ConfigError(f"{where}: {key}: expected a list, got {type(value).__name__}")
-        return tuple(_convert(item_type, v, f"{key}[{i}]", source, lines) for i, v in enumerate(items))
+        return tuple(
+            _convert(item_type, v, f"{key}[{i}]", source, lines) for i, v in enumerate(items)
+        )
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
@@ -228,6 +237,8 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
     if config.server.workers < 1:
         raise bad("server.workers", f"must be at least 1, got {config.server.workers}")
     if not 0 <= config.defaults.stream_messages <= 10_000:
-        raise bad("defaults.stream_messages", f"must be 0 to 10000, got {config.defaults.stream_messages}")
+        raise bad(
+            "defaults.stream_messages", f"must be 0 to 10000, got {config.defaults.stream_messages}"
+        )
     if not config.server.host:
         raise bad("server.host", "must not be empty")

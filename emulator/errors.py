@@ -39,7 +39,7 @@ class ConfigError(EmulatorError):
     """emulator.yaml, a command-line flag or a keyword argument is invalid."""
 
 
-class RpcAbort(Exception):  # noqa: N818 - reads as the action a behaviour takes: raise RpcAbort(...)
+class RpcAbort(Exception):
     """End the current call with a gRPC status.
 
     `details` are protobuf messages (for example `google.rpc.error_details_pb2.BadRequest`); they

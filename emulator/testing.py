@@ -30,8 +30,8 @@ PathLike = str | os.PathLike[str]
 class Emulator:
     """An emulator bound to 127.0.0.1 on a free port, for the length of a `with` block.
 
-        with Emulator(protos="protos/", behaviors="behaviors/", seed=7) as emu:
-            channel = emu.channel()
+    with Emulator(protos="protos/", behaviors="behaviors/", seed=7) as emu:
+        channel = emu.channel()
     """
 
     def __init__(
@@ -49,7 +49,12 @@ class Emulator:
         server = dict(config.pop("server", {}))
         server.setdefault("host", "127.0.0.1")
         server.setdefault("port", 0)
-        data = {"protos": [os.fspath(p) for p in proto_list], "seed": seed, "server": server, **config}
+        data = {
+            "protos": [os.fspath(p) for p in proto_list],
+            "seed": seed,
+            "server": server,
+            **config,
+        }
         self.config = Config.from_mapping(data, source="Emulator(...)")
         self._server = EmulatorServer(self.config, behaviors=sources)
         self._thread: threading.Thread | None = None
@@ -120,7 +125,10 @@ class Emulator:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._running = False
         self._stub_channel = None
@@ -148,7 +156,10 @@ class Emulator:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._running = False
         for channel in self._channels:

@@ -161,9 +161,8 @@ def test_exceptions_become_unknown_and_the_server_keeps_serving(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with Emulator(protos=PROTOS, behaviors=Aborting) as emu:
-        with caplog.at_level(logging.ERROR, logger="emulator"):
-            with pytest.raises(grpc.RpcError) as err:
-                emu.stub(CATALOG).UpdateProduct({})
+        with caplog.at_level(logging.ERROR, logger="emulator"), pytest.raises(grpc.RpcError) as err:
+            emu.stub(CATALOG).UpdateProduct({})
         assert err.value.code() == grpc.StatusCode.UNKNOWN
         assert "ZeroDivisionError: the behaviour has a bug" in err.value.details()
         assert any(r.exc_info and "UpdateProduct" in r.getMessage() for r in caplog.records)

@@ -35,7 +35,8 @@ def test_serve_prints_the_real_port_then_the_services() -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signals_drain_in_flight_calls_then_exit_zero(tmp_path: Path, sig: signal.Signals) -> None:
     started = tmp_path / "started"
-    (tmp_path / "slow.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "slow.py").write_text(
+        textwrap.dedent(f"""
         import asyncio, pathlib
         from emulator import Behavior
 
@@ -46,7 +47,8 @@ def test_signals_drain_in_flight_calls_then_exit_zero(tmp_path: Path, sig: signa
                 pathlib.Path({str(started)!r}).touch()
                 await asyncio.sleep(0.5)
                 return {{"name": "finished"}}
-    """))
+    """)
+    )
     with EmulateProcess("--proto", str(PROTOS), "--behaviors", str(tmp_path / "slow.py")) as proc:
         result: dict[str, object] = {}
 
@@ -89,8 +91,12 @@ def _behavior(tmp_path: Path, body: str, name: str = "b.py") -> Path:
             class Shop(Behavior):
                 service = "acme.shop.v1.Katalog"
             """,
-            ["b.py:3", "class Shop", "'acme.shop.v1.Katalog' is not in the contracts",
-             "did you mean 'acme.shop.v1.Catalog'"],
+            [
+                "b.py:3",
+                "class Shop",
+                "'acme.shop.v1.Katalog' is not in the contracts",
+                "did you mean 'acme.shop.v1.Catalog'",
+            ],
         ),
         (
             """
@@ -100,7 +106,12 @@ def _behavior(tmp_path: Path, body: str, name: str = "b.py") -> Path:
                 def GetProdukt(self, request, ctx):
                     return None
             """,
-            ["b.py:3", "Shop.GetProdukt", "has no method 'GetProdukt'", "did you mean 'GetProduct'"],
+            [
+                "b.py:3",
+                "Shop.GetProdukt",
+                "has no method 'GetProdukt'",
+                "did you mean 'GetProduct'",
+            ],
         ),
         (
             """
@@ -141,7 +152,14 @@ def _behavior(tmp_path: Path, body: str, name: str = "b.py") -> Path:
             ["b.py:4", "does not import", "RuntimeError: no database configured"],
         ),
     ],
-    ids=["unknown-service", "unknown-method", "snake-case", "generator-for-unary", "syntax", "raises"],
+    ids=[
+        "unknown-service",
+        "unknown-method",
+        "snake-case",
+        "generator-for-unary",
+        "syntax",
+        "raises",
+    ],
 )
 def test_bad_behaviours_stop_start_up_naming_file_and_class(
     tmp_path: Path, body: str, expected: list[str]
@@ -158,13 +176,17 @@ def test_bad_behaviours_stop_start_up_naming_file_and_class(
 
 def test_two_behaviours_for_one_method_are_refused(tmp_path: Path) -> None:
     for name in ("one.py", "two.py"):
-        _behavior(tmp_path, """
+        _behavior(
+            tmp_path,
+            """
             from emulator import Behavior
             class Shop(Behavior):
                 service = "acme.shop.v1.Catalog"
                 def GetProduct(self, request, ctx):
                     return None
-            """, name)
+            """,
+            name,
+        )
     result = emulate("check", "--proto", str(PROTOS), "--behaviors", str(tmp_path))
     assert result.returncode == 2
     assert "two behaviours for acme.shop.v1.Catalog/GetProduct" in result.stderr
@@ -173,13 +195,15 @@ def test_two_behaviours_for_one_method_are_refused(tmp_path: Path) -> None:
 
 def test_config_file_holds_the_same_settings(tmp_path: Path) -> None:
     config = tmp_path / "emulator.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         protos: [{PROTOS}]
         behaviors: [{BEHAVIORS}]
         seed: 7
         server: {{host: 127.0.0.1, port: 0}}
         defaults: {{stream_messages: 4}}
-    """))
+    """)
+    )
     result = emulate("check", "--config", str(config))
     assert result.returncode == 0, result.stderr
     with EmulateProcess("--config", str(config)) as proc:
@@ -205,17 +229,29 @@ def test_config_paths_are_relative_to_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("protos: [p]\nservr: {port: 1}\n", ["emulator.yaml:2", "unknown key 'servr'",
-                                             "did you mean 'server'"]),
-        ("protos: [p]\nserver:\n  port: lots\n", ["emulator.yaml:3", "server.port",
-                                                  "expected an integer"]),
+        (
+            "protos: [p]\nservr: {port: 1}\n",
+            ["emulator.yaml:2", "unknown key 'servr'", "did you mean 'server'"],
+        ),
+        (
+            "protos: [p]\nserver:\n  port: lots\n",
+            ["emulator.yaml:3", "server.port", "expected an integer"],
+        ),
         ("protos: [p]\nserver:\n  port: 70000\n", ["emulator.yaml:3", "server.port", "65535"]),
         ("protos: [p]\nseed: [1]\n", ["emulator.yaml:2", "seed", "expected an integer"]),
         ("protos: [p]\nserver:\n  grace_period: soon\n", ["server.grace_period", "duration"]),
         ("protos: [p\n", ["emulator.yaml", "not valid YAML"]),
         ("- protos\n", ["emulator.yaml:1", "must be a mapping"]),
     ],
-    ids=["unknown-key", "wrong-type", "out-of-range", "list-for-int", "bad-duration", "yaml", "list"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "out-of-range",
+        "list-for-int",
+        "bad-duration",
+        "yaml",
+        "list",
+    ],
 )
 def test_bad_config_names_the_key_and_line(tmp_path: Path, text: str, expected: list[str]) -> None:
     config = tmp_path / "emulator.yaml"

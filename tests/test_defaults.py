@@ -50,7 +50,10 @@ def _all_responses(*args: str) -> str:
     with EmulateProcess("--proto", str(PROTOS), *args) as proc:
         result = subprocess.run(
             [sys.executable, "-c", _CALL_ALL, proc.target],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         code, _, _ = proc.stop()
         assert code == 0
@@ -107,7 +110,9 @@ def test_structure_is_schema_valid(emu: Emulator) -> None:
     assert order.metadata["source"] == "grpc-emulator"  # Struct
     # FieldMask names real fields of the resource beside it (Product, in UpdateProductRequest).
     contracts = emu.server.contracts
-    product_fields = {f.name for f in contracts.message_class_by_name("acme.shop.v1.Product").DESCRIPTOR.fields}
+    product_fields = {
+        f.name for f in contracts.message_class_by_name("acme.shop.v1.Product").DESCRIPTOR.fields
+    }
     request = contracts.message_class_by_name("acme.shop.v1.UpdateProductRequest")()
     fill(request, emu.server.defaults.rng("any", b""))
     assert request.update_mask.paths

@@ -31,9 +31,11 @@ def to_message(
         return cls.FromString(value.SerializeToString())
     if isinstance(value, Mapping):
         try:
-            return json_format.ParseDict(value, cls(), descriptor_pool=pool)
+            return json_format.ParseDict(dict(value), cls(), descriptor_pool=pool)
         except json_format.ParseError as exc:
-            raise ReturnTypeError(f"{where} returned a dict that is not a {expected}: {exc}") from None
+            raise ReturnTypeError(
+                f"{where} returned a dict that is not a {expected}: {exc}"
+            ) from None
     raise ReturnTypeError(
         f"{where} returned {type(value).__name__}; return a {expected} message, a dict of its "
         "fields, or None for the default response"

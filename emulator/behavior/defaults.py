@@ -14,9 +14,10 @@ import hashlib
 import random
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any, TypeAlias
 
-from google.protobuf import descriptor as d
 from google.protobuf import message as m
+from google.protobuf import timestamp_pb2
 
 from emulator.behavior import values
 from emulator.contracts.model import Contracts, MethodSpec
@@ -27,7 +28,11 @@ MAX_DEPTH = 6  # nesting levels that get optional sub-messages at all
 MAX_REPEATS = 2  # how often one message type may appear on the path from the root (recursion)
 _CACHE_SIZE = 4096
 
-_FD = d.FieldDescriptor
+# protobuf's type stubs split every descriptor into a Python and a upb class; to this module
+# they are one thing.
+_Message: TypeAlias = Any
+_Field: TypeAlias = Any
+_Enum: TypeAlias = Any
 
 
 class DefaultResponses:
@@ -75,10 +80,10 @@ class _Filler:
     def __init__(self, rng: random.Random, contracts: Contracts | None) -> None:
         self.rng = rng
         self.contracts = contracts
-        self.parent: d.Descriptor | None = None  # the message holding the well-known value
+        self.parent: _Message | None = None  # the message holding the well-known value
 
     def message(
-        self, msg: m.Message, path: tuple[str, ...], hint: str, parent: d.Descriptor | None = None
+        self, msg: m.Message, path: tuple[str, ...], hint: str, parent: _Message | None = None
     ) -> None:
         desc = msg.DESCRIPTOR
         special = _WELL_KNOWN.get(desc.full_name)
@@ -93,10 +98,13 @@ class _Filler:
                 continue
             self.field(msg, field, path, shallow)
 
-    def field(self, msg: m.Message, f: d.FieldDescriptor, path: tuple[str, ...], shallow: bool) -> None:
+    def field(self, msg: m.Message, f: _Field, path: tuple[str, ...], shallow: bool) -> None:
         owner = msg.DESCRIPTOR.name
         if _is_map(f):
-            key_f, value_f = f.message_type.fields_by_name["key"], f.message_type.fields_by_name["value"]
+            key_f, value_f = (
+                f.message_type.fields_by_name["key"],
+                f.message_type.fields_by_name["value"],
+            )
             target = getattr(msg, f.name)
             for _ in range(self.rng.randint(1, 3)):
                 key = self.scalar_or_enum(key_f, f.name, owner)
@@ -121,7 +129,7 @@ class _Filler:
         self.message(sub, path, f.name, msg.DESCRIPTOR)
         sub.SetInParent()  # an all-default sub-message (Empty) is still present
 
-    def scalar_or_enum(self, f: d.FieldDescriptor, hint: str, owner: str) -> object:
+    def scalar_or_enum(self, f: _Field, hint: str, owner: str) -> Any:
         if f.enum_type is not None:
             numbers = _enum_numbers(f.enum_type)
             return self.rng.choice(numbers)
@@ -129,22 +137,22 @@ class _Filler:
 
     # Well-known types: valid by their own rules, not just by schema.
 
-    def timestamp(self, msg: m.Message, hint: str) -> None:
-        msg.seconds = self.rng.randrange(*values.TIMESTAMP_RANGE)  # type: ignore[attr-defined]
-        msg.nanos = self.rng.randrange(1000) * 1_000_000  # type: ignore[attr-defined]
+    def timestamp(self, msg: Any, hint: str) -> None:
+        msg.seconds = self.rng.randrange(*values.TIMESTAMP_RANGE)
+        msg.nanos = self.rng.randrange(1000) * 1_000_000
 
-    def duration(self, msg: m.Message, hint: str) -> None:
-        msg.seconds = self.rng.randrange(1, 3 * 86_400)  # type: ignore[attr-defined]
+    def duration(self, msg: Any, hint: str) -> None:
+        msg.seconds = self.rng.randrange(1, 3 * 86_400)
 
-    def empty(self, msg: m.Message, hint: str) -> None:
+    def empty(self, msg: Any, hint: str) -> None:
         pass
 
-    def wrapper(self, msg: m.Message, hint: str) -> None:
+    def wrapper(self, msg: Any, hint: str) -> None:
         value_f = msg.DESCRIPTOR.fields_by_name["value"]
-        msg.value = values.scalar(value_f, self.rng, hint or "value")  # type: ignore[attr-defined]
+        msg.value = values.scalar(value_f, self.rng, hint or "value")
 
-    def struct(self, msg: m.Message, hint: str) -> None:
-        msg.update(  # type: ignore[attr-defined]
+    def struct(self, msg: Any, hint: str) -> None:
+        msg.update(
             {
                 "source": "grpc-emulator",
                 values.WORDS[self.rng.randrange(len(values.WORDS))]: self.rng.randrange(1, 100),
@@ -153,32 +161,30 @@ class _Filler:
             }
         )
 
-    def value(self, msg: m.Message, hint: str) -> None:
-        msg.string_value = values.scalar(  # type: ignore[attr-defined]
+    def value(self, msg: Any, hint: str) -> None:
+        msg.string_value = values.scalar(
             msg.DESCRIPTOR.fields_by_name["string_value"], self.rng, hint or "value"
         )
 
-    def list_value(self, msg: m.Message, hint: str) -> None:
-        msg.extend([self.rng.choice(values.WORDS) for _ in range(self.rng.randint(1, 3))])  # type: ignore[attr-defined]
+    def list_value(self, msg: Any, hint: str) -> None:
+        msg.extend([self.rng.choice(values.WORDS) for _ in range(self.rng.randint(1, 3))])
 
-    def field_mask(self, msg: m.Message, hint: str) -> None:
+    def field_mask(self, msg: Any, hint: str) -> None:
         # Name real fields: those of the resource the mask belongs to when the caller passed one.
         fields = list(_mask_fields(self.parent, hint)) if self.parent else []
         if not fields:
             return
         chosen = sorted(set(self.rng.sample(fields, k=min(len(fields), self.rng.randint(1, 3)))))
-        msg.paths.extend(chosen)  # type: ignore[attr-defined]
+        msg.paths.extend(chosen)
 
-    def any(self, msg: m.Message, hint: str) -> None:
-        from google.protobuf import timestamp_pb2
-
+    def any(self, msg: Any, hint: str) -> None:
         # A Timestamp is a real message every client can resolve, with or without our contracts.
         inner = timestamp_pb2.Timestamp()
         self.timestamp(inner, hint)
-        msg.Pack(inner)  # type: ignore[attr-defined]
+        msg.Pack(inner)
 
 
-_WELL_KNOWN: dict[str, Callable[[_Filler, m.Message, str], None]] = {
+_WELL_KNOWN: dict[str, Callable[[_Filler, Any, str], None]] = {
     "google.protobuf.Timestamp": _Filler.timestamp,
     "google.protobuf.Duration": _Filler.duration,
     "google.protobuf.Empty": _Filler.empty,
@@ -189,25 +195,36 @@ _WELL_KNOWN: dict[str, Callable[[_Filler, m.Message, str], None]] = {
     "google.protobuf.Any": _Filler.any,
     **{
         f"google.protobuf.{name}": _Filler.wrapper
-        for name in ("DoubleValue", "FloatValue", "Int64Value", "UInt64Value", "Int32Value",
-                     "UInt32Value", "BoolValue", "StringValue", "BytesValue")
+        for name in (
+            "DoubleValue",
+            "FloatValue",
+            "Int64Value",
+            "UInt64Value",
+            "Int32Value",
+            "UInt32Value",
+            "BoolValue",
+            "StringValue",
+            "BytesValue",
+        )
     },
 }
 
 
 @functools.cache
-def _is_map(f: d.FieldDescriptor) -> bool:
+def _is_map(f: _Field) -> bool:
     return f.message_type is not None and f.message_type.GetOptions().map_entry
 
 
 @functools.cache
-def _enum_numbers(enum: d.EnumDescriptor) -> list[int]:
+def _enum_numbers(enum: _Enum) -> list[int]:
     numbers = [v.number for v in enum.values]
     return [n for n in numbers if n != 0] or numbers
 
 
 @functools.cache
-def _layout(desc: d.Descriptor) -> tuple[tuple[d.FieldDescriptor, ...], tuple[tuple[d.FieldDescriptor, ...], ...]]:
+def _layout(
+    desc: _Message,
+) -> tuple[tuple[_Field, ...], tuple[tuple[_Field, ...], ...]]:
     """Fields outside real oneofs, and the members of each real oneof."""
     groups = []
     in_oneof: set[str] = set()
@@ -222,7 +239,7 @@ def _layout(desc: d.Descriptor) -> tuple[tuple[d.FieldDescriptor, ...], tuple[tu
     return plain, tuple(groups)
 
 
-def _chosen_fields(desc: d.Descriptor, rng: random.Random) -> list[d.FieldDescriptor]:
+def _chosen_fields(desc: _Message, rng: random.Random) -> list[_Field]:
     plain, groups = _layout(desc)
     chosen = list(plain)
     chosen.extend(group[rng.randrange(len(group))] for group in groups)
@@ -230,7 +247,7 @@ def _chosen_fields(desc: d.Descriptor, rng: random.Random) -> list[d.FieldDescri
 
 
 @functools.cache
-def _mask_fields(parent: d.Descriptor, mask_name: str) -> tuple[str, ...]:
+def _mask_fields(parent: _Message, mask_name: str) -> tuple[str, ...]:
     """A FieldMask beside a resource field (`product`, `update_mask`) names the resource's fields;
     a mask on its own names its parent's other fields."""
     resources = [

@@ -86,7 +86,7 @@ class Registry:
 
 
 def bind(contracts: Contracts, item: type[Behavior] | Behavior) -> list[Implementation]:
-    """The implementations one behaviour class or instance provides, checked against the contracts."""
+    """What one behaviour class or instance implements, checked against the contracts."""
     cls = item if isinstance(item, type) else type(item)
     location = where(cls)
     service = contracts.services.get(cls.service)

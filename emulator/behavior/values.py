@@ -8,9 +8,11 @@ Domains and numbers stay in ranges reserved for examples (example.com, 555-01xx,
 
 from __future__ import annotations
 
+import datetime
 import random
 import re
 from collections.abc import Callable
+from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -19,16 +21,87 @@ __all__ = ["TIMESTAMP_RANGE", "scalar", "words"]
 # 2024-01-01T00:00:00Z up to 2027-01-01T00:00:00Z: recent enough to look real, never "now".
 TIMESTAMP_RANGE = (1_704_067_200, 1_798_761_600)
 
-FIRST_NAMES = ("Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances",
-               "Edsger", "Radia", "Guido", "Katherine", "Tim", "Hedy", "Vint")
-LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov",
-              "Ritchie", "Allen", "Dijkstra", "Perlman", "van Rossum", "Johnson", "Lee", "Lamarr")
-ADJECTIVES = ("Compact", "Classic", "Deluxe", "Eco", "Ultra", "Smart", "Vintage", "Portable",
-              "Ergonomic", "Wireless", "Rugged", "Premium")
-NOUNS = ("Kettle", "Backpack", "Lamp", "Headphones", "Notebook", "Chair", "Bottle", "Jacket",
-         "Keyboard", "Camera", "Blender", "Desk")
-WORDS = ("order", "shipment", "quality", "delivery", "customer", "package", "window", "update",
-         "request", "review", "priority", "account", "invoice", "service", "network", "team")
+FIRST_NAMES = (
+    "Ada",
+    "Grace",
+    "Alan",
+    "Linus",
+    "Margaret",
+    "Ken",
+    "Barbara",
+    "Dennis",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Guido",
+    "Katherine",
+    "Tim",
+    "Hedy",
+    "Vint",
+)
+LAST_NAMES = (
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Torvalds",
+    "Hamilton",
+    "Thompson",
+    "Liskov",
+    "Ritchie",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "van Rossum",
+    "Johnson",
+    "Lee",
+    "Lamarr",
+)
+ADJECTIVES = (
+    "Compact",
+    "Classic",
+    "Deluxe",
+    "Eco",
+    "Ultra",
+    "Smart",
+    "Vintage",
+    "Portable",
+    "Ergonomic",
+    "Wireless",
+    "Rugged",
+    "Premium",
+)
+NOUNS = (
+    "Kettle",
+    "Backpack",
+    "Lamp",
+    "Headphones",
+    "Notebook",
+    "Chair",
+    "Bottle",
+    "Jacket",
+    "Keyboard",
+    "Camera",
+    "Blender",
+    "Desk",
+)
+WORDS = (
+    "order",
+    "shipment",
+    "quality",
+    "delivery",
+    "customer",
+    "package",
+    "window",
+    "update",
+    "request",
+    "review",
+    "priority",
+    "account",
+    "invoice",
+    "service",
+    "network",
+    "team",
+)
 CITIES = ("Berlin", "Lisbon", "Toronto", "Osaka", "Austin", "Utrecht", "Lyon", "Melbourne")
 COUNTRIES = ("DE", "PT", "CA", "JP", "US", "NL", "FR", "AU")
 CURRENCIES = ("EUR", "USD", "GBP", "JPY", "CHF", "CAD")
@@ -46,7 +119,7 @@ def words(name: str) -> tuple[str, ...]:
     return tuple(w.lower() for w in _SPLIT.split(name) if w)
 
 
-def scalar(field: FieldDescriptor, rng: random.Random, hint: str, owner: str = "") -> object:
+def scalar(field: Any, rng: random.Random, hint: str, owner: str = "") -> Any:
     """A value for a non-message, non-enum field; `owner` is the enclosing message's name."""
     w = words(hint)
     cpp = field.cpp_type
@@ -87,62 +160,112 @@ def _sentence(rng: random.Random, count: int) -> str:
 
 
 def _timestamp_text(rng: random.Random) -> str:
-    import datetime
-
     seconds = rng.randrange(*TIMESTAMP_RANGE)
     moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_PERSON_OWNERS = ("customer", "user", "person", "contact", "member", "author", "employee",
-                  "account", "profile", "owner", "agent", "buyer", "seller", "recipient")
+_PERSON_OWNERS = (
+    "customer",
+    "user",
+    "person",
+    "contact",
+    "member",
+    "author",
+    "employee",
+    "account",
+    "profile",
+    "owner",
+    "agent",
+    "buyer",
+    "seller",
+    "recipient",
+)
 
 
 def _string(w: tuple[str, ...], rng: random.Random, owner: str) -> str:
     rules: tuple[tuple[Callable[[], bool], Callable[[], str]], ...] = (
-        (lambda: _has(w, "email", "mail"),
-         lambda: "{}.{}@example.com".format(*_person(rng)).lower().replace(" ", "")),
-        (lambda: _has(w, "uuid", "guid") or w[-1:] == ("id",) or w[-1:] == ("ids",),
-         lambda: uuid(rng)),
-        (lambda: _has(w, "url", "uri", "link", "website", "homepage", "href"),
-         lambda: f"https://{'images.' if _has(w, 'image', 'avatar', 'photo') else ''}example.com/"
-                 f"{rng.choice(WORDS)}/{_hex(rng, 8)}"),
-        (lambda: _has(w, "phone", "mobile", "fax", "msisdn"),
-         lambda: f"+1-202-555-01{rng.randrange(100):02d}"),
+        (
+            lambda: _has(w, "email", "mail"),
+            lambda: "{}.{}@example.com".format(*_person(rng)).lower().replace(" ", ""),
+        ),
+        (
+            lambda: _has(w, "uuid", "guid") or w[-1:] == ("id",) or w[-1:] == ("ids",),
+            lambda: uuid(rng),
+        ),
+        (
+            lambda: _has(w, "url", "uri", "link", "website", "homepage", "href"),
+            lambda: (
+                f"https://{'images.' if _has(w, 'image', 'avatar', 'photo') else ''}example.com/"
+                f"{rng.choice(WORDS)}/{_hex(rng, 8)}"
+            ),
+        ),
+        (
+            lambda: _has(w, "phone", "mobile", "fax", "msisdn"),
+            lambda: f"+1-202-555-01{rng.randrange(100):02d}",
+        ),
         (lambda: _has(w, "first", "given", "forename"), lambda: rng.choice(FIRST_NAMES)),
         (lambda: _has(w, "last", "family", "surname"), lambda: rng.choice(LAST_NAMES)),
-        (lambda: _has(w, "username", "login", "handle", "nickname"),
-         lambda: f"{rng.choice(FIRST_NAMES).lower()}{rng.randrange(10, 99)}"),
+        (
+            lambda: _has(w, "username", "login", "handle", "nickname"),
+            lambda: f"{rng.choice(FIRST_NAMES).lower()}{rng.randrange(10, 99)}",
+        ),
         (lambda: _has(w, "currency"), lambda: rng.choice(CURRENCIES)),
         (lambda: _has(w, "country"), lambda: rng.choice(COUNTRIES)),
         (lambda: _has(w, "city", "town"), lambda: rng.choice(CITIES)),
         (lambda: _has(w, "postal", "zip", "postcode"), lambda: f"{rng.randrange(10000, 99999)}"),
-        (lambda: _has(w, "street", "line", "lines"),
-         lambda: f"{rng.randrange(1, 250)} {rng.choice(STREETS)}"),
+        (
+            lambda: _has(w, "street", "line", "lines"),
+            lambda: f"{rng.randrange(1, 250)} {rng.choice(STREETS)}",
+        ),
         (lambda: _has(w, "sku"), lambda: f"SKU-{_hex(rng, 6).upper()}"),
-        (lambda: _has(w, "iban"),
-         lambda: f"DE{rng.randrange(10, 99)}{rng.randrange(10**17, 10**18)}"),
+        (
+            lambda: _has(w, "iban"),
+            lambda: f"DE{rng.randrange(10, 99)}{rng.randrange(10**17, 10**18)}",
+        ),
         (lambda: _has(w, "last4"), lambda: f"{rng.randrange(10000):04d}"),
-        (lambda: _has(w, "brand", "network") and not _has(w, "name"),
-         lambda: rng.choice(BRANDS)),
+        (lambda: _has(w, "brand", "network") and not _has(w, "name"), lambda: rng.choice(BRANDS)),
         (lambda: _has(w, "color", "colour"), lambda: rng.choice(COLORS)),
         (lambda: _has(w, "timezone") or w[-2:] == ("time", "zone"), lambda: rng.choice(TIMEZONES)),
         (lambda: _has(w, "locale", "language", "lang"), lambda: rng.choice(LOCALES)),
         (lambda: _has(w, "ip"), lambda: f"192.0.2.{rng.randrange(1, 255)}"),
-        (lambda: _has(w, "host", "hostname", "domain"),
-         lambda: f"{rng.choice(WORDS)}.example.com"),
-        (lambda: _has(w, "version"),
-         lambda: f"{rng.randrange(1, 5)}.{rng.randrange(10)}.{rng.randrange(10)}"),
+        (lambda: _has(w, "host", "hostname", "domain"), lambda: f"{rng.choice(WORDS)}.example.com"),
+        (
+            lambda: _has(w, "version"),
+            lambda: f"{rng.randrange(1, 5)}.{rng.randrange(10)}.{rng.randrange(10)}",
+        ),
         (lambda: _has(w, "token", "cursor"), lambda: _hex(rng, 24)),
-        (lambda: _has(w, "at", "time", "timestamp", "date", "datetime"),
-         lambda: _timestamp_text(rng)),
-        (lambda: _has(w, "description", "summary", "note", "notes", "comment", "text", "message",
-                      "body", "content", "reason", "bio"),
-         lambda: _sentence(rng, rng.randrange(5, 10))),
-        (lambda: _has(w, "title", "headline", "subject"),
-         lambda: f"{rng.choice(ADJECTIVES)} {rng.choice(WORDS)} {rng.choice(WORDS)}".title()),
-        (lambda: _has(w, "name") and _has(words(owner), *_PERSON_OWNERS),
-         lambda: "{} {}".format(*_person(rng))),
+        (
+            lambda: _has(w, "at", "time", "timestamp", "date", "datetime"),
+            lambda: _timestamp_text(rng),
+        ),
+        (
+            lambda: _has(
+                w,
+                "description",
+                "summary",
+                "note",
+                "notes",
+                "comment",
+                "text",
+                "message",
+                "body",
+                "content",
+                "reason",
+                "bio",
+            ),
+            lambda: _sentence(rng, rng.randrange(5, 10)),
+        ),
+        (
+            lambda: _has(w, "title", "headline", "subject"),
+            lambda: " ".join(
+                (rng.choice(ADJECTIVES), rng.choice(WORDS).title(), rng.choice(WORDS).title())
+            ),
+        ),
+        (
+            lambda: _has(w, "name") and _has(words(owner), *_PERSON_OWNERS),
+            lambda: " ".join(_person(rng)),
+        ),
         (lambda: _has(w, "name"), lambda: f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"),
         (lambda: _has(w, "status", "state"), lambda: rng.choice(("active", "pending", "done"))),
     )

@@ -14,7 +14,10 @@ from google.protobuf import descriptor_pb2
 __all__ = ["HEALTH_SERVICE", "REFLECTION_SERVICES", "builtin_files"]
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
-REFLECTION_SERVICES = ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection")
+REFLECTION_SERVICES = (
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+)
 
 
 @functools.cache

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from google.protobuf import descriptor_pb2
 
@@ -56,7 +57,9 @@ def compile_contracts(
 ) -> descriptor_pb2.FileDescriptorSet:
     """Compile and load every input into one descriptor set, files in dependency order."""
     if not inputs:
-        raise ContractError("no contracts given: pass --proto with a directory, file or descriptor set")
+        raise ContractError(
+            "no contracts given: pass --proto with a directory, file or descriptor set"
+        )
     sources = _collect(inputs, import_paths)
     merged = descriptor_pb2.FileDescriptorSet()
     seen: dict[str, tuple[bytes, str]] = {}
@@ -204,40 +207,36 @@ def _run_protoc(sources: _Sources) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="grpc-emulator-") as tmp:
         out = Path(tmp) / "contracts.binpb"
-        args = ["protoc", f"--descriptor_set_out={out}", "--include_imports", "--include_source_info"]
+        args = [
+            "protoc",
+            f"--descriptor_set_out={out}",
+            "--include_imports",
+            "--include_source_info",
+        ]
         args += [f"-I{root}" for root in sources.roots]
         args.append(f"-I{_wkt_include()}")
         args += [str(path) for path, _ in sources.files]
         with _captured_stderr() as captured:
             status = protoc.main(args)
-            diagnostics = captured.read()
+            captured.seek(0)
+            diagnostics = captured.read().decode(errors="replace")
         if status != 0 or not out.exists():
             raise ContractError(_explain(diagnostics, sources))
         return out.read_bytes()
 
 
 @contextlib.contextmanager
-def _captured_stderr() -> Iterator[_Capture]:
+def _captured_stderr() -> Iterator[IO[bytes]]:
     """protoc writes its diagnostics from C++ straight to file descriptor 2: catch them there."""
-    capture = _Capture()
     sys.stderr.flush()
     saved = os.dup(2)
-    try:
-        os.dup2(capture.file.fileno(), 2)
-        yield capture
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        capture.file.close()
-
-
-class _Capture:
-    def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile()
-
-    def read(self) -> str:
-        self.file.seek(0)
-        return self.file.read().decode(errors="replace")
+    with tempfile.TemporaryFile() as capture:
+        try:
+            os.dup2(capture.fileno(), 2)
+            yield capture
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 _LOCATION = re.compile(r"^(?P<name>[^:\s]+\.proto)(?=:)", re.MULTILINE)

@@ -16,10 +16,12 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from concurrent.futures import Executor
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
+from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from emulator.behavior.convert import ReturnTypeError, to_message
 from emulator.behavior.defaults import DefaultResponses
@@ -32,7 +34,7 @@ __all__ = ["Dispatcher", "EmulatorHandler"]
 
 log = logging.getLogger("emulator")
 
-ServicerContext = grpc.aio.ServicerContext
+ServicerContext: TypeAlias = Any  # grpc ships no type hints for its aio context
 
 
 class _BadRequest(Exception):
@@ -124,7 +126,9 @@ class Dispatcher:
                 return
             yield item
 
-    async def fail(self, grpc_ctx: ServicerContext, exc: BaseException, spec: MethodSpec) -> NoReturn:
+    async def fail(
+        self, grpc_ctx: ServicerContext, exc: BaseException, spec: MethodSpec
+    ) -> NoReturn:
         """End the call with the status that fits `exc`; the server keeps serving."""
         if isinstance(exc, RpcAbort):
             await _abort(grpc_ctx, exc)
@@ -135,6 +139,7 @@ class Dispatcher:
             await grpc_ctx.abort(grpc.StatusCode.INTERNAL, str(exc))
         log.error("%s: behaviour raised %s", spec.name, type(exc).__name__, exc_info=exc)
         await grpc_ctx.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+        raise AssertionError("grpc's abort() returned")  # pragma: no cover - it always raises
 
     async def _send_metadata(self, ctx: CallContext, grpc_ctx: ServicerContext) -> None:
         if ctx.initial_metadata:
@@ -143,7 +148,9 @@ class Dispatcher:
 
     # -- the four kinds --------------------------------------------------------------------
 
-    async def unary_unary(self, request: bytes, grpc_ctx: ServicerContext, spec: MethodSpec) -> bytes:
+    async def unary_unary(
+        self, request: bytes, grpc_ctx: ServicerContext, spec: MethodSpec
+    ) -> bytes:
         impl = self.registry.get(spec.path)
         if impl is None:
             cached = self.defaults.cached(spec, request)
@@ -204,7 +211,10 @@ class Dispatcher:
                 stream = self._messages(spec, requests, seen)
                 argument = stream if impl.style.is_async else _SyncIterator(stream)
                 result = await self.run(impl, argument, ctx)
-                default = lambda: self.defaults.response_bytes(spec, _joined(seen))  # noqa: E731
+
+                def default() -> bytes:
+                    return self.defaults.response_bytes(spec, _joined(seen))
+
                 out = self.encode(result, impl, default)
                 await self._send_metadata(ctx, grpc_ctx)
                 return out
@@ -224,13 +234,18 @@ class Dispatcher:
                     self.parse(spec, raw)
                     yield self.defaults.response_bytes(spec, raw)
                 return
-            last = lambda: seen[-1] if seen else b""  # noqa: E731
+
+            def last() -> bytes:
+                return seen[-1] if seen else b""
+
             ctx = self.context(spec, grpc_ctx, lambda: self.defaults.response(spec, last()))
             try:
                 stream = self._messages(spec, requests, seen)
                 argument = stream if impl.style.is_async else _SyncIterator(stream)
                 async for item in self.results(impl, argument, ctx):
-                    out = self.encode(item, impl, lambda: self.defaults.response_bytes(spec, last()))
+                    out = self.encode(
+                        item, impl, lambda: self.defaults.response_bytes(spec, last())
+                    )
                     await self._send_metadata(ctx, grpc_ctx)
                     yield out
             finally:
@@ -282,9 +297,6 @@ def _trailers(grpc_ctx: ServicerContext, ctx: CallContext) -> None:
 async def _abort(grpc_ctx: ServicerContext, exc: RpcAbort) -> NoReturn:
     trailers: list[tuple[str, str | bytes]] = list(exc.trailers.items())
     if exc.details:
-        from google.protobuf import any_pb2
-        from google.rpc import status_pb2
-
         status = status_pb2.Status(code=exc.code.value[0], message=exc.message)
         for detail in exc.details:
             packed = any_pb2.Any()
@@ -292,21 +304,24 @@ async def _abort(grpc_ctx: ServicerContext, exc: RpcAbort) -> NoReturn:
             status.details.append(packed)
         trailers.append(("grpc-status-details-bin", status.SerializeToString()))
     await grpc_ctx.abort(exc.code, exc.message, tuple(trailers))
+    raise AssertionError("grpc's abort() returned")  # pragma: no cover - it always raises
 
 
 class EmulatorHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     """The one generic handler: a dict from method path to a ready method handler."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
-        self._handlers = {path: _method_handler(dispatcher, spec)
-                          for path, spec in dispatcher.contracts.methods.items()}
+        self._handlers = {
+            path: _method_handler(dispatcher, spec)
+            for path, spec in dispatcher.contracts.methods.items()
+        }
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         return self._handlers.get(details.method)  # None: grpc answers UNIMPLEMENTED
 
 
 def _method_handler(dispatcher: Dispatcher, spec: MethodSpec) -> grpc.RpcMethodHandler:
-    factories = {
+    factories: dict[RpcKind, tuple[Callable[..., Any], Callable[..., Any]]] = {
         RpcKind.UNARY_UNARY: (grpc.unary_unary_rpc_method_handler, dispatcher.unary_unary),
         RpcKind.UNARY_STREAM: (grpc.unary_stream_rpc_method_handler, dispatcher.unary_stream),
         RpcKind.STREAM_UNARY: (grpc.stream_unary_rpc_method_handler, dispatcher.stream_unary),
@@ -320,6 +335,7 @@ def _bound(func: Callable[..., Any], spec: MethodSpec) -> Callable[..., Any]:
     # A plain closure (not functools.partial) so grpc.aio still sees a coroutine or async
     # generator function and drives it natively.
     if spec.kind.server_streaming:
+
         async def stream_handler(request: Any, context: ServicerContext) -> AsyncIterator[bytes]:
             async for item in func(request, context, spec):
                 yield item

@@ -7,7 +7,9 @@ implementation over the v1alpha message classes answers both paths from the cont
 
 from __future__ import annotations
 
+import typing
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import grpc
 from grpc_reflection.v1alpha import reflection_pb2 as pb
@@ -59,7 +61,7 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 ext = request.file_containing_extension
                 message = pool.FindMessageTypeByName(ext.containing_type)
                 field = pool.FindExtensionByNumber(message, ext.extension_number)
-                return self._files(field.file.name)
+                return self._files(typing.cast(Any, field).file.name)
             if kind == "all_extension_numbers_of_type":
                 message = pool.FindMessageTypeByName(request.all_extension_numbers_of_type)
                 numbers = sorted(f.number for f in pool.FindAllExtensions(message))
@@ -69,7 +71,9 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                     )
                 )
         except KeyError as exc:
-            return _error(grpc.StatusCode.NOT_FOUND, f"not found: {exc.args[0] if exc.args else exc}")
+            return _error(
+                grpc.StatusCode.NOT_FOUND, f"not found: {exc.args[0] if exc.args else exc}"
+            )
         return _error(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported reflection request {kind!r}")
 
     def _file_of_symbol(self, symbol: str) -> str:

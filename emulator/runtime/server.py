@@ -86,11 +86,13 @@ class EmulatorServer:
             )
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        address = f"[{self.host}]:{self.config.server.port}" if ":" in self.host else (
-            f"{self.host}:{self.config.server.port}"
+        address = (
+            f"[{self.host}]:{self.config.server.port}"
+            if ":" in self.host
+            else (f"{self.host}:{self.config.server.port}")
         )
         try:
-            port = server.add_insecure_port(address)
+            port = int(server.add_insecure_port(address))
         except RuntimeError as exc:
             raise ConfigError(
                 f"cannot listen on {address}: {exc}; choose another --port (0 picks a free one)"
