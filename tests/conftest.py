@@ -67,8 +67,9 @@ class EmulateProcess:
         while not self.header.splitlines()[-1].startswith("  grpc.health"):
             self.header += self.proc.stdout.readline()
 
-    def stop(self, timeout: float = 15) -> tuple[int, str, str]:
-        if self.proc.poll() is None:
+    def stop(self, timeout: float = 15, *, signal: bool = True) -> tuple[int, str, str]:
+        """SIGTERM (unless the test already signalled it), then collect the exit status."""
+        if signal and self.proc.poll() is None:
             self.proc.terminate()
         out, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, self.header + out, err

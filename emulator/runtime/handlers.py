@@ -26,9 +26,10 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 from emulator.behavior.convert import ReturnTypeError, to_message
 from emulator.behavior.defaults import DefaultResponses
 from emulator.behavior.registry import Implementation, Registry, Style
+from emulator.chain import Call, Chain
 from emulator.contracts.model import Contracts, MethodSpec, RpcKind
 from emulator.errors import RpcAbort
-from emulator.runtime.context import CallContext
+from emulator.runtime.context import CallContext, Metadata
 
 __all__ = ["Dispatcher", "EmulatorHandler"]
 
@@ -42,7 +43,11 @@ class _BadRequest(Exception):
 
 
 class Dispatcher:
-    """Answers calls: the method's behaviour when there is one, the default response otherwise."""
+    """Answers calls: the method's behaviour when there is one, the default response otherwise.
+
+    Every call, whatever its kind, becomes a `Call` that passes the interceptor chain before the
+    responder runs, before each response message and once its status is known.
+    """
 
     def __init__(
         self,
@@ -53,6 +58,7 @@ class Dispatcher:
         executor: Executor,
         state: MutableMapping[str, Any],
         clock: Callable[[], datetime.datetime],
+        chain: Chain | None = None,
     ) -> None:
         self.contracts = contracts
         self.registry = registry
@@ -60,6 +66,7 @@ class Dispatcher:
         self.executor = executor
         self.state = state
         self.clock = clock
+        self.chain = chain or Chain()
         self._calls: defaultdict[str, int] = defaultdict(int)
 
     # -- building blocks -------------------------------------------------------------------
@@ -72,21 +79,34 @@ class Dispatcher:
                 f"request is not a valid {spec.input_class.DESCRIPTOR.full_name}: {exc}"
             ) from None
 
-    def context(
-        self, spec: MethodSpec, grpc_ctx: ServicerContext, default: Callable[[], Message]
-    ) -> CallContext:
-        self._calls[spec.path] += 1
+    def begin(self, spec: MethodSpec, grpc_ctx: ServicerContext) -> Call:
         remaining = grpc_ctx.time_remaining()
-        return CallContext(
+        return Call(
+            spec,
+            tuple(grpc_ctx.invocation_metadata() or ()),
+            grpc_ctx.peer(),
+            None if remaining is None else time.time() + remaining,
+        )
+
+    def end(self, call: Call) -> None:
+        call.duration = time.time() - call.started
+        self.chain.after(call)
+
+    def context(self, call: Call, default: Callable[[], Message]) -> CallContext:
+        spec = call.spec
+        self._calls[spec.path] += 1
+        ctx = CallContext(
             method=spec,
-            invocation_metadata=tuple(grpc_ctx.invocation_metadata() or ()),
-            peer=grpc_ctx.peer(),
-            deadline=None if remaining is None else time.time() + remaining,
+            invocation_metadata=call.metadata,
+            peer=call.peer,
+            deadline=call.deadline,
             rng=self.defaults.rng(spec.name + "#ctx", b"", self._calls[spec.path]),
             state=self.state,
             clock=self.clock,
             default_response=default,
         )
+        call.context = ctx
+        return ctx
 
     def encode(self, value: object, impl: Implementation, default: Callable[[], bytes]) -> bytes:
         if value is None:
@@ -126,139 +146,181 @@ class Dispatcher:
                 return
             yield item
 
-    async def fail(
-        self, grpc_ctx: ServicerContext, exc: BaseException, spec: MethodSpec
-    ) -> NoReturn:
-        """End the call with the status that fits `exc`; the server keeps serving."""
-        if isinstance(exc, RpcAbort):
-            await _abort(grpc_ctx, exc)
-        if isinstance(exc, _BadRequest):
-            await grpc_ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if isinstance(exc, ReturnTypeError):
-            log.error("%s: %s", spec.name, exc)
-            await grpc_ctx.abort(grpc.StatusCode.INTERNAL, str(exc))
-        log.error("%s: behaviour raised %s", spec.name, type(exc).__name__, exc_info=exc)
-        await grpc_ctx.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
-        raise AssertionError("grpc's abort() returned")  # pragma: no cover - it always raises
-
-    async def _send_metadata(self, ctx: CallContext, grpc_ctx: ServicerContext) -> None:
-        if ctx.initial_metadata:
+    async def respond(self, call: Call, grpc_ctx: ServicerContext, data: bytes) -> bytes:
+        """Last steps before a response message leaves: chain, headers, journal."""
+        if self.chain.checks_responses:
+            await self.chain.before_response(call, len(call.responses))
+        ctx = call.context
+        if ctx is not None and ctx.initial_metadata:
             await grpc_ctx.send_initial_metadata(ctx.initial_metadata)
             ctx.initial_metadata = ()
+        call.responses.append(data)
+        return data
+
+    async def fail(self, grpc_ctx: ServicerContext, exc: BaseException, call: Call) -> NoReturn:
+        """End the call with the status that fits `exc`; the server keeps serving."""
+        name = call.spec.name
+        trailers: Metadata = call.context.trailing_metadata if call.context else ()
+        if isinstance(exc, RpcAbort):
+            code, details = exc.code, exc.message
+            trailers = (*trailers, *_abort_trailers(exc))
+        elif isinstance(exc, _BadRequest):
+            code, details = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        elif isinstance(exc, ReturnTypeError):
+            log.error("%s: %s", name, exc)
+            code, details = grpc.StatusCode.INTERNAL, str(exc)
+        else:
+            log.error("%s: behaviour raised %s", name, type(exc).__name__, exc_info=exc)
+            code, details = grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"
+        call.code, call.details, call.trailers = code, details, trailers
+        await grpc_ctx.abort(code, details, trailers)
+        raise AssertionError("grpc's abort() returned")  # pragma: no cover - it always raises
+
+    def finish(self, call: Call, grpc_ctx: ServicerContext) -> None:
+        """Trailers a behaviour set go out with an OK status."""
+        ctx = call.context
+        if ctx is not None and ctx.trailing_metadata:
+            grpc_ctx.set_trailing_metadata(ctx.trailing_metadata)
+            call.trailers = ctx.trailing_metadata
+
+    def cancelled(self, call: Call) -> None:
+        past_deadline = call.deadline is not None and time.time() >= call.deadline
+        call.code = (
+            grpc.StatusCode.DEADLINE_EXCEEDED if past_deadline else grpc.StatusCode.CANCELLED
+        )
 
     # -- the four kinds --------------------------------------------------------------------
 
     async def unary_unary(
         self, request: bytes, grpc_ctx: ServicerContext, spec: MethodSpec
     ) -> bytes:
-        impl = self.registry.get(spec.path)
-        if impl is None:
-            cached = self.defaults.cached(spec, request)
-            if cached is not None:
-                return cached
+        call = self.begin(spec, grpc_ctx)
+        call.requests.append(request)
         try:
-            message = self.parse(spec, request)
-            default = functools.partial(self.defaults.response_bytes, spec, request)
+            await self.chain.before(call)
+            impl = self.registry.get(spec.path)
             if impl is None:
-                return default()
-            ctx = self.context(spec, grpc_ctx, lambda: self.defaults.response(spec, request))
-            try:
-                out = self.encode(await self.run(impl, message, ctx), impl, default)
-                await self._send_metadata(ctx, grpc_ctx)
-                return out
-            finally:
-                _trailers(grpc_ctx, ctx)
+                out = self.defaults.cached(spec, request)
+                if out is None:
+                    self.parse(spec, request)
+                    out = self.defaults.response_bytes(spec, request)
+            else:
+                message = self.parse(spec, request)
+                ctx = self.context(call, lambda: self.defaults.response(spec, request))
+                result = await self.run(impl, message, ctx)
+                out = self.encode(
+                    result, impl, functools.partial(self.defaults.response_bytes, spec, request)
+                )
+            out = await self.respond(call, grpc_ctx, out)
+            self.finish(call, grpc_ctx)
+            return out
         except Exception as exc:
-            await self.fail(grpc_ctx, exc, spec)
+            await self.fail(grpc_ctx, exc, call)
+        except asyncio.CancelledError:
+            self.cancelled(call)
+            raise
+        finally:
+            self.end(call)
 
     async def unary_stream(
         self, request: bytes, grpc_ctx: ServicerContext, spec: MethodSpec
     ) -> AsyncIterator[bytes]:
-        impl = self.registry.get(spec.path)
+        call = self.begin(spec, grpc_ctx)
+        call.requests.append(request)
         try:
+            await self.chain.before(call)
             message = self.parse(spec, request)
+            impl = self.registry.get(spec.path)
             if impl is None:
                 for index in range(self.defaults.stream_messages):
-                    yield self.defaults.response_bytes(spec, request, index)
-                return
-            ctx = self.context(spec, grpc_ctx, lambda: self.defaults.response(spec, request))
-            try:
-                index = 0
+                    data = self.defaults.response_bytes(spec, request, index)
+                    yield await self.respond(call, grpc_ctx, data)
+            else:
+                ctx = self.context(call, lambda: self.defaults.response(spec, request))
                 async for item in self.results(impl, message, ctx):
-                    default = functools.partial(self.defaults.response_bytes, spec, request, index)
-                    out = self.encode(item, impl, default)
-                    await self._send_metadata(ctx, grpc_ctx)
-                    yield out
-                    index += 1
-            finally:
-                _trailers(grpc_ctx, ctx)
+                    default = functools.partial(
+                        self.defaults.response_bytes, spec, request, len(call.responses)
+                    )
+                    yield await self.respond(call, grpc_ctx, self.encode(item, impl, default))
+            self.finish(call, grpc_ctx)
         except Exception as exc:
-            await self.fail(grpc_ctx, exc, spec)
+            await self.fail(grpc_ctx, exc, call)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled(call)
+            raise
+        finally:
+            self.end(call)
 
     async def stream_unary(
         self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, spec: MethodSpec
     ) -> bytes:
-        impl = self.registry.get(spec.path)
-        seen: list[bytes] = []
+        call = self.begin(spec, grpc_ctx)
+
+        def default() -> bytes:
+            return self.defaults.response_bytes(spec, _joined(call.requests))
+
         try:
+            await self.chain.before(call)
+            impl = self.registry.get(spec.path)
             if impl is None:
-                async for raw in requests:
-                    self.parse(spec, raw)
-                    seen.append(raw)
-                return self.defaults.response_bytes(spec, _joined(seen))
-            ctx = self.context(spec, grpc_ctx, lambda: self.defaults.response(spec, _joined(seen)))
-            try:
-                stream = self._messages(spec, requests, seen)
+                async for _ in self._messages(spec, requests, call):
+                    pass
+                out = default()
+            else:
+                ctx = self.context(
+                    call, lambda: self.defaults.response(spec, _joined(call.requests))
+                )
+                stream = self._messages(spec, requests, call)
                 argument = stream if impl.style.is_async else _SyncIterator(stream)
-                result = await self.run(impl, argument, ctx)
-
-                def default() -> bytes:
-                    return self.defaults.response_bytes(spec, _joined(seen))
-
-                out = self.encode(result, impl, default)
-                await self._send_metadata(ctx, grpc_ctx)
-                return out
-            finally:
-                _trailers(grpc_ctx, ctx)
+                out = self.encode(await self.run(impl, argument, ctx), impl, default)
+            out = await self.respond(call, grpc_ctx, out)
+            self.finish(call, grpc_ctx)
+            return out
         except Exception as exc:
-            await self.fail(grpc_ctx, exc, spec)
+            await self.fail(grpc_ctx, exc, call)
+        except asyncio.CancelledError:
+            self.cancelled(call)
+            raise
+        finally:
+            self.end(call)
 
     async def stream_stream(
         self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, spec: MethodSpec
     ) -> AsyncIterator[bytes]:
-        impl = self.registry.get(spec.path)
-        seen: list[bytes] = []
+        call = self.begin(spec, grpc_ctx)
+
+        def last() -> bytes:
+            return call.requests[-1] if call.requests else b""
+
         try:
+            await self.chain.before(call)
+            impl = self.registry.get(spec.path)
             if impl is None:
-                async for raw in requests:
-                    self.parse(spec, raw)
-                    yield self.defaults.response_bytes(spec, raw)
-                return
-
-            def last() -> bytes:
-                return seen[-1] if seen else b""
-
-            ctx = self.context(spec, grpc_ctx, lambda: self.defaults.response(spec, last()))
-            try:
-                stream = self._messages(spec, requests, seen)
+                async for _ in self._messages(spec, requests, call):
+                    data = self.defaults.response_bytes(spec, last())
+                    yield await self.respond(call, grpc_ctx, data)
+            else:
+                ctx = self.context(call, lambda: self.defaults.response(spec, last()))
+                stream = self._messages(spec, requests, call)
                 argument = stream if impl.style.is_async else _SyncIterator(stream)
                 async for item in self.results(impl, argument, ctx):
-                    out = self.encode(
-                        item, impl, lambda: self.defaults.response_bytes(spec, last())
-                    )
-                    await self._send_metadata(ctx, grpc_ctx)
-                    yield out
-            finally:
-                _trailers(grpc_ctx, ctx)
+                    default = functools.partial(self.defaults.response_bytes, spec, last())
+                    yield await self.respond(call, grpc_ctx, self.encode(item, impl, default))
+            self.finish(call, grpc_ctx)
         except Exception as exc:
-            await self.fail(grpc_ctx, exc, spec)
+            await self.fail(grpc_ctx, exc, call)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled(call)
+            raise
+        finally:
+            self.end(call)
 
     async def _messages(
-        self, spec: MethodSpec, requests: AsyncIterator[bytes], seen: list[bytes]
+        self, spec: MethodSpec, requests: AsyncIterator[bytes], call: Call
     ) -> AsyncIterator[Message]:
         async for raw in requests:
             message = self.parse(spec, raw)
-            seen.append(raw)
+            call.requests.append(raw)
             yield message
 
 
@@ -289,12 +351,8 @@ def _joined(requests: list[bytes]) -> bytes:
     return b"".join(struct.pack(">I", len(r)) + r for r in requests)
 
 
-def _trailers(grpc_ctx: ServicerContext, ctx: CallContext) -> None:
-    if ctx.trailing_metadata:
-        grpc_ctx.set_trailing_metadata(ctx.trailing_metadata)
-
-
-async def _abort(grpc_ctx: ServicerContext, exc: RpcAbort) -> NoReturn:
+def _abort_trailers(exc: RpcAbort) -> Metadata:
+    """An RpcAbort's trailers, with its details packed as google.rpc.Status."""
     trailers: list[tuple[str, str | bytes]] = list(exc.trailers.items())
     if exc.details:
         status = status_pb2.Status(code=exc.code.value[0], message=exc.message)
@@ -303,8 +361,7 @@ async def _abort(grpc_ctx: ServicerContext, exc: RpcAbort) -> NoReturn:
             packed.Pack(detail)
             status.details.append(packed)
         trailers.append(("grpc-status-details-bin", status.SerializeToString()))
-    await grpc_ctx.abort(exc.code, exc.message, tuple(trailers))
-    raise AssertionError("grpc's abort() returned")  # pragma: no cover - it always raises
+    return tuple(trailers)
 
 
 class EmulatorHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
