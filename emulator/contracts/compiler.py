@@ -30,7 +30,7 @@ __all__ = ["DESCRIPTOR_SET_SUFFIXES", "cache_dir", "compile_contracts"]
 DESCRIPTOR_SET_SUFFIXES = frozenset({".pb", ".binpb", ".desc"})
 
 # One process-wide memory cache: in-process emulators in a test session start from it.
-_memory_cache: dict[str, bytes] = {}
+_memory_cache: dict[str, tuple[bytes, dict[str, str]]] = {}  # key -> (set, deps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +70,11 @@ def compile_contracts(
         parts.append((_read_descriptor_set(path), str(path)))
     for fds, origin in parts:
         for file in fds.file:
-            data = file.SerializeToString(deterministic=True)
+            data = _content(file)
             if file.name in seen:
-                if seen[file.name][0] != data:
+                # Well-known types differ between protoc releases (buf bundles newer ones than
+                # grpc_tools): they declare the same types, so the first copy serves for both.
+                if seen[file.name][0] != data and not file.name.startswith("google/protobuf/"):
                     raise ContractError(
                         f"{file.name} is defined twice with different content, in "
                         f"{seen[file.name][1]} and in {origin}: keep one copy of each file"
@@ -81,6 +83,16 @@ def compile_contracts(
             seen[file.name] = (data, origin)
             merged.file.append(file)
     return merged
+
+
+def _content(file: descriptor_pb2.FileDescriptorProto) -> bytes:
+    """What a file declares: without comments and locations (protoc writes them only when asked)
+    and without unknown fields (buf adds its own image metadata to every file)."""
+    copy = descriptor_pb2.FileDescriptorProto()
+    copy.CopyFrom(file)
+    copy.ClearField("source_code_info")
+    copy.DiscardUnknownFields()
+    return copy.SerializeToString(deterministic=True)
 
 
 def _collect(
@@ -94,6 +106,7 @@ def _collect(
         if root not in roots:
             roots.append(root)
 
+    imports = [Path(raw).resolve() for raw in import_paths]
     for raw in inputs:
         path = Path(raw).resolve()
         if not path.exists():
@@ -107,15 +120,16 @@ def _collect(
         elif path.suffix in DESCRIPTOR_SET_SUFFIXES:
             sets.append(path)
         elif path.suffix == ".proto":
-            add_root(path.parent)
-            files.append((path, path.name))
+            # A file under an import path is known by its name there, as its importers know it.
+            root = next((p for p in imports if path.is_relative_to(p)), path.parent)
+            add_root(root)
+            files.append((path, path.relative_to(root).as_posix()))
         else:
             raise ContractError(
                 f"--proto {raw}: expected a directory, a .proto file or a descriptor set "
                 f"({', '.join(sorted(DESCRIPTOR_SET_SUFFIXES))})"
             )
-    for raw in import_paths:
-        path = Path(raw).resolve()
+    for raw, path in zip(import_paths, imports, strict=True):
         if not path.is_dir():
             raise ContractError(f"import path {raw}: not a directory")
         add_root(path)
@@ -141,14 +155,35 @@ def _cache_key(sources: _Sources) -> str:
 
 def _compile_cached(sources: _Sources) -> descriptor_pb2.FileDescriptorSet:
     key = _cache_key(sources)
-    data = _memory_cache.get(key) or _read_disk_cache(key, sources)
-    if data is None:
-        data = _run_protoc(sources)
-        _write_disk_cache(key, data, sources)
-    _memory_cache[key] = data
     fds = descriptor_pb2.FileDescriptorSet()
-    fds.ParseFromString(data)
+    cached = _memory_cache.get(key)
+    # The key covers the inputs; imports found on the roots are checked on every hit.
+    if cached is not None and _unchanged(cached[1]):
+        fds.ParseFromString(cached[0])
+        return fds
+    data = _read_disk_cache(key)
+    if data is not None:
+        try:
+            fds.ParseFromString(data[0])
+        except Exception:  # a damaged cache entry only costs a recompile
+            data = None
+    if data is None:
+        compiled = _run_protoc(sources)
+        data = (compiled, _dependencies(compiled, sources))
+        _write_disk_cache(key, *data)
+        fds.ParseFromString(compiled)
+    _memory_cache[key] = data
     return fds
+
+
+def _unchanged(deps: dict[str, str]) -> bool:
+    for path, sha in deps.items():
+        try:
+            if hashlib.sha256(Path(path).read_bytes()).hexdigest() != sha:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _dependencies(data: bytes, sources: _Sources) -> dict[str, str]:
@@ -167,7 +202,7 @@ def _dependencies(data: bytes, sources: _Sources) -> dict[str, str]:
     return deps
 
 
-def _read_disk_cache(key: str, sources: _Sources) -> bytes | None:
+def _read_disk_cache(key: str) -> tuple[bytes, dict[str, str]] | None:
     directory = cache_dir()
     if directory is None:
         return None
@@ -176,26 +211,19 @@ def _read_disk_cache(key: str, sources: _Sources) -> bytes | None:
         deps = json.loads((directory / f"{key}.deps.json").read_text())
     except (OSError, ValueError):
         return None
-    for path, sha in deps.items():
-        try:
-            if hashlib.sha256(Path(path).read_bytes()).hexdigest() != sha:
-                return None
-        except OSError:
-            return None
-    return data
+    if not isinstance(deps, dict) or not _unchanged(deps):
+        return None
+    return data, deps
 
 
-def _write_disk_cache(key: str, data: bytes, sources: _Sources) -> None:
+def _write_disk_cache(key: str, data: bytes, deps: dict[str, str]) -> None:
     directory = cache_dir()
     if directory is None:
         return
     # A cache that cannot be written only costs a recompile next time: never fail start-up on it.
     with contextlib.suppress(OSError):
         directory.mkdir(parents=True, exist_ok=True)
-        for suffix, content in (
-            (".deps.json", json.dumps(_dependencies(data, sources)).encode()),
-            (".binpb", data),
-        ):
+        for suffix, content in ((".deps.json", json.dumps(deps).encode()), (".binpb", data)):
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
@@ -243,16 +271,21 @@ _LOCATION = re.compile(r"^(?P<name>[^:\s]+\.proto)(?=:)", re.MULTILINE)
 
 
 def _explain(output: str, sources: _Sources) -> str:
-    """protoc names files relative to their import root; name the real path the user wrote."""
-    names = {name: path for path, name in sources.files}
+    """Name each file as the user knows it: protoc writes the files it was given by their disk
+    path and the files it found through imports by their name under an import root."""
+    known = {name: path for path, name in sources.files}
+    known.update({str(path): path for path, _ in sources.files})
+    cwd = Path.cwd().resolve()
 
     def real(match: re.Match[str]) -> str:
         name = match.group("name")
-        path = names.get(name)
+        path = known.get(name)
+        if path is None:
+            path = next((r / name for r in sources.roots if (r / name).is_file()), None)
         if path is None:
             return name
         with contextlib.suppress(ValueError):
-            return str(path.relative_to(Path.cwd()))
+            return str(path.relative_to(cwd))
         return str(path)
 
     lines = [line for line in output.strip().splitlines() if line.strip()]

@@ -83,9 +83,7 @@ class Contracts:
         self.pool = descriptor_pool.DescriptorPool()
         self.file_protos: dict[str, descriptor_pb2.FileDescriptorProto] = {}
         user_files = [f.name for f in files.file]
-        for proto in [*files.file, *extra_files]:
-            if proto.name in self.file_protos:
-                continue  # the user's own copy of a file we also serve (health) wins
+        for proto in _dependency_order([*files.file, *extra_files]):
             try:
                 self.pool.Add(proto)
             except Exception as exc:  # the pool raises TypeError or KeyError by implementation
@@ -141,3 +139,42 @@ class Contracts:
             name: {m.method: m.kind.value for m in svc.methods.values()}
             for name, svc in self.services.items()
         }
+
+
+def _dependency_order(
+    protos: Iterable[descriptor_pb2.FileDescriptorProto],
+) -> list[descriptor_pb2.FileDescriptorProto]:
+    """Each file after its imports, whatever order the descriptor sets listed them in.
+
+    The first copy of a name wins: the user's own copy of a file the emulator also serves (health).
+    """
+    by_name: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+    for proto in protos:
+        by_name.setdefault(proto.name, proto)
+    ordered: list[descriptor_pb2.FileDescriptorProto] = []
+    done: set[str] = set()
+    for name, proto in by_name.items():
+        if name in done:
+            continue
+        visiting = {name}
+        stack = [(name, iter(proto.dependency))]
+        while stack:
+            current, deps = stack[-1]
+            dep = next(deps, None)
+            if dep is None:
+                stack.pop()
+                visiting.discard(current)
+                done.add(current)
+                ordered.append(by_name[current])
+            elif dep in done or dep in visiting:
+                continue  # a cycle is left for the pool to report
+            elif dep not in by_name:
+                raise ContractError(
+                    f"{current} imports {dep}, which none of the contracts holds: write descriptor "
+                    "sets with `protoc --include_imports` (buf build includes imports) or pass the "
+                    "file that defines it with --proto"
+                )
+            else:
+                visiting.add(dep)
+                stack.append((dep, iter(by_name[dep].dependency)))
+    return ordered
