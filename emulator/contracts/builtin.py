@@ -8,6 +8,7 @@ so its file is derived from the v1alpha one rather than vendored.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 from google.protobuf import descriptor_pb2
 
@@ -20,25 +21,43 @@ REFLECTION_SERVICES = (
 )
 
 
+# grpcio-health-checking and grpcio-reflection register their files as `grpc_health/...` and
+# `grpc_reflection/...`; reflection clients and users' vendored copies use the upstream names
+# (grpc/grpc-proto), so a user's own copy of one of these files replaces ours instead of clashing.
+HEALTH_FILE = "grpc/health/v1/health.proto"
+REFLECTION_V1ALPHA_FILE = "grpc/reflection/v1alpha/reflection.proto"
+REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
+
+
 @functools.cache
 def builtin_files() -> tuple[descriptor_pb2.FileDescriptorProto, ...]:
     from grpc_health.v1 import health_pb2
     from grpc_reflection.v1alpha import reflection_pb2
 
     health = descriptor_pb2.FileDescriptorProto.FromString(health_pb2.DESCRIPTOR.serialized_pb)
+    health.name = HEALTH_FILE
     v1alpha = descriptor_pb2.FileDescriptorProto.FromString(reflection_pb2.DESCRIPTOR.serialized_pb)
+    v1alpha.name = REFLECTION_V1ALPHA_FILE
     v1 = descriptor_pb2.FileDescriptorProto()
     v1.CopyFrom(v1alpha)
-    v1.name = "grpc/reflection/v1/reflection.proto"
+    v1.name = REFLECTION_V1_FILE
     v1.package = "grpc.reflection.v1"
     v1.options.Clear()
-    prefix = ".grpc.reflection.v1alpha."
-    for msg in v1.message_type:
-        for fld in msg.field:
-            if fld.type_name.startswith(prefix):
-                fld.type_name = ".grpc.reflection.v1." + fld.type_name[len(prefix) :]
+    old, new = ".grpc.reflection.v1alpha.", ".grpc.reflection.v1."
+
+    def rename(type_name: str) -> str:
+        return new + type_name[len(old) :] if type_name.startswith(old) else type_name
+
+    def retarget(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
+        for msg in messages:
+            for fld in msg.field:
+                if fld.HasField("type_name"):  # assigning even "" would set the field
+                    fld.type_name = rename(fld.type_name)
+            retarget(msg.nested_type)
+
+    retarget(v1.message_type)
     for svc in v1.service:
         for method in svc.method:
-            method.input_type = method.input_type.replace(prefix, ".grpc.reflection.v1.")
-            method.output_type = method.output_type.replace(prefix, ".grpc.reflection.v1.")
+            method.input_type = rename(method.input_type)
+            method.output_type = rename(method.output_type)
     return (health, v1alpha, v1)

@@ -23,7 +23,7 @@ __all__ = ["ReflectionHandler"]
 class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     def __init__(self, contracts: Contracts, services: Iterable[str]) -> None:
         self._contracts = contracts
-        self._services = sorted(services)
+        self._services = sorted(set(services))  # a user's copy of health.proto repeats it
         handler = grpc.stream_stream_rpc_method_handler(
             self._info,
             request_deserializer=pb.ServerReflectionRequest.FromString,
@@ -83,7 +83,10 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         except KeyError:
             # `pkg.Svc.Method`: the file of the service that declares the method.
             parent, _, member = symbol.rpartition(".")
-            service = pool.FindServiceByName(parent) if parent else None
+            try:
+                service = pool.FindServiceByName(parent) if parent else None
+            except KeyError:
+                service = None  # name the symbol asked for, not its parent
             if service is not None and member in service.methods_by_name:
                 return str(service.file.name)
             raise KeyError(f"symbol {symbol}") from None
