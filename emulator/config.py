@@ -22,7 +22,14 @@ import yaml
 
 from emulator.errors import ConfigError
 
-__all__ = ["Config", "DefaultsConfig", "ServerConfig", "load_config_file", "parse_duration"]
+__all__ = [
+    "Config",
+    "DefaultsConfig",
+    "JournalConfig",
+    "ServerConfig",
+    "load_config_file",
+    "parse_duration",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 
@@ -61,6 +68,12 @@ class DefaultsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class JournalConfig:
+    limit: int = 10_000  # calls kept; the oldest are dropped
+    redact_headers: tuple[str, ...] = ()  # secret headers besides authorization, cookie, ...
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     protos: tuple[str, ...] = ()
     import_paths: tuple[str, ...] = ()
@@ -68,6 +81,7 @@ class Config:
     seed: int = 0
     server: ServerConfig = field(default_factory=ServerConfig)
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
     log_format: Literal["text", "json"] = "text"
 
     @classmethod
@@ -240,5 +254,7 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
         raise bad(
             "defaults.stream_messages", f"must be 0 to 10000, got {config.defaults.stream_messages}"
         )
+    if config.journal.limit < 1:
+        raise bad("journal.limit", f"must be at least 1, got {config.journal.limit}")
     if not config.server.host:
         raise bad("server.host", "must not be empty")

@@ -9,6 +9,7 @@ entries, recursion is bounded and well-known types are valid.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import random
@@ -42,8 +43,21 @@ class DefaultResponses:
         self.contracts = contracts
         self.seed = seed
         self.stream_messages = stream_messages
+        self.time_range = values.TIMESTAMP_RANGE
         # Defaults are pure functions of their key, so a bounded cache is always safe to hit.
         self._cache: OrderedDict[tuple[str, bytes, int], bytes] = OrderedDict()
+
+    def anchor(self, frozen_at: datetime.datetime | None) -> None:
+        """Generated timestamps fall in the span before a frozen clock's instant, or back in
+        their fixed range when the clock runs again."""
+        if frozen_at is None:
+            time_range = values.TIMESTAMP_RANGE
+        else:
+            end = int(frozen_at.timestamp())
+            time_range = (end - values.TIMESTAMP_SPAN, end)
+        if time_range != self.time_range:
+            self.time_range = time_range
+            self._cache.clear()
 
     def rng(self, method: str, data: bytes, index: int = 0) -> random.Random:
         digest = hashlib.sha256(f"{self.seed}\0{method}\0{index}\0".encode() + data).digest()
@@ -67,19 +81,21 @@ class DefaultResponses:
     def response(self, method: MethodSpec, request: bytes, index: int = 0) -> m.Message:
         """The default for one call (`index` numbers the messages of a server stream)."""
         msg = method.output_class()
-        fill(msg, self.rng(method.name, request, index), self.contracts)
+        fill(msg, self.rng(method.name, request, index), self.time_range)
         return msg
 
 
-def fill(msg: m.Message, rng: random.Random, contracts: Contracts | None = None) -> None:
+def fill(
+    msg: m.Message, rng: random.Random, time_range: tuple[int, int] = values.TIMESTAMP_RANGE
+) -> None:
     """Set realistic values on every field of `msg`, drawing only from `rng`."""
-    _Filler(rng, contracts).message(msg, (), "")
+    _Filler(rng, time_range).message(msg, (), "")
 
 
 class _Filler:
-    def __init__(self, rng: random.Random, contracts: Contracts | None) -> None:
+    def __init__(self, rng: random.Random, time_range: tuple[int, int]) -> None:
         self.rng = rng
-        self.contracts = contracts
+        self.time_range = time_range
         self.parent: _Message | None = None  # the message holding the well-known value
 
     def message(
@@ -133,12 +149,12 @@ class _Filler:
         if f.enum_type is not None:
             numbers = _enum_numbers(f.enum_type)
             return self.rng.choice(numbers)
-        return values.scalar(f, self.rng, hint, owner)
+        return values.scalar(f, self.rng, hint, owner, self.time_range)
 
     # Well-known types: valid by their own rules, not just by schema.
 
     def timestamp(self, msg: Any, hint: str) -> None:
-        msg.seconds = self.rng.randrange(*values.TIMESTAMP_RANGE)
+        msg.seconds = self.rng.randrange(*self.time_range)
         msg.nanos = self.rng.randrange(1000) * 1_000_000
 
     def duration(self, msg: Any, hint: str) -> None:

@@ -16,10 +16,12 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-__all__ = ["TIMESTAMP_RANGE", "scalar", "words"]
+__all__ = ["TIMESTAMP_RANGE", "TIMESTAMP_SPAN", "scalar", "words"]
 
-# 2024-01-01T00:00:00Z up to 2027-01-01T00:00:00Z: recent enough to look real, never "now".
+# 2024-01-01T00:00:00Z up to 2027-01-01T00:00:00Z: recent enough to look real, never "now", so
+# defaults stay the same on every day they are generated. A frozen emulator clock moves it.
 TIMESTAMP_RANGE = (1_704_067_200, 1_798_761_600)
+TIMESTAMP_SPAN = TIMESTAMP_RANGE[1] - TIMESTAMP_RANGE[0]
 
 FIRST_NAMES = (
     "Ada",
@@ -119,21 +121,27 @@ def words(name: str) -> tuple[str, ...]:
     return tuple(w.lower() for w in _SPLIT.split(name) if w)
 
 
-def scalar(field: Any, rng: random.Random, hint: str, owner: str = "") -> Any:
+def scalar(
+    field: Any,
+    rng: random.Random,
+    hint: str,
+    owner: str = "",
+    time_range: tuple[int, int] = TIMESTAMP_RANGE,
+) -> Any:
     """A value for a non-message, non-enum field; `owner` is the enclosing message's name."""
     w = words(hint)
     cpp = field.cpp_type
     if cpp == FieldDescriptor.CPPTYPE_STRING:
         if field.type == FieldDescriptor.TYPE_BYTES:
             return rng.getrandbits(128).to_bytes(16, "big")
-        return _string(w, rng, owner)
+        return _string(w, rng, owner, time_range)
     if cpp == FieldDescriptor.CPPTYPE_BOOL:
         return rng.random() < 0.5
     if cpp in (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT):
         return _float(w, rng)
     unsigned = cpp in (FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64)
     wide = cpp in (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
-    return _integer(w, rng, wide=wide, unsigned=unsigned)
+    return _integer(w, rng, time_range, wide=wide, unsigned=unsigned)
 
 
 def _has(w: tuple[str, ...], *names: str) -> bool:
@@ -159,8 +167,8 @@ def _sentence(rng: random.Random, count: int) -> str:
     return text[0].upper() + text[1:] + "."
 
 
-def _timestamp_text(rng: random.Random) -> str:
-    seconds = rng.randrange(*TIMESTAMP_RANGE)
+def _timestamp_text(rng: random.Random, time_range: tuple[int, int]) -> str:
+    seconds = rng.randrange(*time_range)
     moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -183,7 +191,7 @@ _PERSON_OWNERS = (
 )
 
 
-def _string(w: tuple[str, ...], rng: random.Random, owner: str) -> str:
+def _string(w: tuple[str, ...], rng: random.Random, owner: str, time_range: tuple[int, int]) -> str:
     rules: tuple[tuple[Callable[[], bool], Callable[[], str]], ...] = (
         (
             lambda: _has(w, "email", "mail"),
@@ -237,7 +245,7 @@ def _string(w: tuple[str, ...], rng: random.Random, owner: str) -> str:
         (lambda: _has(w, "token", "cursor"), lambda: _hex(rng, 24)),
         (
             lambda: _has(w, "at", "time", "timestamp", "date", "datetime"),
-            lambda: _timestamp_text(rng),
+            lambda: _timestamp_text(rng, time_range),
         ),
         (
             lambda: _has(
@@ -293,7 +301,14 @@ def _float(w: tuple[str, ...], rng: random.Random) -> float:
     return round(rng.uniform(0, 1000), 2)
 
 
-def _integer(w: tuple[str, ...], rng: random.Random, *, wide: bool, unsigned: bool) -> int:
+def _integer(
+    w: tuple[str, ...],
+    rng: random.Random,
+    time_range: tuple[int, int],
+    *,
+    wide: bool,
+    unsigned: bool,
+) -> int:
     if _has(w, "nanos"):
         return rng.randrange(0, 100) * 10_000_000  # Money-style: whole cents
     if _has(w, "month"):
@@ -307,7 +322,7 @@ def _integer(w: tuple[str, ...], rng: random.Random, *, wide: bool, unsigned: bo
     if _has(w, "minute", "second") and not _has(w, "seconds"):
         return rng.randrange(60)
     if wide and _has(w, "at", "time", "timestamp", "epoch", "ms", "millis"):
-        seconds = rng.randrange(*TIMESTAMP_RANGE)
+        seconds = rng.randrange(*time_range)
         return seconds * 1000 if _has(w, "ms", "millis") else seconds
     if _has(w, "age"):
         return rng.randrange(18, 90)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+from collections.abc import Callable
 
 __all__ = ["Clock"]
 
@@ -15,6 +16,16 @@ class Clock:
         self._lock = threading.Lock()
         self._frozen: datetime.datetime | None = None
         self._offset = datetime.timedelta()
+        # Told the frozen instant (None: running) whenever it changes; defaults follow it.
+        self.listeners: list[Callable[[datetime.datetime | None], None]] = []
+
+    @property
+    def frozen(self) -> datetime.datetime | None:
+        return self._frozen
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener(self._frozen)
 
     def now(self) -> datetime.datetime:
         with self._lock:
@@ -29,6 +40,7 @@ class Clock:
             moment = moment.replace(tzinfo=datetime.UTC)
         with self._lock:
             self._frozen = moment
+        self._changed()
 
     def advance(self, seconds: float) -> None:
         with self._lock:
@@ -37,8 +49,10 @@ class Clock:
                 self._frozen += step
             else:
                 self._offset += step
+        self._changed()
 
     def reset(self) -> None:
         with self._lock:
             self._frozen = None
             self._offset = datetime.timedelta()
+        self._changed()

@@ -14,10 +14,12 @@ from grpc_health.v1.health import aio as health_aio
 from emulator.behavior.defaults import DefaultResponses
 from emulator.behavior.discovery import BehaviorSource
 from emulator.behavior.registry import Registry
+from emulator.chain import Chain
 from emulator.config import Config
 from emulator.contracts import Contracts, load_contracts
 from emulator.contracts.builtin import HEALTH_SERVICE, REFLECTION_SERVICES
 from emulator.errors import ConfigError
+from emulator.journal import Journal
 from emulator.runtime.clock import Clock
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
 from emulator.runtime.reflection import ReflectionHandler
@@ -45,6 +47,8 @@ class EmulatorServer:
             self.contracts, config.seed, config.defaults.stream_messages
         )
         self.clock = Clock()
+        self.clock.listeners.append(self.defaults.anchor)
+        self.journal = Journal(config.journal.limit, config.journal.redact_headers)
         self.state: dict[str, Any] = {}
         self.executor = ThreadPoolExecutor(
             max_workers=config.server.workers, thread_name_prefix="emulator-behavior"
@@ -56,6 +60,7 @@ class EmulatorServer:
             executor=self.executor,
             state=self.state,
             clock=self.clock.now,
+            chain=Chain([self.journal]),
         )
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None

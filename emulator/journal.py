@@ -1,0 +1,222 @@
+"""The call journal: every call recorded, queried and verified, with near-miss reports.
+
+    emu.calls("acme.shop.v1.Catalog/GetProduct").last.request.product_id
+    emu.assert_called("acme.shop.v1.Catalog/GetProduct", times=2, request={"product_id": "42"})
+
+Records keep raw bytes and decode on first access, so journalling costs the call path next to
+nothing. Secret headers are redacted before anything is stored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, overload
+
+import grpc
+from google.protobuf.message import Message
+
+from emulator.chain import Call, Interceptor
+from emulator.runtime.context import Metadata
+
+__all__ = ["REDACTED", "SECRET_HEADERS", "CallList", "CallRecord", "Journal"]
+
+REDACTED = "[redacted]"
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}
+)
+
+
+class CallRecord:
+    """One finished call. Read-only; `request`/`response` are the first and last messages."""
+
+    __slots__ = (
+        "_decoded",
+        "_input",
+        "_output",
+        "_raw_requests",
+        "_raw_responses",
+        "code",
+        "details",
+        "duration",
+        "faults",
+        "index",
+        "metadata",
+        "method",
+        "peer",
+        "started_at",
+        "trailers",
+    )
+
+    def __init__(self, call: Call, index: int, secrets: frozenset[str]) -> None:
+        spec = call.spec
+        self.index = index  # position in the journal since the last reset, from 1
+        self.method = spec.name
+        self.metadata: Metadata = _redact(call.metadata, secrets)
+        self.trailers: Metadata = _redact(call.trailers, secrets)
+        self.peer = call.peer
+        self.code: grpc.StatusCode = call.code
+        self.details = call.details
+        self.started_at = datetime.datetime.fromtimestamp(call.started, datetime.UTC)
+        self.duration = call.duration
+        self.faults: tuple[str, ...] = ()
+        self._input = spec.input_class
+        self._output = spec.output_class
+        self._raw_requests = tuple(call.requests)
+        self._raw_responses = tuple(call.responses)
+        self._decoded: tuple[tuple[Message, ...], tuple[Message, ...]] | None = None
+
+    def _decode(self) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
+        if self._decoded is None:
+            self._decoded = (
+                tuple(_parse(self._input, r) for r in self._raw_requests),
+                tuple(_parse(self._output, r) for r in self._raw_responses),
+            )
+        return self._decoded
+
+    @property
+    def requests(self) -> tuple[Message, ...]:
+        return self._decode()[0]
+
+    @property
+    def responses(self) -> tuple[Message, ...]:
+        return self._decode()[1]
+
+    @property
+    def request(self) -> Message | None:
+        return self.requests[0] if self.requests else None
+
+    @property
+    def response(self) -> Message | None:
+        return self.responses[-1] if self.responses else None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.code == grpc.StatusCode.OK)
+
+    def header(self, name: str) -> str | bytes | None:
+        """The first value of a request header (redacted if secret)."""
+        name = name.lower()
+        return next((v for k, v in self.metadata if k == name), None)
+
+    def summary(self) -> str:
+        """One line: `#3 acme.shop.v1.Catalog/GetProduct OK 1.2ms {"productId": "p1"}`."""
+        status = self.code.name + (f" ({self.details})" if self.details else "")
+        first = _short(self.request) if self.request is not None else ""
+        return f"#{self.index} {self.method} {status} {self.duration * 1000:.1f}ms {first}".strip()
+
+    def __repr__(self) -> str:
+        return f"<CallRecord {self.summary()}>"
+
+
+class CallList:
+    """Calls, oldest first, with respx-style helpers; indexes, slices and iterates like a list.
+
+    (Not a `Sequence`: its `count` is a number, as in respx, not `Sequence.count(value)`.)"""
+
+    def __init__(self, records: Iterable[CallRecord]) -> None:
+        self._records = list(records)
+
+    @overload
+    def __getitem__(self, index: int) -> CallRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> CallList: ...
+    def __getitem__(self, index: int | slice) -> CallRecord | CallList:
+        if isinstance(index, slice):
+            return CallList(self._records[index])
+        return self._records[index]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[CallRecord]:
+        return iter(self._records)
+
+    @property
+    def count(self) -> int:
+        return len(self._records)
+
+    @property
+    def called(self) -> bool:
+        return bool(self._records)
+
+    @property
+    def last(self) -> CallRecord | None:
+        return self._records[-1] if self._records else None
+
+    @property
+    def first(self) -> CallRecord | None:
+        return self._records[0] if self._records else None
+
+    @property
+    def requests(self) -> list[Message]:
+        """The first request message of each call."""
+        return [r.request for r in self._records if r.request is not None]
+
+    def filter(
+        self,
+        request: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        code: grpc.StatusCode | None = None,
+    ) -> CallList:
+        """Calls whose request contains `request` (partial, by field) and headers `metadata`."""
+        from emulator.matching import differences
+
+        return CallList(
+            r
+            for r in self._records
+            if (code is None or r.code == code) and not differences(r, request, metadata)
+        )
+
+    def __repr__(self) -> str:
+        return f"<CallList {len(self._records)} calls>"
+
+    def describe(self) -> str:
+        """One line per call, for failure messages and test reports."""
+        return "\n".join(r.summary() for r in self._records) or "(no calls)"
+
+
+class Journal(Interceptor):
+    """Keeps the last `limit` calls (oldest dropped); safe to read from any thread."""
+
+    def __init__(self, limit: int = 10_000, secrets: Iterable[str] = ()) -> None:
+        self._records: deque[CallRecord] = deque(maxlen=limit)
+        self._lock = threading.Lock()
+        self._secrets = SECRET_HEADERS | {s.lower() for s in secrets}
+        self._index = 0
+
+    def after(self, call: Call) -> None:
+        with self._lock:
+            self._index += 1
+            self._records.append(CallRecord(call, self._index, self._secrets))
+
+    def records(self) -> list[CallRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+            self._index = 0
+
+
+def _redact(metadata: Metadata, secrets: frozenset[str]) -> Metadata:
+    if not any(k in secrets for k, _ in metadata):
+        return metadata
+    return tuple((k, REDACTED if k in secrets else v) for k, v in metadata)
+
+
+def _parse(cls: type[Message], data: bytes) -> Message:
+    try:
+        return cls.FromString(data)
+    except Exception:  # bytes the server refused (INVALID_ARGUMENT) are kept, not decoded
+        return cls()
+
+
+def _short(message: Message) -> str:
+    from google.protobuf import json_format
+
+    text = json_format.MessageToJson(message, indent=None)
+    return text if len(text) <= 120 else text[:117] + "..."
