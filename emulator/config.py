@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import types
 import typing
@@ -234,6 +235,8 @@ def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, i
             raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
         return float(value)
     if hint is str:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ConfigError(f"{where}: {key}: expected a string, got {type(value).__name__}")
         return str(value)

@@ -206,12 +206,6 @@ def test_delete_cancel_and_wait_operation(operations: operations_pb2_grpc.Operat
 OPERATIONS = [operations_pb2.GetOperationRequest(name=f"operations/op-{i}") for i in range(8)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="defaults fill `done` and the `result` oneof independently: google.longrunning says "
-    "done == false means neither error nor response is set",
-)
 def test_an_operation_has_a_result_exactly_when_it_is_done(
     operations: operations_pb2_grpc.OperationsStub,
 ) -> None:
@@ -220,12 +214,6 @@ def test_an_operation_has_a_result_exactly_when_it_is_done(
         assert op.done == (op.WhichOneof("result") is not None), op
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="defaults fill google.rpc.Status.code with any int32; it should be a google.rpc.Code "
-    "and, in Operation.error, not OK",
-)
 def test_an_operation_error_carries_a_real_status_code(
     operations: operations_pb2_grpc.OperationsStub,
 ) -> None:
@@ -294,11 +282,6 @@ def test_test_iam_permissions(iam: iam_policy_pb2_grpc.IAMPolicyStub) -> None:
     assert all(response.permissions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="defaults invent permission names: the response must be a subset of the request's",
-)
 def test_test_iam_permissions_answers_a_subset_of_the_request(
     iam: iam_policy_pb2_grpc.IAMPolicyStub,
 ) -> None:

@@ -79,9 +79,15 @@ class DefaultResponses:
         return data
 
     def response(self, method: MethodSpec, request: bytes, index: int = 0) -> m.Message:
-        """The default for one call (`index` numbers the messages of a server stream)."""
+        """The default for one call (`index` numbers the messages of a server stream).
+
+        Top-level fields the request also has (same name and type) echo the request's values,
+        so `GetProduct(product_id="p1")` answers with product p1.
+        """
         msg = method.output_class()
         fill(msg, self.rng(method.name, request, index), self.time_range)
+        if not method.kind.client_streaming or method.kind.server_streaming:
+            _echo(method, request, msg)
         return msg
 
 
@@ -113,6 +119,8 @@ class _Filler:
             if field.message_type is not None and not shallow and not field.is_required:
                 continue
             self.field(msg, field, path, shallow)
+        if desc.full_name == "google.longrunning.Operation":
+            msg.done = True  # type: ignore[attr-defined]  # a result (response or error) is set
 
     def field(self, msg: m.Message, f: _Field, path: tuple[str, ...], shallow: bool) -> None:
         owner = msg.DESCRIPTOR.name
@@ -224,6 +232,46 @@ _WELL_KNOWN: dict[str, Callable[[_Filler, Any, str], None]] = {
         )
     },
 }
+
+
+def _echo(method: MethodSpec, request: bytes, response: m.Message) -> None:
+    pairs = _echo_fields(method.input_class.DESCRIPTOR, method.output_class.DESCRIPTOR)
+    if not pairs:
+        return
+    try:
+        parsed = method.input_class.FromString(request)
+    except Exception:  # the call is refused as INVALID_ARGUMENT before a default is sent
+        return
+    for field in pairs:
+        value = getattr(parsed, field)
+        if not value:
+            continue  # unset in the request: keep the generated value
+        target = getattr(response, field)
+        if hasattr(target, "CopyFrom") and hasattr(value, "CopyFrom"):
+            target.CopyFrom(value)
+        elif hasattr(target, "extend"):
+            del target[:]
+            target.extend(value)
+        else:
+            setattr(response, field, value)
+
+
+@functools.cache
+def _echo_fields(request: _Message, response: _Message) -> tuple[str, ...]:
+    """Names of top-level singular scalar/enum and repeated scalar fields both messages share."""
+
+    def kind(f: _Field) -> tuple[object, ...]:
+        return (f.cpp_type, f.is_repeated, f.enum_type and f.enum_type.full_name)
+
+    shared = []
+    for name, field in response.fields_by_name.items():
+        other = request.fields_by_name.get(name)
+        if other is None or field.message_type is not None or other.message_type is not None:
+            continue
+        if field.containing_oneof is not None or kind(field) != kind(other):
+            continue
+        shared.append(name)
+    return tuple(shared)
 
 
 @functools.cache

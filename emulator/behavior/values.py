@@ -113,6 +113,12 @@ COLORS = ("red", "green", "blue", "black", "white", "silver")
 TIMEZONES = ("Europe/Berlin", "America/Toronto", "Asia/Tokyo", "Australia/Melbourne")
 LOCALES = ("en-US", "de-DE", "fr-FR", "ja-JP", "pt-PT")
 
+# Fields whose valid values a well-known API fixes, by (message name, field name).
+_CONVENTIONS: dict[tuple[str, str], Callable[[random.Random], Any]] = {
+    ("Status", "code"): lambda rng: rng.randrange(1, 17),  # a google.rpc.Code other than OK
+    ("Policy", "version"): lambda rng: rng.choice((1, 3)),  # google.iam.v1.Policy
+}
+
 _SPLIT = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|_")
 
 
@@ -131,6 +137,9 @@ def scalar(
     """A value for a non-message, non-enum field; `owner` is the enclosing message's name."""
     w = words(hint)
     cpp = field.cpp_type
+    known = _CONVENTIONS.get((owner, hint))
+    if known is not None:
+        return known(rng)
     if cpp == FieldDescriptor.CPPTYPE_STRING:
         if field.type == FieldDescriptor.TYPE_BYTES:
             return rng.getrandbits(128).to_bytes(16, "big")
@@ -238,6 +247,14 @@ def _string(w: tuple[str, ...], rng: random.Random, owner: str, time_range: tupl
         (lambda: _has(w, "locale", "language", "lang"), lambda: rng.choice(LOCALES)),
         (lambda: _has(w, "ip"), lambda: f"192.0.2.{rng.randrange(1, 255)}"),
         (lambda: _has(w, "host", "hostname", "domain"), lambda: f"{rng.choice(WORDS)}.example.com"),
+        (
+            lambda: _has(w, "role", "roles"),
+            lambda: f"roles/{rng.choice(('viewer', 'editor', 'owner', 'admin'))}",
+        ),
+        (
+            lambda: _has(w, "member", "members", "principal", "principals"),
+            lambda: "user:" + ".".join(_person(rng)).lower().replace(" ", "") + "@example.com",
+        ),
         (
             lambda: _has(w, "version"),
             lambda: f"{rng.randrange(1, 5)}.{rng.randrange(10)}.{rng.randrange(10)}",

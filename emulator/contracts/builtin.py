@@ -12,13 +12,14 @@ from collections.abc import Iterable
 
 from google.protobuf import descriptor_pb2
 
-__all__ = ["HEALTH_SERVICE", "REFLECTION_SERVICES", "builtin_files"]
+__all__ = ["BUILTIN_SERVICES", "HEALTH_SERVICE", "REFLECTION_SERVICES", "builtin_files"]
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 REFLECTION_SERVICES = (
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
 )
+BUILTIN_SERVICES = frozenset({HEALTH_SERVICE, *REFLECTION_SERVICES})
 
 
 # grpcio-health-checking and grpcio-reflection register their files as `grpc_health/...` and

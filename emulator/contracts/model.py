@@ -15,6 +15,7 @@ from typing import Any
 
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool, message, message_factory
 
+from emulator.contracts.builtin import BUILTIN_SERVICES
 from emulator.errors import ContractError
 
 __all__ = ["Contracts", "MethodSpec", "RpcKind", "ServiceSpec"]
@@ -93,7 +94,9 @@ class Contracts:
         for name in user_files:
             file_desc = self.pool.FindFileByName(name)
             for svc in file_desc.services_by_name.values():
-                services[svc.full_name] = self._service(svc)
+                # A vendored copy of health or reflection is served by the real thing.
+                if svc.full_name not in BUILTIN_SERVICES:
+                    services[svc.full_name] = self._service(svc)
         self.services: Mapping[str, ServiceSpec] = MappingProxyType(services)
         self.methods: Mapping[str, MethodSpec] = MappingProxyType(
             {m.path: m for s in services.values() for m in s.methods.values()}

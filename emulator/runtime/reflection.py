@@ -23,7 +23,7 @@ __all__ = ["ReflectionHandler"]
 class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     def __init__(self, contracts: Contracts, services: Iterable[str]) -> None:
         self._contracts = contracts
-        self._services = sorted(set(services))  # a user's copy of health.proto repeats it
+        self._services = sorted(services)
         handler = grpc.stream_stream_rpc_method_handler(
             self._info,
             request_deserializer=pb.ServerReflectionRequest.FromString,
