@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from emulator.behavior.base import Behavior
-from emulator.config import Config
 from emulator.errors import BehaviorError, ConfigError, ContractError, EmulatorError, RpcAbort
-from emulator.runtime.context import CallContext
-from emulator.testing import Emulator
+
+if TYPE_CHECKING:
+    from emulator.config import Config
+    from emulator.journal import CallList, CallRecord
+    from emulator.runtime.context import CallContext
+    from emulator.testing import Emulator
 
 __all__ = [
     "Behavior",
     "BehaviorError",
     "CallContext",
+    "CallList",
+    "CallRecord",
     "Config",
     "ConfigError",
     "ContractError",
@@ -22,3 +30,20 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Behaviour files import `emulator` for Behavior and RpcAbort; the server, its grpc and protobuf
+# machinery load only when first used, which keeps `emulate` start-up short.
+_LAZY = {
+    "CallContext": "emulator.runtime.context",
+    "CallList": "emulator.journal",
+    "CallRecord": "emulator.journal",
+    "Config": "emulator.config",
+    "Emulator": "emulator.testing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'emulator' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from emulator.behavior.convert import from_dict
 from emulator.contracts.model import Contracts, MethodSpec, RpcKind, ServiceSpec
 
 __all__ = ["DynamicStub", "as_request"]
@@ -32,8 +32,8 @@ def as_request(
             raise TypeError(f"{spec.name} takes a {expected}, not a {got}")
         return value
     try:
-        return json_format.ParseDict(dict(value), cls(), descriptor_pool=contracts.pool)
-    except json_format.ParseError as exc:
+        return from_dict(value, cls, contracts.pool)
+    except ValueError as exc:
         raise ValueError(
             f"{spec.name}: request is not a {cls.DESCRIPTOR.full_name}: {exc}"
         ) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import re
 import types
@@ -17,11 +18,12 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import TYPE_CHECKING, Any, Literal
 
 from emulator.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "Config",
@@ -112,6 +114,8 @@ class Config:
 
 def load_config_file(path: str | Path) -> Config:
     """Read and validate emulator.yaml; relative paths in it are relative to the file."""
+    import yaml  # only a config file needs it: keeps start-up without one fast
+
     path = Path(path)
     try:
         text = path.read_text()
@@ -144,6 +148,8 @@ def load_config_file(path: str | Path) -> Config:
 
 def _plain(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> Any:
     """YAML node → Python data, remembering the line of every key for messages."""
+    import yaml
+
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -172,13 +178,18 @@ def _where(source: str, lines: Mapping[str, int], key: str) -> str:
     return source
 
 
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
 def _build(cls: type[Any], data: Any, prefix: str, source: str, lines: Mapping[str, int]) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(
             f"{_where(source, lines, prefix)}: {prefix or 'config'}: expected a mapping of keys, "
             f"got {type(data).__name__}"
         )
-    hints = typing.get_type_hints(cls, include_extras=True)
+    hints = _hints(typing.cast(Any, cls))
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():

@@ -3,13 +3,14 @@
     emu.calls("acme.shop.v1.Catalog/GetProduct").last.request.product_id
     emu.assert_called("acme.shop.v1.Catalog/GetProduct", times=2, request={"product_id": "42"})
 
-Records keep raw bytes and decode on first access, so journalling costs the call path next to
-nothing. Secret headers are redacted before anything is stored.
+Records keep raw bytes and are built and decoded on first access, so journalling costs the call
+path next to nothing. Secret headers are redacted in every record a query returns.
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -182,24 +183,28 @@ class Journal(Interceptor):
     """Keeps the last `limit` calls (oldest dropped); safe to read from any thread."""
 
     def __init__(self, limit: int = 10_000, secrets: Iterable[str] = ()) -> None:
-        self._records: deque[CallRecord] = deque(maxlen=limit)
+        # Entries are [index, Call]; a read turns the Call into its CallRecord once, so the
+        # call path pays for one append (atomic on a deque) and nothing else.
+        self._entries: deque[list[Any]] = deque(maxlen=limit)
         self._lock = threading.Lock()
         self._secrets = SECRET_HEADERS | {s.lower() for s in secrets}
-        self._index = 0
+        self._counter = itertools.count(1)
 
     def after(self, call: Call) -> None:
-        with self._lock:
-            self._index += 1
-            self._records.append(CallRecord(call, self._index, self._secrets))
+        self._entries.append([next(self._counter), call])
 
     def records(self) -> list[CallRecord]:
         with self._lock:
-            return list(self._records)
+            entries = list(self._entries)
+            for entry in entries:
+                if isinstance(entry[1], Call):
+                    entry[1] = CallRecord(entry[1], entry[0], self._secrets)
+            return [entry[1] for entry in entries]
 
     def clear(self) -> None:
         with self._lock:
-            self._records.clear()
-            self._index = 0
+            self._entries.clear()
+            self._counter = itertools.count(1)
 
 
 def _redact(metadata: Metadata, secrets: frozenset[str]) -> Metadata:

@@ -1,6 +1,7 @@
 """In-process emulators for tests: `with Emulator(...) as emu:` or `async with Emulator(...)`.
 
 Sync code gets the server on a background event-loop thread; async code runs it on its own loop.
+Either way it binds 127.0.0.1 on a free port and leaves no thread, task or port behind.
 """
 
 from __future__ import annotations
@@ -9,29 +10,60 @@ import asyncio
 import difflib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
+from emulator.behavior.base import Behavior
 from emulator.behavior.discovery import BehaviorSource
+from emulator.behavior.registry import Implementation, Registry, Style, bind, check_shape
 from emulator.client import DynamicStub
 from emulator.config import Config
+from emulator.contracts.model import MethodSpec
 from emulator.errors import EmulatorError
+from emulator.journal import CallList
+from emulator.runtime.clock import Clock
 from emulator.runtime.server import EmulatorServer
+from emulator.verify import check_called
 
-__all__ = ["Emulator"]
+__all__ = ["Emulator", "Override"]
 
 PathLike = str | os.PathLike[str]
+
+
+class Override:
+    """Behaviour replaced for some methods; `undo()` (or leaving the `with` block) restores it."""
+
+    def __init__(self, registry: Registry, impls: Sequence[Implementation]) -> None:
+        self._registry = registry
+        self._previous = [(i.spec.path, registry.replace(i, i.spec.path)) for i in impls]
+        self.methods = tuple(i.spec.name for i in impls)
+
+    def undo(self) -> None:
+        for path, previous in reversed(self._previous):
+            self._registry.replace(previous, path)
+        self._previous = []
+
+    def __enter__(self) -> Override:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.undo()
 
 
 class Emulator:
     """An emulator bound to 127.0.0.1 on a free port, for the length of a `with` block.
 
-    with Emulator(protos="protos/", behaviors="behaviors/", seed=7) as emu:
-        channel = emu.channel()
+        with Emulator(protos="protos/", behaviors="behaviors/", seed=7) as emu:
+            reply = emu.stub("acme.shop.v1.Catalog").GetProduct({"product_id": "p1"})
+            emu.assert_called("acme.shop.v1.Catalog/GetProduct", request={"product_id": "p1"})
+
+    `behaviors` may be paths, modules, `Behavior` classes or instances; other keyword arguments
+    are emulator.yaml keys (`defaults={"stream_messages": 5}`, `journal={"limit": 100}`, ...).
     """
 
     def __init__(
@@ -46,22 +78,20 @@ class Emulator:
         sources: list[BehaviorSource] = (
             list(behaviors) if isinstance(behaviors, list | tuple) else [behaviors]  # type: ignore[list-item]
         )
-        server = dict(config.pop("server", {}))
-        server.setdefault("host", "127.0.0.1")
-        server.setdefault("port", 0)
-        data = {
-            "protos": [os.fspath(p) for p in proto_list],
-            "seed": seed,
-            "server": server,
-            **config,
-        }
-        self.config = Config.from_mapping(data, source="Emulator(...)")
+        server = {"host": "127.0.0.1", "port": 0, **dict(config.pop("server", {}))}
+        data = {"protos": [os.fspath(p) for p in proto_list], "seed": seed, "server": server}
+        self.config = Config.from_mapping({**data, **config}, source="Emulator(...)")
         self._server = EmulatorServer(self.config, behaviors=sources)
+        self._baseline = self._server.registry.snapshot()
+        self._overrides: list[Override] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._channels: list[Any] = []
-        self._running = False
-        self._stub_channel: grpc.Channel | None = None
+        self._channels: list[grpc.Channel] = []
+        self._aio_channels: list[grpc.aio.Channel] = []
+        self._stub_channel: grpc.Channel | grpc.aio.Channel | None = None
+        self._state = "new"  # new → running → stopped
+
+    # -- what tests use ---------------------------------------------------------------------
 
     @property
     def server(self) -> EmulatorServer:
@@ -69,12 +99,20 @@ class Emulator:
 
     @property
     def target(self) -> str:
-        self._check_running()
+        """`127.0.0.1:PORT`, for clients that take an address."""
+        self._require_running()
         return self._server.target
 
-    def _check_running(self) -> None:
-        if not self._running:
-            raise EmulatorError("the emulator is not running: use it inside `with Emulator(...)`")
+    @property
+    def clock(self) -> Clock:
+        """The emulator clock: `freeze(at)`, `advance(seconds)`; drives `ctx.now()` and the
+        timestamps of default responses."""
+        return self._server.clock
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The `ctx.state` every behaviour shares."""
+        return self._server.state
 
     def channel(self) -> grpc.Channel:
         """A grpc.Channel to the emulator, closed when the emulator stops."""
@@ -82,26 +120,131 @@ class Emulator:
         self._channels.append(channel)
         return channel
 
-    def stub(self, service: str) -> DynamicStub:
-        """A client for `service` (full name) whose methods take dicts or messages."""
-        spec = self._server.contracts.services.get(service)
-        if spec is None:
-            close = difflib.get_close_matches(service, list(self._server.contracts.services), n=3)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise EmulatorError(f"no service {service!r} in the contracts{hint}")
-        if self._stub_channel is None:
-            self._stub_channel = self.channel()
-        return DynamicStub(self._stub_channel, spec, self._server.contracts)
-
     def aio_channel(self) -> grpc.aio.Channel:
-        """A grpc.aio.Channel to the emulator, for asyncio tests."""
+        """A grpc.aio.Channel for asyncio tests, on the caller's event loop. Inside
+        `async with Emulator(...)` it is closed for you; otherwise use `async with` on it."""
         channel = grpc.aio.insecure_channel(self.target)
-        self._channels.append(channel)
+        if self._loop is None:
+            self._aio_channels.append(channel)
         return channel
 
-    # -- sync: a background event-loop thread --------------------------------------------
+    def stub(self, service: str) -> DynamicStub:
+        """A client for `service` (full name) whose methods take dicts or messages. Inside
+        `async with Emulator(...)` it runs on a grpc.aio channel: await unary calls and
+        `async for` over streams."""
+        self._require_running()
+        contracts = self._server.contracts
+        spec = contracts.services.get(service)
+        if spec is None:
+            raise EmulatorError(
+                f"no service {service!r} in the contracts{_closest(service, contracts.services)}"
+            )
+        if self._stub_channel is None:
+            self._stub_channel = self.channel() if self._loop else self.aio_channel()
+        return DynamicStub(self._stub_channel, spec, contracts)
+
+    def calls(self, method: str | None = None) -> CallList:
+        """Calls so far (since the last reset), oldest first: all of them, those of one method
+        (`pkg.Service/Method`) or those of one service (`pkg.Service`). Works after exit too."""
+        records = self._server.journal.records()
+        if method is None:
+            return CallList(records)
+        if method in self._server.contracts.services:
+            return CallList(r for r in records if r.method.startswith(method + "/"))
+        name = self._method(method).name
+        return CallList(r for r in records if r.method == name)
+
+    def assert_called(
+        self,
+        method: str,
+        *,
+        times: int | None = None,
+        request: Mapping[str, Any] | Message | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> CallList:
+        """Assert calls to `method` whose request contains `request` (partial, by field) and
+        whose headers include `metadata`: `times` of them, or at least one. On failure the
+        message shows the closest calls and how each differs."""
+        name = self._method(method).name
+        records = self._server.journal.records()
+        return check_called(records, name, times=times, request=request, metadata=metadata)
+
+    def assert_not_called(self, method: str) -> None:
+        self.assert_called(method, times=0)
+
+    def override(
+        self,
+        target: str | type[Behavior] | Behavior,
+        fn: Callable[..., Any] | None = None,
+    ) -> Override:
+        """Give methods other logic, now; undone when the `with` block ends or at `reset()`.
+
+        with emu.override("acme.shop.v1.Catalog/GetProduct", lambda req, ctx: {"name": "x"}):
+            ...
+        with emu.override(OutageCatalog):   # a Behavior class or instance
+            ...
+        """
+        self._require_not_stopped()
+        contracts = self._server.contracts
+        if isinstance(target, str):
+            if fn is None:
+                raise EmulatorError(f"override({target!r}) needs the function that answers it")
+            spec = self._method(target)
+            style = Style.of(fn)
+            origin = f"override {getattr(fn, '__qualname__', repr(fn))} of {spec.name}"
+            check_shape(spec, style, origin)
+            impls = [Implementation(spec=spec, func=fn, style=style, origin=origin)]
+        else:
+            impls = bind(contracts, target)
+        override = Override(self._server.registry, impls)
+        self._overrides.append(override)
+        return override
+
+    def reset(self) -> None:
+        """Journal, overrides, shared state, clock and per-call rngs back to the start."""
+        for override in reversed(self._overrides):
+            override.undo()
+        self._overrides.clear()
+        registry = self._server.registry
+        if registry.snapshot() != self._baseline:
+            for path in list(registry.snapshot()):
+                registry.replace(None, path)
+            for path, impl in self._baseline.items():
+                registry.replace(impl, path)
+        self._server.journal.clear()
+        self._server.state.clear()
+        self._server.clock.reset()
+        self._server.dispatcher.reset()
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _method(self, name: str) -> MethodSpec:
+        spec = self._server.contracts.method(name)
+        if spec is None:
+            names = [m.name for m in self._server.contracts.methods.values()]
+            raise EmulatorError(f"no method {name!r} in the contracts{_closest(name, names)}")
+        return spec
+
+    def _require_running(self) -> None:
+        if self._state != "running":
+            when = "has stopped" if self._state == "stopped" else "is not running yet"
+            raise EmulatorError(
+                f"the emulator {when}: use it inside `with Emulator(...) as emu:` "
+                "(or `async with`); calls() and assert_called() still work after it stops"
+            )
+
+    def _require_not_stopped(self) -> None:
+        if self._state == "stopped":
+            self._require_running()
+
+    def _starting(self) -> None:
+        if self._state != "new":
+            raise EmulatorError("an Emulator starts once: create a new one to start again")
+
+    # -- sync: a background event-loop thread ------------------------------------------------
 
     def __enter__(self) -> Emulator:
+        self._starting()
         started: Future[None] = Future()
         loop = asyncio.new_event_loop()
 
@@ -115,13 +258,14 @@ class Emulator:
                 return
             started.set_result(None)
             loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
         self._loop = loop
         self._thread = threading.Thread(target=run, name="emulator-loop", daemon=True)
         self._thread.start()
         started.result()
-        self._running = True
+        self._state = "running"
         return self
 
     def __exit__(
@@ -130,29 +274,18 @@ class Emulator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._running = False
-        self._stub_channel = None
-        for channel in self._channels:
-            if isinstance(channel, grpc.Channel):
-                channel.close()
+        self._close_sync_channels()
         assert self._loop is not None and self._thread is not None
-        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-        future.result()
+        asyncio.run_coroutine_threadsafe(self._server.stop(0), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
 
-    async def _shutdown(self) -> None:
-        for channel in self._channels:
-            if isinstance(channel, grpc.aio.Channel):
-                await channel.close()
-        self._channels.clear()
-        await self._server.stop(0)
-
-    # -- async: on the caller's loop -------------------------------------------------------
+    # -- async: on the caller's loop ---------------------------------------------------------
 
     async def __aenter__(self) -> Emulator:
+        self._starting()
         await self._server.start()
-        self._running = True
+        self._state = "running"
         return self
 
     async def __aexit__(
@@ -161,8 +294,20 @@ class Emulator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._running = False
+        self._close_sync_channels()
+        for channel in self._aio_channels:
+            await channel.close()
+        self._aio_channels.clear()
+        await self._server.stop(0)
+
+    def _close_sync_channels(self) -> None:
+        self._state = "stopped"
         for channel in self._channels:
-            if isinstance(channel, grpc.Channel):
-                channel.close()
-        await self._shutdown()
+            channel.close()
+        self._channels.clear()
+        self._stub_channel = None
+
+
+def _closest(name: str, candidates: Sequence[str] | Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.4)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""

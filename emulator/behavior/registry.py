@@ -14,7 +14,7 @@ from emulator.behavior.discovery import BehaviorSource, discover, where
 from emulator.contracts.model import Contracts, MethodSpec
 from emulator.errors import BehaviorError
 
-__all__ = ["Implementation", "Registry", "Style"]
+__all__ = ["Implementation", "Registry", "Style", "bind", "check_shape"]
 
 
 class Style(enum.Enum):
@@ -120,7 +120,7 @@ def bind(contracts: Contracts, item: type[Behavior] | Behavior) -> list[Implemen
         func = getattr(instance, name)
         style = Style.of(func)
         origin = f"{cls.__qualname__}.{name} at {location}"
-        _check_shape(spec, style, origin)
+        check_shape(spec, style, origin)
         impls.append(Implementation(spec=spec, func=func, style=style, origin=origin))
     return impls
 
@@ -134,7 +134,7 @@ def _public_callables(cls: type) -> list[str]:
     ]
 
 
-def _check_shape(spec: MethodSpec, style: Style, origin: str) -> None:
+def check_shape(spec: MethodSpec, style: Style, origin: str) -> None:
     if not spec.kind.server_streaming and style.is_generator:
         raise BehaviorError(
             f"{origin}: is a {style.value}, but {spec.name} is {spec.kind.value} and answers "

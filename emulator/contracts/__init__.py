@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 
@@ -26,4 +27,13 @@ def load_contracts(
     """Compile or read every input and load it, with the services the emulator adds itself."""
     from emulator.contracts.builtin import builtin_files
 
-    return Contracts(compile_contracts(inputs, import_paths), extra_files=builtin_files())
+    files = compile_contracts(inputs, import_paths)
+    # Loaded contracts are immutable: emulators of one test session share them by content.
+    key = hashlib.sha256(files.SerializeToString(deterministic=True)).hexdigest()
+    contracts = _loaded.get(key)
+    if contracts is None:
+        contracts = _loaded[key] = Contracts(files, extra_files=builtin_files())
+    return contracts
+
+
+_loaded: dict[str, Contracts] = {}

@@ -9,8 +9,8 @@ protoc again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
-import importlib.metadata
 import json
 import os
 import re
@@ -62,25 +62,28 @@ def compile_contracts(
         )
     sources = _collect(inputs, import_paths)
     merged = descriptor_pb2.FileDescriptorSet()
-    seen: dict[str, tuple[bytes, str]] = {}
+    seen: dict[str, tuple[descriptor_pb2.FileDescriptorProto, str]] = {}
     parts: list[tuple[descriptor_pb2.FileDescriptorSet, str]] = []
     if sources.files:
         parts.append((_compile_cached(sources), "the compiled .proto files"))
     for path in sources.descriptor_sets:
         parts.append((_read_descriptor_set(path), str(path)))
+    if len(parts) == 1:
+        return parts[0][0]  # nothing to merge (and copying every file costs start-up time)
     for fds, origin in parts:
         for file in fds.file:
-            data = _content(file)
             if file.name in seen:
+                first = seen[file.name][0]
                 # Well-known types differ between protoc releases (buf bundles newer ones than
                 # grpc_tools): they declare the same types, so the first copy serves for both.
-                if seen[file.name][0] != data and not file.name.startswith("google/protobuf/"):
+                wkt = file.name.startswith("google/protobuf/")
+                if not wkt and _content(first) != _content(file):
                     raise ContractError(
                         f"{file.name} is defined twice with different content, in "
                         f"{seen[file.name][1]} and in {origin}: keep one copy of each file"
                     )
                 continue
-            seen[file.name] = (data, origin)
+            seen[file.name] = (file, origin)
             merged.file.append(file)
     return merged
 
@@ -143,9 +146,16 @@ def _wkt_include() -> Path:
     return Path(grpc_tools.__file__).parent / "_proto"
 
 
+@functools.cache
+def _protoc_version() -> str:
+    from grpc_tools import grpc_version  # importlib.metadata costs ~25 ms of start-up
+
+    return str(grpc_version.VERSION)
+
+
 def _cache_key(sources: _Sources) -> str:
     digest = hashlib.sha256()
-    digest.update(importlib.metadata.version("grpcio-tools").encode())
+    digest.update(_protoc_version().encode())
     for root in sources.roots:
         digest.update(b"root\0" + str(root).encode() + b"\0")
     for path, name in sources.files:

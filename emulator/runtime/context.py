@@ -38,7 +38,7 @@ class CallContext:
         invocation_metadata: Metadata,
         peer: str,
         deadline: float | None,
-        rng: random.Random,
+        rng: Callable[[], random.Random],
         state: MutableMapping[str, Any],
         clock: Callable[[], datetime.datetime],
         default_response: Callable[[], Message],
@@ -50,7 +50,8 @@ class CallContext:
             self.metadata.setdefault(key, value)
         self.peer = peer
         self.deadline = deadline  # seconds since the epoch (time.time()), None without a deadline
-        self.rng = rng
+        self._rng_factory = rng
+        self._rng: random.Random | None = None
         self.state = state
         self._clock = clock
         self._default_response = default_response
@@ -60,6 +61,13 @@ class CallContext:
         self.claims: Mapping[str, Any] = {}
         self.initial_metadata: Metadata = ()
         self.trailing_metadata: Metadata = ()
+
+    @property
+    def rng(self) -> random.Random:
+        """A generator seeded from (seed, method, call number): behaviour randomness replays."""
+        if self._rng is None:  # seeding costs ~15 µs: only for behaviours that draw
+            self._rng = self._rng_factory()
+        return self._rng
 
     def time_remaining(self) -> float | None:
         """Seconds until the client's deadline (never negative), or None without a deadline."""

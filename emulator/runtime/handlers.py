@@ -69,6 +69,10 @@ class Dispatcher:
         self.chain = chain or Chain()
         self._calls: defaultdict[str, int] = defaultdict(int)
 
+    def reset(self) -> None:
+        """Per-method call counts back to zero, so each test's `ctx.rng` replays."""
+        self._calls.clear()
+
     # -- building blocks -------------------------------------------------------------------
 
     def parse(self, spec: MethodSpec, data: bytes) -> Message:
@@ -100,7 +104,9 @@ class Dispatcher:
             invocation_metadata=call.metadata,
             peer=call.peer,
             deadline=call.deadline,
-            rng=self.defaults.rng(spec.name + "#ctx", b"", self._calls[spec.path]),
+            rng=functools.partial(
+                self.defaults.rng, spec.name + "#ctx", b"", self._calls[spec.path]
+            ),
             state=self.state,
             clock=self.clock,
             default_response=default,

@@ -1,0 +1,89 @@
+"""The fallback load generator: unary gRPC calls from grpc.aio, in a process of its own.
+
+    python bench/load_client.py --target 127.0.0.1:PORT --method /pkg.Svc/M --body-hex HEX
+        [--concurrency 32] [--channels 4] [--duration 5] [--warmup 1]
+
+`--concurrency` coroutines spread over `--channels` channels call the method back to back
+with the same request bytes (no (de)serialisation on the client) for a warm-up, then for
+`--duration` seconds while every call's latency is recorded. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from typing import Any
+
+import grpc
+from loadgen import percentile  # bench/ is sys.path[0] when this runs as a script
+
+
+async def worker(
+    call: Any, body: bytes, until_warm: float, until_end: float, latencies: list[float]
+) -> tuple[int, int]:
+    done = errors = 0
+    while True:
+        start = time.perf_counter()
+        if start >= until_end:
+            return done, errors
+        try:
+            await call(body, timeout=10)
+        except grpc.aio.AioRpcError:
+            if start >= until_warm:
+                errors += 1
+            continue
+        if start >= until_warm:
+            latencies.append(time.perf_counter() - start)
+            done += 1
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    body = bytes.fromhex(args.body_hex)
+    channels = [grpc.aio.insecure_channel(args.target) for _ in range(args.channels)]
+    try:
+        calls = [ch.unary_unary(args.method) for ch in channels]  # bytes in, bytes out
+        await asyncio.gather(*(c(body, timeout=10) for c in calls))  # connect every channel
+        latencies: list[float] = []
+        now = time.perf_counter()
+        until_warm, until_end = now + args.warmup, now + args.warmup + args.duration
+        results = await asyncio.gather(
+            *(
+                worker(calls[i % len(calls)], body, until_warm, until_end, latencies)
+                for i in range(args.concurrency)
+            )
+        )
+    finally:
+        await asyncio.gather(*(ch.close() for ch in channels))
+    latencies.sort()
+    done = sum(r[0] for r in results)
+    return {
+        "requests": done,
+        "errors": sum(r[1] for r in results),
+        "rps": done / args.duration,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "mean_ms": (statistics.fmean(latencies) * 1000) if latencies else float("nan"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--body-hex", required=True, help="the serialized request, hex")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    args = parser.parse_args()
+    if not args.target.startswith("127.0.0.1:"):
+        parser.error("load goes to 127.0.0.1 only")
+    print(json.dumps(asyncio.run(run(args))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""pytest plugin: the `emulator` fixture (registered through the `pytest11` entry point).
+
+    @pytest.mark.emulator(protos="protos/", behaviors="behaviors/", seed=7)
+    def test_checkout(emulator):
+        client = ShopClient(emulator.target)
+        ...
+        emulator.assert_called("acme.shop.v1.Orders/CreateOrder", times=1)
+
+Configure with the marker or the ini options `emulator_protos`, `emulator_behaviors`,
+`emulator_seed` (the marker wins). By default one server per configuration is shared across the
+session and reset before and after each test; `@pytest.mark.emulator(fresh=True)` gives the test
+a server of its own. When a test fails, its report lists the calls it made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.testing import Emulator
+
+__all__ = ["EmulatorPool"]
+
+_EMULATOR = pytest.StashKey[Emulator]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("emulator_protos", "contracts for the emulator fixture", type="paths")
+    parser.addini("emulator_behaviors", "behaviours for the emulator fixture", type="paths")
+    parser.addini("emulator_seed", "seed for the emulator fixture", default="0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "emulator(protos=..., behaviors=..., seed=..., fresh=False, **config): configure the "
+        "`emulator` fixture; fresh=True gives the test a server of its own",
+    )
+
+
+class EmulatorPool:
+    """Running emulators of this session, one per configuration."""
+
+    def __init__(self) -> None:
+        self._running: dict[Any, Emulator] = {}
+
+    def get(self, options: dict[str, Any]) -> Emulator:
+        key = _frozen(options)
+        emu = self._running.get(key)
+        if emu is None:
+            emu = self._running[key] = Emulator(**options).__enter__()
+        return emu
+
+    def close(self) -> None:
+        for emu in self._running.values():
+            emu.__exit__(None, None, None)
+        self._running.clear()
+
+
+@pytest.fixture(scope="session")
+def emulator_pool() -> Iterator[EmulatorPool]:
+    """The session's shared emulators; override to share them more widely or not at all."""
+    pool = EmulatorPool()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def emulator(request: pytest.FixtureRequest, emulator_pool: EmulatorPool) -> Iterator[Emulator]:
+    """A running emulator, configured by `@pytest.mark.emulator(...)` or the ini options."""
+    options = _options(request)
+    if options.pop("fresh", False):
+        with Emulator(**options) as emu:
+            request.node.stash[_EMULATOR] = emu
+            yield emu
+        return
+    emu = emulator_pool.get(options)
+    emu.reset()
+    request.node.stash[_EMULATOR] = emu
+    try:
+        yield emu
+    finally:
+        emu.reset()  # overrides and state never leak into the next test
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    emu = item.stash.get(_EMULATOR, None)
+    if emu is not None and report.when == "call" and report.failed:
+        report.sections.append(("emulator calls", emu.calls().describe()))
+    return report
+
+
+def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    config = request.config
+    options: dict[str, Any] = {
+        "protos": [str(p) for p in config.getini("emulator_protos")],
+        "behaviors": [str(p) for p in config.getini("emulator_behaviors")],
+        "seed": int(config.getini("emulator_seed") or 0),
+    }
+    marker = request.node.get_closest_marker("emulator")
+    if marker is not None:
+        if marker.args:
+            raise pytest.UsageError("@pytest.mark.emulator takes keyword arguments only")
+        options.update(marker.kwargs)
+    if not options["protos"]:
+        raise pytest.UsageError(
+            "the emulator fixture needs contracts: @pytest.mark.emulator(protos='protos/') or "
+            "`emulator_protos = protos/` in the pytest ini options"
+        )
+    for key in ("protos", "behaviors"):
+        options[key] = _resolved(options[key], config.rootpath)
+    return options
+
+
+def _resolved(value: Any, root: Path) -> Any:
+    """Marker paths are relative to the rootdir, so a test runs the same from any directory."""
+    if isinstance(value, str | Path):
+        path = Path(value)
+        return str(path if path.is_absolute() else root / path)
+    if isinstance(value, list | tuple):
+        return [_resolved(v, root) for v in value]
+    return value  # a Behavior class, instance or module
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
