@@ -83,6 +83,10 @@ class Dispatcher:
                 f"request is not a valid {spec.input_class.DESCRIPTOR.full_name}: {exc}"
             ) from None
 
+    def lifecycle(self, spec: MethodSpec, grpc_ctx: ServicerContext) -> _Lifecycle:
+        """`async with` around one call of any kind: chain hooks, status and journal."""
+        return _Lifecycle(self, self.begin(spec, grpc_ctx), grpc_ctx)
+
     def begin(self, spec: MethodSpec, grpc_ctx: ServicerContext) -> Call:
         remaining = grpc_ctx.time_remaining()
         return Call(
@@ -200,9 +204,8 @@ class Dispatcher:
     async def unary_unary(
         self, request: bytes, grpc_ctx: ServicerContext, spec: MethodSpec
     ) -> bytes:
-        call = self.begin(spec, grpc_ctx)
-        call.requests.append(request)
-        try:
+        async with self.lifecycle(spec, grpc_ctx) as call:
+            call.requests.append(request)
             await self.chain.before(call)
             impl = self.registry.get(spec.path)
             if impl is None:
@@ -217,23 +220,13 @@ class Dispatcher:
                 out = self.encode(
                     result, impl, functools.partial(self.defaults.response_bytes, spec, request)
                 )
-            out = await self.respond(call, grpc_ctx, out)
-            self.finish(call, grpc_ctx)
-            return out
-        except Exception as exc:
-            await self.fail(grpc_ctx, exc, call)
-        except asyncio.CancelledError:
-            self.cancelled(call)
-            raise
-        finally:
-            self.end(call)
+            return await self.respond(call, grpc_ctx, out)
 
     async def unary_stream(
         self, request: bytes, grpc_ctx: ServicerContext, spec: MethodSpec
     ) -> AsyncIterator[bytes]:
-        call = self.begin(spec, grpc_ctx)
-        call.requests.append(request)
-        try:
+        async with self.lifecycle(spec, grpc_ctx) as call:
+            call.requests.append(request)
             await self.chain.before(call)
             message = self.parse(spec, request)
             impl = self.registry.get(spec.path)
@@ -248,24 +241,15 @@ class Dispatcher:
                         self.defaults.response_bytes, spec, request, len(call.responses)
                     )
                     yield await self.respond(call, grpc_ctx, self.encode(item, impl, default))
-            self.finish(call, grpc_ctx)
-        except Exception as exc:
-            await self.fail(grpc_ctx, exc, call)
-        except (asyncio.CancelledError, GeneratorExit):
-            self.cancelled(call)
-            raise
-        finally:
-            self.end(call)
 
     async def stream_unary(
         self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, spec: MethodSpec
     ) -> bytes:
-        call = self.begin(spec, grpc_ctx)
+        async with self.lifecycle(spec, grpc_ctx) as call:
 
-        def default() -> bytes:
-            return self.defaults.response_bytes(spec, _joined(call.requests))
+            def default() -> bytes:
+                return self.defaults.response_bytes(spec, _joined(call.requests))
 
-        try:
             await self.chain.before(call)
             impl = self.registry.get(spec.path)
             if impl is None:
@@ -279,26 +263,16 @@ class Dispatcher:
                 stream = self._messages(spec, requests, call)
                 argument = stream if impl.style.is_async else _SyncIterator(stream)
                 out = self.encode(await self.run(impl, argument, ctx), impl, default)
-            out = await self.respond(call, grpc_ctx, out)
-            self.finish(call, grpc_ctx)
-            return out
-        except Exception as exc:
-            await self.fail(grpc_ctx, exc, call)
-        except asyncio.CancelledError:
-            self.cancelled(call)
-            raise
-        finally:
-            self.end(call)
+            return await self.respond(call, grpc_ctx, out)
 
     async def stream_stream(
         self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, spec: MethodSpec
     ) -> AsyncIterator[bytes]:
-        call = self.begin(spec, grpc_ctx)
+        async with self.lifecycle(spec, grpc_ctx) as call:
 
-        def last() -> bytes:
-            return call.requests[-1] if call.requests else b""
+            def last() -> bytes:
+                return call.requests[-1] if call.requests else b""
 
-        try:
             await self.chain.before(call)
             impl = self.registry.get(spec.path)
             if impl is None:
@@ -312,14 +286,6 @@ class Dispatcher:
                 async for item in self.results(impl, argument, ctx):
                     default = functools.partial(self.defaults.response_bytes, spec, last())
                     yield await self.respond(call, grpc_ctx, self.encode(item, impl, default))
-            self.finish(call, grpc_ctx)
-        except Exception as exc:
-            await self.fail(grpc_ctx, exc, call)
-        except (asyncio.CancelledError, GeneratorExit):
-            self.cancelled(call)
-            raise
-        finally:
-            self.end(call)
 
     async def _messages(
         self, spec: MethodSpec, requests: AsyncIterator[bytes], call: Call
@@ -328,6 +294,33 @@ class Dispatcher:
             message = self.parse(spec, raw)
             call.requests.append(raw)
             yield message
+
+
+class _Lifecycle:
+    """Ends a call the same way for all four kinds: OK with the behaviour's trailers, the status
+    that fits an exception (the abort replaces it), or CANCELLED / DEADLINE_EXCEEDED."""
+
+    __slots__ = ("call", "dispatcher", "grpc_ctx")
+
+    def __init__(self, dispatcher: Dispatcher, call: Call, grpc_ctx: ServicerContext) -> None:
+        self.dispatcher, self.call, self.grpc_ctx = dispatcher, call, grpc_ctx
+
+    async def __aenter__(self) -> Call:
+        return self.call
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        dispatcher, call = self.dispatcher, self.call
+        try:
+            if exc is None:
+                dispatcher.finish(call, self.grpc_ctx)
+            elif isinstance(exc, Exception):
+                await dispatcher.fail(self.grpc_ctx, exc, call)
+            elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                dispatcher.cancelled(call)
+        finally:
+            dispatcher.end(call)
 
 
 class _SyncIterator(Iterator[Message]):
