@@ -22,7 +22,7 @@ CONTRACTS = TEST_PROTOS / "contracts"
 SYNTAXES = CONTRACTS / "syntaxes"
 SAME_NAME = CONTRACTS / "same_name"
 WKT = CONTRACTS / "wkt"
-GOOGLEAPIS_STYLE = CONTRACTS / "googleapis_style"
+GOOGLEAPIS_SVC = CONTRACTS / "googleapis_style"
 BROKEN = CONTRACTS / "broken"
 
 SIMPLE = """syntax = "proto3";
@@ -66,9 +66,18 @@ def protoc_descriptor_set(out: Path, root: Path, *files: Path, imports: bool = T
 
 
 @pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
+def googleapis_style(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root holding a service and, beside it, googleapis' google/api files (the bundled copy)."""
+    root = tmp_path_factory.mktemp("googleapis_style")
+    shutil.copytree(GOOGLEAPIS_SVC, root, dirs_exist_ok=True)
+    shutil.copytree(PROTOS / "google", root / "google")
+    return root
+
+
+@pytest.fixture(scope="module")
+def emu(googleapis_style: Path) -> Iterator[Emulator]:
     """One emulator serving every good fixture contract at once (each directory an import root)."""
-    with Emulator(protos=[SYNTAXES, SAME_NAME, WKT, GOOGLEAPIS_STYLE]) as running:
+    with Emulator(protos=[SYNTAXES, SAME_NAME, WKT, googleapis_style]) as running:
         yield running
 
 
@@ -226,11 +235,11 @@ def test_googleapis_import_under_the_root_resolves(emu: Emulator) -> None:
     assert contracts.message_class_by_name("svc.v1.Book").FromString(raw).title
 
 
-def test_single_file_under_an_import_path_keeps_its_import_name() -> None:
-    books = GOOGLEAPIS_STYLE / "svc/v1/books.proto"
+def test_single_file_under_an_import_path_keeps_its_import_name(googleapis_style: Path) -> None:
+    books = googleapis_style / "svc/v1/books.proto"
     with pytest.raises(ContractError, match=r"google/api/annotations\.proto"):
         compile_contracts([books])
-    names = [f.name for f in compile_contracts([books], [GOOGLEAPIS_STYLE]).file]
+    names = [f.name for f in compile_contracts([books], [googleapis_style]).file]
     assert "svc/v1/books.proto" in names  # the name importers use, not "books.proto"
     assert names.index("google/api/annotations.proto") < names.index("svc/v1/books.proto")
 
