@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import importlib
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from emulator.config import Config, load_config_file
@@ -22,6 +25,9 @@ from emulator.errors import EmulatorError
 __all__ = ["main"]
 
 EXIT_SETUP = 2
+
+# Subcommands that serve nothing, each in a module of its own.
+_TOOLS = {"certs": "emulator.commands.certs", "token": "emulator.commands.token"}
 
 log = logging.getLogger("emulator")
 
@@ -53,13 +59,43 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="emulator.yaml; flags override it")
     parser.add_argument("--seed", type=int, help="seed for default responses (default 0)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM)")
+    tls.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
+    tls.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="CA for client certificates: clients must present one (mTLS)",
+    )
+    auth = parser.add_argument_group("auth")
+    auth.add_argument(
+        "--auth-token",
+        action="append",
+        metavar="TOKEN[=PRINCIPAL]",
+        help="a static bearer token (and who it stands for); repeatable",
+    )
+    auth.add_argument(
+        "--jwt-key",
+        action="append",
+        metavar="FILE",
+        help="a PEM public key or JWKS file that verifies JWTs; repeatable",
+    )
+    auth.add_argument(
+        "--jwt-secret-env",
+        metavar="NAME",
+        help="environment variable holding an HS256 secret for JWTs",
+    )
+    auth.add_argument("--jwt-issuer", metavar="ISS", help="required `iss` claim")
+    auth.add_argument("--jwt-audience", metavar="AUD", help="required `aud` claim")
+    auth.add_argument("--authz-policy", metavar="FILE", help="gRFC A43 authorization policy (JSON)")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emulate",
         description="Serve .proto contracts as a running gRPC emulator.",
-        epilog="subcommands: `emulate check ...` validates everything and serves nothing.",
+        epilog="subcommands: `emulate check` validates everything and serves nothing; "
+        "`emulate certs` writes TLS certificates; `emulate token` mints test tokens.",
     )
     _common(parser)
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -101,10 +137,51 @@ def _config(args: argparse.Namespace) -> Config:
         value = getattr(args, flag, None)
         if value is not None:
             overrides[key] = value
+    overrides.update(_security_overrides(args, config))
     config = config.with_overrides(overrides, source="command line")
     if not config.protos:
         raise EmulatorError("no contracts: pass --proto PATH (or `protos:` in --config FILE)")
     return config
+
+
+def _security_overrides(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for flag, key in (
+        ("tls_cert", "tls.cert"),
+        ("tls_key", "tls.key"),
+        ("tls_client_ca", "tls.client_ca"),
+    ):
+        if getattr(args, flag, None):
+            overrides[key] = getattr(args, flag)
+    if getattr(args, "auth_token", None):
+        tokens = {k: dataclasses.asdict(v) for k, v in config.auth.tokens.items()}
+        for item in args.auth_token:
+            token, _, principal = item.partition("=")
+            tokens[token] = {"principal": principal or "token-user"}
+        overrides["auth.tokens"] = tokens
+    keys = [{"file": f} for f in getattr(args, "jwt_key", None) or []]
+    if getattr(args, "jwt_secret_env", None):
+        keys.append({"secret_env": args.jwt_secret_env})
+    jwt_flags = {"issuer": args.jwt_issuer, "audience": args.jwt_audience}
+    if keys or any(jwt_flags.values()):
+        jwt = dataclasses.asdict(config.auth.jwt) if config.auth.jwt else {}
+        jwt["keys"] = [*jwt.get("keys", ()), *keys]
+        jwt.update({k: v for k, v in jwt_flags.items() if v})
+        overrides["auth.jwt"] = jwt
+    if getattr(args, "authz_policy", None):
+        overrides["authorization"] = _json_file(args.authz_policy, "--authz-policy")
+    return overrides
+
+
+def _json_file(path: str, flag: str) -> Any:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise EmulatorError(f"{flag} {path}: cannot be read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise EmulatorError(f"{flag} {path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
 
 
 def _setup_logging(fmt: str) -> None:
@@ -115,6 +192,14 @@ def _setup_logging(fmt: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _TOOLS:
+        module = importlib.import_module(_TOOLS[argv[0]])
+        try:
+            code: int = module.run(argv[1:])
+        except EmulatorError as exc:
+            print(f"emulate {argv[0]}: error: {exc}", file=sys.stderr)
+            return EXIT_SETUP
+        return code
     check = bool(argv) and argv[0] == "check"
     args = (_check_parser() if check else _parser()).parse_args(argv[1:] if check else argv)
     try:

@@ -1,60 +1,41 @@
 """One validated configuration, from emulator.yaml, command-line flags or keyword arguments.
 
 Every source becomes a plain mapping first; `Config.from_mapping` then checks it against the
-dataclasses below, so the file, the flags and `Emulator(**kwargs)` share one set of rules and one
-set of messages. Unknown keys and wrong types are errors that name the key (and, for a file, the
-line). Later features add their own sections as further dataclasses.
+dataclasses below (with `_schema`), so the file, the flags and `Emulator(**kwargs)` share one set
+of rules and one set of messages. Unknown keys and wrong types are errors that name the key (and,
+for a file, the line). Features add their own sections as further dataclasses.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
-import os
-import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from emulator._schema import Duration, build, parse_duration, plain, where
 from emulator.errors import ConfigError
 
-if TYPE_CHECKING:
-    import yaml
-
 __all__ = [
+    "AuthConfig",
     "Config",
     "DefaultsConfig",
     "JournalConfig",
+    "JwtConfig",
+    "JwtKeyConfig",
     "ServerConfig",
+    "StaticTokenConfig",
+    "TlsConfig",
     "load_config_file",
     "parse_duration",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from `150ms`, `5s`, `1m` or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 150ms, 5s or 1m")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"expected a duration such as 150ms, 5s or 1m, got {value!r}")
-        number, unit = float(match.group(1)), match.group(2)
-        seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
-    if seconds < 0:
-        raise ValueError(f"a duration cannot be negative, got {value!r}")
-    return seconds
-
-
-Duration = typing.Annotated[float, "duration"]
+BUILTIN_EXEMPT = (
+    "grpc.health.v1.Health/*",
+    "grpc.reflection.v1.ServerReflection/*",
+    "grpc.reflection.v1alpha.ServerReflection/*",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +58,54 @@ class JournalConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TlsConfig:
+    cert: str = ""  # server certificate chain (PEM)
+    key: str = ""  # its private key (PEM)
+    client_ca: str = ""  # set: clients must present a certificate this CA issued (mTLS)
+    # SAN or CN identities allowed to call: a list for every method, or method pattern → list.
+    allowed_clients: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaticTokenConfig:
+    principal: str
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class JwtKeyConfig:
+    file: str = ""  # PEM public key or JWKS
+    secret_env: str = ""  # environment variable holding an HMAC secret
+    alg: str = ""  # pinned algorithm; default from the key (RS256, ES256, ...) or HS256
+    kid: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JwtConfig:
+    keys: tuple[JwtKeyConfig, ...] = ()
+    issuer: str = ""
+    audience: tuple[str, ...] = ()
+    leeway: Duration = 0.0
+    required_claims: tuple[str, ...] = ("exp",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthConfig:
+    tokens: dict[str, StaticTokenConfig] = field(default_factory=dict)
+    jwt: JwtConfig | None = None
+    scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # method → required
+    exempt: tuple[str, ...] = BUILTIN_EXEMPT  # method patterns that need no token
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens or self.jwt)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     protos: tuple[str, ...] = ()
     import_paths: tuple[str, ...] = ()
@@ -85,6 +114,9 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    authorization: dict[str, Any] | None = None  # a gRFC A43 policy
     log_format: Literal["text", "json"] = "text"
 
     @classmethod
@@ -96,7 +128,7 @@ class Config:
         lines: Mapping[str, int] | None = None,
     ) -> Config:
         """Validate `data` (nested mappings keyed as in emulator.yaml)."""
-        result: Config = _build(cls, data, "", source, lines or {})
+        result: Config = build(cls, data, "", source, lines or {})
         _check_values(result, source, lines or {})
         return result
 
@@ -131,7 +163,7 @@ def load_config_file(path: str | Path) -> Config:
     if node is None:
         return Config()
     lines: dict[str, int] = {}
-    data = _plain(node, "", lines, str(path))
+    data = plain(node, "", lines, str(path))
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}:1: the file must be a mapping of keys such as protos, seed, server"
@@ -143,122 +175,23 @@ def load_config_file(path: str | Path) -> Config:
             value = [value]
         if isinstance(value, list):
             data[key] = [str(base / v) if isinstance(v, str) else v for v in value]
+    for section, keys in (("tls", ("cert", "key", "client_ca")),):
+        values = data.get(section)
+        if isinstance(values, dict):
+            for key in keys:
+                if isinstance(values.get(key), str) and values[key]:
+                    values[key] = str(base / values[key])
+    jwt = data.get("auth", {}).get("jwt") if isinstance(data.get("auth"), dict) else None
+    if isinstance(jwt, dict) and isinstance(jwt.get("keys"), list):
+        for entry in jwt["keys"]:
+            if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+                entry["file"] = str(base / entry["file"])
     return Config.from_mapping(data, source=str(path), lines=lines)
-
-
-def _plain(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> Any:
-    """YAML node → Python data, remembering the line of every key for messages."""
-    import yaml
-
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = str(yaml.safe_load(yaml.serialize(key_node)))
-            child = f"{path}.{key}" if path else key
-            if key in out:
-                raise ConfigError(
-                    f"{source}:{key_node.start_mark.line + 1}: {child}: duplicate key"
-                )
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = _plain(value_node, child, lines, source)
-            lines[child] = key_node.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_plain(item, f"{path}[{i}]", lines, source) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
-
-
-def _where(source: str, lines: Mapping[str, int], key: str) -> str:
-    probe = key
-    while probe:
-        if probe in lines:
-            return f"{source}:{lines[probe]}"
-        probe = probe.rpartition(".")[0]
-    return source
-
-
-@functools.cache
-def _hints(cls: Any) -> dict[str, Any]:
-    return typing.get_type_hints(cls, include_extras=True)
-
-
-def _build(cls: type[Any], data: Any, prefix: str, source: str, lines: Mapping[str, int]) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"{_where(source, lines, prefix)}: {prefix or 'config'}: expected a mapping of keys, "
-            f"got {type(data).__name__}"
-        )
-    hints = _hints(typing.cast(Any, cls))
-    known = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(
-                f"{_where(source, lines, dotted)}: unknown key {dotted!r}{hint}; "
-                f"allowed here: {', '.join(sorted(known))}"
-            )
-        kwargs[key] = _convert(hints[key], value, dotted, source, lines)
-    return cls(**kwargs)
-
-
-def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, int]) -> Any:
-    where = _where(source, lines, key)
-    if dataclasses.is_dataclass(hint):
-        cls = typing.cast(type[Any], hint)
-        return value if isinstance(value, cls) else _build(cls, value, key, source, lines)
-    origin = typing.get_origin(hint)
-    if origin is typing.Annotated:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {key}: {exc}") from None
-    if origin is Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise ConfigError(
-                f"{where}: {key}: expected one of {', '.join(map(repr, allowed))}, got {value!r}"
-            )
-        return value
-    if origin is tuple:
-        (item_type, _) = typing.get_args(hint)
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list | tuple):
-            raise ConfigError(f"{where}: {key}: expected a list, got {type(value).__name__}")
-        return tuple(
-            _convert(item_type, v, f"{key}[{i}]", source, lines) for i, v in enumerate(items)
-        )
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                return int(value)
-            raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if isinstance(value, os.PathLike):
-            return os.fspath(value)
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ConfigError(f"{where}: {key}: expected a string, got {type(value).__name__}")
-        return str(value)
-    if isinstance(hint, types.UnionType):
-        raise NotImplementedError(f"config type {hint} for {key}")  # pragma: no cover
-    return value
 
 
 def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None:
     def bad(key: str, message: str) -> ConfigError:
-        return ConfigError(f"{_where(source, lines, key)}: {key}: {message}")
+        return ConfigError(f"{where(source, lines, key)}: {key}: {message}")
 
     if not 0 <= config.server.port <= 65535:
         raise bad("server.port", f"must be 0 (any free port) to 65535, got {config.server.port}")
@@ -270,5 +203,14 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
         )
     if config.journal.limit < 1:
         raise bad("journal.limit", f"must be at least 1, got {config.journal.limit}")
+    tls = config.tls
+    if bool(tls.cert) != bool(tls.key):
+        raise bad("tls.cert" if not tls.cert else "tls.key", "tls needs both cert and key")
+    if (tls.client_ca or tls.allowed_clients) and not tls.cert:
+        raise bad("tls.client_ca", "client certificates need TLS: set tls.cert and tls.key")
+    if tls.allowed_clients and not tls.client_ca:
+        raise bad("tls.allowed_clients", "an allowlist needs client certificates: set client_ca")
+    if config.auth.jwt is not None and not config.auth.jwt.keys:
+        raise bad("auth.jwt.keys", "list at least one key (file or secret_env)")
     if not config.server.host:
         raise bad("server.host", "must not be empty")

@@ -13,29 +13,35 @@ that the policy refuses.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 if TYPE_CHECKING:
     from emulator.contracts.model import MethodSpec
-    from emulator.runtime.context import CallContext, Metadata
+    from emulator.runtime.context import CallContext
 
-__all__ = ["Call", "Chain", "Interceptor"]
+__all__ = ["Call", "Chain", "Interceptor", "Metadata"]
+
+Metadata = tuple[tuple[str, str | bytes], ...]
 
 
 class Call:
     """One call in flight: raw request and response bytes, metadata and, at the end, status."""
 
     __slots__ = (
+        "claims",
         "code",
         "context",
         "deadline",
         "details",
         "duration",
+        "identities",
         "metadata",
         "peer",
+        "peer_cert",
+        "principal",
         "requests",
         "responses",
         "spec",
@@ -44,7 +50,12 @@ class Call:
     )
 
     def __init__(
-        self, spec: MethodSpec, metadata: Metadata, peer: str, deadline: float | None
+        self,
+        spec: MethodSpec,
+        metadata: Metadata,
+        peer: str,
+        deadline: float | None,
+        peer_cert: bytes | None = None,
     ) -> None:
         self.spec = spec
         self.metadata = metadata
@@ -58,6 +69,10 @@ class Call:
         self.details = ""
         self.trailers: Metadata = ()
         self.context: CallContext | None = None
+        self.peer_cert = peer_cert  # the verified client certificate (PEM), under mTLS
+        self.identities: tuple[str, ...] = ()  # names that certificate proves (SANs, CN)
+        self.principal: str | None = None  # the token's subject
+        self.claims: Mapping[str, Any] = {}
 
 
 class Interceptor:

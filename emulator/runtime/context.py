@@ -8,14 +8,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from emulator.chain import Metadata
+
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from emulator.contracts.model import MethodSpec
 
 __all__ = ["CallContext", "Metadata"]
-
-Metadata = tuple[tuple[str, str | bytes], ...]
 
 
 def _pairs(metadata: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]) -> Metadata:
@@ -56,7 +56,8 @@ class CallContext:
         self._clock = clock
         self._default_response = default_response
         # Filled in by the security chain (mTLS identity, token principal and claims).
-        self.peer_identity: str | None = None
+        self.peer_identity: str | None = None  # the first SAN (URI, then DNS) or the CN
+        self.peer_identities: tuple[str, ...] = ()
         self.principal: str | None = None
         self.claims: Mapping[str, Any] = {}
         self.initial_metadata: Metadata = ()

@@ -59,6 +59,7 @@ class Dispatcher:
         state: MutableMapping[str, Any],
         clock: Callable[[], datetime.datetime],
         chain: Chain | None = None,
+        client_certs: bool = False,
     ) -> None:
         self.contracts = contracts
         self.registry = registry
@@ -67,6 +68,7 @@ class Dispatcher:
         self.state = state
         self.clock = clock
         self.chain = chain or Chain()
+        self.client_certs = client_certs  # read the peer certificate of each call (mTLS)
         self._calls: defaultdict[str, int] = defaultdict(int)
 
     def reset(self) -> None:
@@ -89,11 +91,16 @@ class Dispatcher:
 
     def begin(self, spec: MethodSpec, grpc_ctx: ServicerContext) -> Call:
         remaining = grpc_ctx.time_remaining()
+        cert = None
+        if self.client_certs:
+            pem = grpc_ctx.auth_context().get("x509_pem_cert")
+            cert = pem[0] if pem else None
         return Call(
             spec,
             tuple(grpc_ctx.invocation_metadata() or ()),
             grpc_ctx.peer(),
             None if remaining is None else time.time() + remaining,
+            cert,
         )
 
     def end(self, call: Call) -> None:
@@ -115,6 +122,10 @@ class Dispatcher:
             clock=self.clock,
             default_response=default,
         )
+        ctx.peer_identity = call.identities[0] if call.identities else None
+        ctx.peer_identities = call.identities
+        ctx.principal = call.principal
+        ctx.claims = call.claims
         call.context = ctx
         return ctx
 

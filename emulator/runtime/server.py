@@ -23,6 +23,7 @@ from emulator.journal import Journal
 from emulator.runtime.clock import Clock
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
 from emulator.runtime.reflection import ReflectionHandler
+from emulator.runtime.security import BuiltinGuard, build_security
 
 __all__ = ["EmulatorServer"]
 
@@ -49,6 +50,7 @@ class EmulatorServer:
         self.clock = Clock()
         self.clock.listeners.append(self.defaults.anchor)
         self.journal = Journal(config.journal.limit, config.journal.redact_headers)
+        self.security = build_security(config)
         self.state: dict[str, Any] = {}
         self.executor = ThreadPoolExecutor(
             max_workers=config.server.workers, thread_name_prefix="emulator-behavior"
@@ -60,7 +62,9 @@ class EmulatorServer:
             executor=self.executor,
             state=self.state,
             clock=self.clock.now,
-            chain=Chain([self.journal]),
+            # Security first: nothing after it sees a call the policy refuses.
+            chain=Chain([*self.security.interceptors, self.journal]),
+            client_certs=self.security.client_certs,
         )
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -81,7 +85,9 @@ class EmulatorServer:
         return [*self.contracts.services, HEALTH_SERVICE, *REFLECTION_SERVICES]
 
     async def start(self) -> int:
+        guard = self.security.auth
         server = grpc.aio.server(
+            interceptors=[BuiltinGuard(guard)] if guard is not None else None,
             options=[("grpc.so_reuseport", 0)],  # port 0 must mean a port no one else holds
         )
         server.add_generic_rpc_handlers(
@@ -96,8 +102,12 @@ class EmulatorServer:
             if ":" in self.host
             else (f"{self.host}:{self.config.server.port}")
         )
+        credentials = self.security.credentials
         try:
-            port = int(server.add_insecure_port(address))
+            if credentials is None:
+                port = int(server.add_insecure_port(address))
+            else:
+                port = int(server.add_secure_port(address, credentials))
         except RuntimeError as exc:
             raise ConfigError(
                 f"cannot listen on {address}: {exc}; choose another --port (0 picks a free one)"

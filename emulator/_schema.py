@@ -1,0 +1,175 @@
+"""Checking plain data (parsed YAML, flags, keyword arguments) against config dataclasses.
+
+Types understood: str, int, float, bool, `Duration`, Literal[...], tuple[X, ...],
+dict[str, X], unions (`X | None`, `tuple[str, ...] | dict[str, ...]`), Any, and nested
+dataclasses. Every error names the dotted key and, for a file, its line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from emulator.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
+
+__all__ = ["Duration", "build", "parse_duration", "plain", "where"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `150ms`, `5s`, `1m` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 150ms, 5s or 1m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration such as 150ms, 5s or 1m, got {value!r}")
+        number, unit = float(match.group(1)), match.group(2)
+        seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative, got {value!r}")
+    return seconds
+
+
+Duration = typing.Annotated[float, "duration"]
+
+
+def plain(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> Any:
+    """YAML node → Python data, remembering the line of every key for messages."""
+    import yaml
+
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(yaml.safe_load(yaml.serialize(key_node)))
+            child = f"{path}.{key}" if path else key
+            if key in out:
+                raise ConfigError(
+                    f"{source}:{key_node.start_mark.line + 1}: {child}: duplicate key"
+                )
+            lines[child] = key_node.start_mark.line + 1
+            out[key] = plain(value_node, child, lines, source)
+            lines[child] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [plain(item, f"{path}[{i}]", lines, source) for i, item in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def where(source: str, lines: Mapping[str, int], key: str) -> str:
+    probe = key
+    while probe:
+        if probe in lines:
+            return f"{source}:{lines[probe]}"
+        probe = probe.rpartition(".")[0]
+    return source
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def build(cls: type[Any], data: Any, prefix: str, source: str, lines: Mapping[str, int]) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{where(source, lines, prefix)}: {prefix or 'config'}: expected a mapping of keys, "
+            f"got {type(data).__name__}"
+        )
+    hints = _hints(typing.cast(Any, cls))
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where(source, lines, dotted)}: unknown key {dotted!r}{hint}; "
+                f"allowed here: {', '.join(sorted(known))}"
+            )
+        kwargs[key] = _convert(hints[key], value, dotted, source, lines)
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, int]) -> Any:
+    here = where(source, lines, key)
+    if dataclasses.is_dataclass(hint):
+        cls = typing.cast(type[Any], hint)
+        return value if isinstance(value, cls) else build(cls, value, key, source, lines)
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{here}: {key}: {exc}") from None
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(
+                f"{here}: {key}: expected one of {', '.join(map(repr, allowed))}, got {value!r}"
+            )
+        return value
+    if origin is tuple:
+        (item_type, _) = typing.get_args(hint)
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"{here}: {key}: expected a list, got {type(value).__name__}")
+        return tuple(
+            _convert(item_type, v, f"{key}[{i}]", source, lines) for i, v in enumerate(items)
+        )
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{here}: {key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                return int(value)
+            raise ConfigError(f"{here}: {key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{here}: {key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{here}: {key}: expected a string, got {type(value).__name__}")
+        return str(value)
+    if origin is dict:
+        _, value_type = typing.get_args(hint)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{here}: {key}: expected a mapping, got {type(value).__name__}")
+        return {
+            str(k): _convert(value_type, v, f"{key}.{k}", source, lines) for k, v in value.items()
+        }
+    if isinstance(hint, types.UnionType) or origin is typing.Union:
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, key, source, lines)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    return value

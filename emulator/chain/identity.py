@@ -1,0 +1,60 @@
+"""The identity interceptor: who the mTLS peer is, and whether it may call this method."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import grpc
+from cryptography import x509
+
+from emulator.chain import Call, Interceptor
+from emulator.errors import RpcAbort
+from emulator.security.authz import matches
+
+__all__ = ["IdentityInterceptor", "names_in_certificate"]
+
+
+@functools.lru_cache(maxsize=256)
+def names_in_certificate(pem: bytes) -> tuple[str, ...]:
+    """Every name a client certificate proves: URI and DNS SANs (SPIFFE ids included), then CN."""
+    cert = x509.load_pem_x509_certificate(pem)
+    names: list[str] = []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names.extend(san.get_values_for_type(x509.UniformResourceIdentifier))
+        names.extend(san.get_values_for_type(x509.DNSName))
+        names.extend(san.get_values_for_type(x509.RFC822Name))
+    except x509.ExtensionNotFound:
+        pass
+    for attribute in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME):
+        names.append(str(attribute.value))
+    return tuple(dict.fromkeys(names))
+
+
+class IdentityInterceptor(Interceptor):
+    """Sets `call.identities` from the verified client certificate and enforces the allowlist.
+
+    `allowed` maps method patterns (`pkg.Svc/Method`, `pkg.Svc/*`, `*`) to the identities (SAN or
+    CN) that may call them; a method no pattern covers is open to any verified client.
+    """
+
+    def __init__(self, allowed: Mapping[str, Sequence[str]]) -> None:
+        self._allowed = [("/" + k.lstrip("/"), tuple(v)) for k, v in allowed.items()]
+
+    async def before(self, call: Call) -> None:
+        pem = call.peer_cert
+        call.identities = names_in_certificate(pem) if pem else ()
+        for pattern, identities in self._allowed:
+            if not matches(pattern, call.spec.path):
+                continue
+            if not call.identities:
+                raise RpcAbort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{call.spec.name} requires a client certificate of: {', '.join(identities)}",
+                )
+            if not any(name in identities for name in call.identities):
+                raise RpcAbort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"client {call.identities[0]!r} is not allowed to call {call.spec.name}",
+                )

@@ -1,0 +1,1 @@
+"""`emulate` subcommands that serve nothing: each module has `run(argv) -> exit status`."""
