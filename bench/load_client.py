@@ -2,6 +2,7 @@
 
     python bench/load_client.py --target 127.0.0.1:PORT --method /pkg.Svc/M --body-hex HEX
         [--concurrency 32] [--channels 4] [--duration 5] [--warmup 1]
+        [--ca CA.pem [--cert C.pem --key K.pem]] [--token TOKEN]
 
 `--concurrency` coroutines spread over `--channels` channels call the method back to back
 with the same request bytes (no (de)serialisation on the client) for a warm-up, then for
@@ -22,7 +23,13 @@ from loadgen import percentile  # bench/ is sys.path[0] when this runs as a scri
 
 
 async def worker(
-    call: Any, body: bytes, until_warm: float, until_end: float, latencies: list[float]
+    call: Any,
+    body: bytes,
+    *,
+    until_warm: float,
+    until_end: float,
+    latencies: list[float],
+    metadata: tuple[tuple[str, str], ...] | None,
 ) -> tuple[int, int]:
     done = errors = 0
     while True:
@@ -30,7 +37,7 @@ async def worker(
         if start >= until_end:
             return done, errors
         try:
-            await call(body, timeout=10)
+            await call(body, timeout=10, metadata=metadata)
         except grpc.aio.AioRpcError:
             if start >= until_warm:
                 errors += 1
@@ -42,16 +49,25 @@ async def worker(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     body = bytes.fromhex(args.body_hex)
-    channels = [grpc.aio.insecure_channel(args.target) for _ in range(args.channels)]
+    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else None
+    channels = [_channel(args) for _ in range(args.channels)]
     try:
         calls = [ch.unary_unary(args.method) for ch in channels]  # bytes in, bytes out
-        await asyncio.gather(*(c(body, timeout=10) for c in calls))  # connect every channel
+        # Connect every channel (and fail loudly if the credentials are refused).
+        await asyncio.gather(*(c(body, timeout=10, metadata=metadata) for c in calls))
         latencies: list[float] = []
         now = time.perf_counter()
         until_warm, until_end = now + args.warmup, now + args.warmup + args.duration
         results = await asyncio.gather(
             *(
-                worker(calls[i % len(calls)], body, until_warm, until_end, latencies)
+                worker(
+                    calls[i % len(calls)],
+                    body,
+                    until_warm=until_warm,
+                    until_end=until_end,
+                    latencies=latencies,
+                    metadata=metadata,
+                )
                 for i in range(args.concurrency)
             )
         )
@@ -69,6 +85,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
+    if not args.ca:
+        return grpc.aio.insecure_channel(args.target)
+    read = lambda path: open(path, "rb").read() if path else None  # noqa: E731, SIM115
+    credentials = grpc.ssl_channel_credentials(read(args.ca), read(args.key), read(args.cert))
+    return grpc.aio.secure_channel(args.target, credentials)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", required=True)
@@ -78,6 +102,10 @@ def main() -> int:
     parser.add_argument("--channels", type=int, default=4)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--ca", help="TLS: the CA that issued the server certificate")
+    parser.add_argument("--cert", help="mTLS: client certificate")
+    parser.add_argument("--key", help="mTLS: client key")
+    parser.add_argument("--token", help="bearer token sent with every call")
     args = parser.parse_args()
     if not args.target.startswith("127.0.0.1:"):
         parser.error("load goes to 127.0.0.1 only")
