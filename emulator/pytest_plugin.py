@@ -14,6 +14,7 @@ a server of its own. When a test fails, its report lists the calls it made.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,15 @@ def pytest_runtest_makereport(
 
 def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
     config = request.config
+    seed = config.getini("emulator_seed") or 0
+    try:
+        seed = int(seed)
+    except ValueError:
+        raise pytest.UsageError(f"emulator_seed must be an integer, not {seed!r}") from None
     options: dict[str, Any] = {
         "protos": [str(p) for p in config.getini("emulator_protos")],
         "behaviors": [str(p) for p in config.getini("emulator_behaviors")],
-        "seed": int(config.getini("emulator_seed") or 0),
+        "seed": seed,
     }
     marker = request.node.get_closest_marker("emulator")
     if marker is not None:
@@ -115,17 +121,18 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
             "`emulator_protos = protos/` in the pytest ini options"
         )
     for key in ("protos", "behaviors"):
-        options[key] = _resolved(options[key], config.rootpath)
+        # Always a list, so that "protos/", "protos" and ["protos"] share one server.
+        value = options[key]
+        values = value if isinstance(value, list | tuple) else [value]
+        options[key] = [_resolved(v, config.rootpath) for v in values]
     return options
 
 
 def _resolved(value: Any, root: Path) -> Any:
     """Marker paths are relative to the rootdir, so a test runs the same from any directory."""
-    if isinstance(value, str | Path):
+    if isinstance(value, str | os.PathLike):
         path = Path(value)
         return str(path if path.is_absolute() else root / path)
-    if isinstance(value, list | tuple):
-        return [_resolved(v, root) for v in value]
     return value  # a Behavior class, instance or module
 
 

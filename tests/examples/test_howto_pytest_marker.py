@@ -1,0 +1,12 @@
+"""README, In tests, pytest: the `emulator` fixture configured by the marker."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.emulator(protos="protos/", behaviors="behaviors/", seed=7)
+def test_checkout(emulator):
+    reply = emulator.stub("acme.shop.v1.Orders").CreateOrder({"line_items": [{"quantity": 1}]})
+    assert reply.status == 1  # PENDING
+    emulator.assert_called("acme.shop.v1.Orders/CreateOrder", times=1)
