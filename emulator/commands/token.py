@@ -11,11 +11,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import jwt
 from cryptography.hazmat.primitives import serialization
 
 from emulator._schema import parse_duration
 from emulator.errors import ConfigError
-from emulator.security.tokens import mint
+from emulator.security.tokens import _default_alg, mint
 
 __all__ = ["run"]
 
@@ -53,15 +54,16 @@ def run(argv: Sequence[str]) -> int:
             raise ConfigError(
                 f"--key {args.key}: not a readable, unencrypted PEM private key ({exc})"
             ) from None
-        alg = alg or ("ES256" if "EllipticCurve" in type(signing_key).__name__ else "RS256")
+        public = getattr(signing_key, "public_key", None)
+        alg = alg or (_default_alg(public()) if public else "") or "RS256"
     else:
         parser.error("give --secret-env NAME or --key FILE (or --alg-none)")
     try:
         lifetime = parse_duration(args.expires_in)
     except ValueError as exc:
         parser.error(f"--expires-in: {exc}")
-    print(
-        mint(
+    try:
+        token = mint(
             signing_key,
             alg,
             subject=args.sub,
@@ -72,5 +74,7 @@ def run(argv: Sequence[str]) -> int:
             not_before_in=3600 if args.not_yet_valid else 0,
             kid=args.kid,
         )
-    )
+    except (jwt.PyJWTError, TypeError, ValueError, NotImplementedError) as exc:
+        raise ConfigError(f"cannot sign {alg} with this key: {exc}") from None
+    print(token)
     return 0

@@ -136,6 +136,9 @@ def write_certs(
     force: bool = False,
 ) -> list[Path]:
     """Write ca.pem, server.pem, server-key.pem and CLIENT.pem / CLIENT-key.pem per client."""
+    for name in clients:
+        if not name or Path(name).name != name:
+            raise ConfigError(f"--client {name!r}: a client name must be a plain file name")
     ca = CertificateAuthority(days=days)
     server = ca.issue("localhost", hosts=hosts, days=days)
     files: dict[str, bytes] = {
@@ -144,7 +147,12 @@ def write_certs(
         "server.pem": server.cert_pem,
         "server-key.pem": server.key_pem,
     }
-    for name in clients:
+    for name in dict.fromkeys(clients):
+        clash = {f"{name}.pem", f"{name}-key.pem"} & set(files)
+        if clash:
+            raise ConfigError(
+                f"--client {name!r}: its files would replace {', '.join(sorted(clash))}"
+            )
         issued = ca.issue(name, client=True, days=days)
         files[f"{name}.pem"] = issued.cert_pem
         files[f"{name}-key.pem"] = issued.key_pem
@@ -153,15 +161,18 @@ def write_certs(
         raise ConfigError(
             f"{out}: {', '.join(existing)} already exist; pass --force to overwrite them"
         )
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, data in files.items():
-        path = out / name
-        private = name.endswith("-key.pem")
-        # Keys are created 0600 from the start, never world-readable even for a moment.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(path, 0o600 if private else 0o644)
-        written.append(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            path = out / name
+            private = name.endswith("-key.pem")
+            # Keys are created 0600 from the start, never world-readable even for a moment.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(path, 0o600 if private else 0o644)
+            written.append(path)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write certificates: {exc.strerror}") from None
     return written

@@ -99,6 +99,8 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
             raise TokenError("malformed token: not a known static token nor a JWT") from None
+        except jwt.PyJWTError:  # a JWT whose header PyJWT refuses: non-string kid, unknown crit
+            raise TokenError("malformed token: the JWT header is not acceptable") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none":
             raise TokenError("token algorithm 'none' is not accepted: tokens must be signed")
