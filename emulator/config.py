@@ -207,7 +207,8 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
     if bool(tls.cert) != bool(tls.key):
         raise bad("tls.cert" if not tls.cert else "tls.key", "tls needs both cert and key")
     if (tls.client_ca or tls.allowed_clients) and not tls.cert:
-        raise bad("tls.client_ca", "client certificates need TLS: set tls.cert and tls.key")
+        key = "tls.client_ca" if tls.client_ca else "tls.allowed_clients"
+        raise bad(key, "client certificates need TLS: set tls.cert and tls.key")
     if tls.allowed_clients and not tls.client_ca:
         raise bad("tls.allowed_clients", "an allowlist needs client certificates: set client_ca")
     if config.auth.jwt is not None and not config.auth.jwt.keys:

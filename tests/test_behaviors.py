@@ -217,7 +217,7 @@ def test_ctx_offers_metadata_deadline_rng_clock_state_and_default() -> None:
         assert reply.name == "from default" and reply.product_id  # started from the default
         assert seen["tenant"] == "acme"
         assert "127.0.0.1" in str(seen["peer"])
-        assert 0 < float(seen["remaining"]) <= 30  # type: ignore[arg-type]
+        assert 0 < float(seen["remaining"]) <= 31  # type: ignore[arg-type]  # clocks differ a little
         assert seen["deadline"] is not None
         assert abs(seen["now"] - datetime.datetime.now(datetime.UTC)).total_seconds() < 60  # type: ignore[operator]
         assert str(seen["thread"]).startswith("emulator-behavior")  # sync code off the loop

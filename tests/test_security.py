@@ -931,3 +931,13 @@ def test_emulate_check_refuses_bad_security_config(tmp_path: Path, pki: Pki) -> 
         result = emulate("check", "--proto", str(PROTOS), *flags)
         assert result.returncode == 2, result.stdout
         assert message in result.stderr
+
+
+def test_a_key_without_kid_verifies_tokens_that_carry_one(keys: Keys) -> None:
+    """Providers stamp a kid on every token; a config with one PEM key and no kid still works."""
+    auth = {
+        "jwt": {"keys": [{"file": str(keys.rsa_public)}], "issuer": ISSUER, "audience": [AUDIENCE]}
+    }
+    with serve(auth=auth) as served:
+        call(served.target, token=rs256(keys, subject="kid-less", kid="provider-key-7"))
+        assert [r[:2] for r in served.ran] == [("GetProduct", "kid-less")]

@@ -37,6 +37,7 @@ class Call:
         "deadline",
         "details",
         "duration",
+        "ended",
         "identities",
         "metadata",
         "peer",
@@ -63,6 +64,7 @@ class Call:
         self.deadline = deadline  # time.time() seconds
         self.started = time.time()
         self.duration = 0.0
+        self.ended = False
         self.requests: list[bytes] = []
         self.responses: list[bytes] = []
         self.code = grpc.StatusCode.OK

@@ -104,6 +104,9 @@ class Dispatcher:
         )
 
     def end(self, call: Call) -> None:
+        if call.ended:
+            return
+        call.ended = True
         call.duration = time.time() - call.started
         self.chain.after(call)
 
@@ -194,6 +197,7 @@ class Dispatcher:
             log.error("%s: behaviour raised %s", name, type(exc).__name__, exc_info=exc)
             code, details = grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"
         call.code, call.details, call.trailers = code, details, trailers
+        self.end(call)  # journalled before the client can see the status
         await grpc_ctx.abort(code, details, trailers)
         raise AssertionError("grpc's abort() returned")  # pragma: no cover - it always raises
 

@@ -107,7 +107,10 @@ class TokenVerifier:
         kid = header.get("kid")
         candidates = [k for k in self._keys if k.alg == alg]
         if kid is not None:
-            with_kid = [k for k in self._keys if k.kid == kid]
+            # The key with that id; failing that, keys configured without one (as Envoy does).
+            with_kid = [k for k in self._keys if k.kid == kid] or [
+                k for k in self._keys if not k.kid
+            ]
             if not with_kid:
                 raise TokenError(f"unknown key id (kid) {str(kid)[:64]!r}")
             candidates = [k for k in with_kid if k.alg == alg]
