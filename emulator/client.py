@@ -9,7 +9,7 @@ are iterators of messages).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -76,13 +76,26 @@ class DynamicStub:
             call = ch.stream_unary(spec.path, request_serializer=ser, response_deserializer=out)
         else:
             call = ch.stream_stream(spec.path, request_serializer=ser, response_deserializer=out)
-        return lambda requests=(), **kw: call((convert(r) for r in requests), **kw)
+        return lambda requests=(), **kw: call(_each(convert, requests), **kw)
 
     def _requests(self, spec: MethodSpec) -> Callable[[Any], Message]:
         return lambda value: as_request(value, spec, self._contracts)
 
     def __repr__(self) -> str:
         return f"<DynamicStub {self._service.name}>"
+
+
+def _each(
+    convert: Callable[[Any], Message], requests: Any
+) -> Iterator[Message] | AsyncIterator[Message]:
+    """A list or tuple is converted at once, so a bad dict raises its ValueError here, in the
+    caller; other iterables (async ones too, on an aio channel) stay lazy, so a test can produce
+    requests as the stream goes (grpc reads them itself: an error there only cancels the call)."""
+    if isinstance(requests, list | tuple):
+        return iter([convert(r) for r in requests])
+    if hasattr(requests, "__aiter__"):
+        return (convert(r) async for r in requests)
+    return (convert(r) for r in requests)
 
 
 def _serializer(message: Message) -> bytes:

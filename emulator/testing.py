@@ -89,6 +89,7 @@ class Emulator:
         self._channels: list[grpc.Channel] = []
         self._aio_channels: list[grpc.aio.Channel] = []
         self._stub_channel: grpc.Channel | grpc.aio.Channel | None = None
+        self._tasks_before: set[asyncio.Task[Any]] = set()
         self._state = "new"  # new → running → stopped
 
     # -- what tests use ---------------------------------------------------------------------
@@ -284,6 +285,7 @@ class Emulator:
 
     async def __aenter__(self) -> Emulator:
         self._starting()
+        self._tasks_before = asyncio.all_tasks()
         await self._server.start()
         self._state = "running"
         return self
@@ -299,6 +301,7 @@ class Emulator:
             await channel.close()
         self._aio_channels.clear()
         await self._server.stop(0)
+        await _settle(self._tasks_before)
 
     def _close_sync_channels(self) -> None:
         self._state = "stopped"
@@ -306,6 +309,33 @@ class Emulator:
             channel.close()
         self._channels.clear()
         self._stub_channel = None
+
+
+async def _settle(tasks_before: set[asyncio.Task[Any]], timeout: float = 1.0) -> None:
+    """Calls that stop() cancelled end on grpc.aio's tasks (and the emulator's own) a few loop
+    turns later; wait for them, briefly, so none outlives the `async with` block. The test's
+    own tasks are not waited for."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    current = asyncio.current_task()
+    while True:
+        pending = {
+            t for t in asyncio.all_tasks() - tasks_before if t is not current and _serves_calls(t)
+        }
+        if not pending or loop.time() >= deadline:
+            return
+        await asyncio.wait(pending, timeout=deadline - loop.time())
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _serves_calls(task: asyncio.Task[Any]) -> bool:
+    name = task.get_name()
+    if name == "rpc_task" or name.startswith("HandleExceptions["):  # grpc.aio's server tasks
+        return True
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and code.co_filename.startswith(_PACKAGE)
 
 
 def _closest(name: str, candidates: Sequence[str] | Mapping[str, Any]) -> str:

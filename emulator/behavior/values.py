@@ -21,7 +21,7 @@ __all__ = ["TIMESTAMP_RANGE", "TIMESTAMP_SPAN", "scalar", "words"]
 # 2024-01-01T00:00:00Z up to 2027-01-01T00:00:00Z: recent enough to look real, never "now", so
 # defaults stay the same on every day they are generated. A frozen emulator clock moves it.
 TIMESTAMP_RANGE = (1_704_067_200, 1_798_761_600)
-TIMESTAMP_SPAN = TIMESTAMP_RANGE[1] - TIMESTAMP_RANGE[0]
+TIMESTAMP_SPAN = 3 * 365 * 86_400  # before a frozen instant: within three calendar years
 
 FIRST_NAMES = (
     "Ada",

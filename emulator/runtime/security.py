@@ -7,17 +7,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from emulator.chain import Interceptor
-from emulator.chain.auth import AuthInterceptor
-from emulator.chain.identity import IdentityInterceptor
 from emulator.config import Config
 from emulator.errors import ConfigError, RpcAbort
-from emulator.security.authz import Policy, ScopeRules
-from emulator.security.tokens import Identity, JwtKey, TokenVerifier, load_keys
+
+if TYPE_CHECKING:
+    from emulator.chain.auth import AuthInterceptor
+    from emulator.security.tokens import TokenVerifier
 
 __all__ = ["Security", "build_security", "pem"]
 
@@ -46,6 +46,11 @@ def pem(value: str, key: str) -> bytes:
 
 
 def build_security(config: Config) -> Security:
+    # Imported here: an emulator without TLS or tokens never loads cryptography or PyJWT.
+    from emulator.chain.auth import AuthInterceptor
+    from emulator.chain.identity import IdentityInterceptor
+    from emulator.security.authz import Policy, ScopeRules
+
     security = Security()
     tls = config.tls
     if tls.enabled:
@@ -78,6 +83,8 @@ def build_security(config: Config) -> Security:
 
 
 def _verifier(config: Config) -> TokenVerifier:
+    from emulator.security.tokens import Identity, JwtKey, TokenVerifier, load_keys
+
     auth = config.auth
     static = {
         token: Identity(entry.principal, frozenset(entry.scopes))

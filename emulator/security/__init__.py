@@ -1,10 +1,18 @@
-"""Security: certificates, bearer tokens and JWTs, and per-method authorization."""
+"""Security: certificates, bearer tokens and JWTs, and per-method authorization.
+
+Names load on first use: cryptography and PyJWT cost start-up time an emulator without TLS or
+tokens should not pay.
+"""
 
 from __future__ import annotations
 
-from emulator.security.authz import Policy, ScopeRules
-from emulator.security.certs import CertificateAuthority, IssuedCert, write_certs
-from emulator.security.tokens import Identity, TokenError, TokenVerifier, mint
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.security.authz import Policy, ScopeRules
+    from emulator.security.certs import CertificateAuthority, IssuedCert, write_certs
+    from emulator.security.tokens import Identity, TokenError, TokenVerifier, mint
 
 __all__ = [
     "CertificateAuthority",
@@ -17,3 +25,22 @@ __all__ = [
     "mint",
     "write_certs",
 ]
+
+_HOME = {
+    "Policy": "authz",
+    "ScopeRules": "authz",
+    "CertificateAuthority": "certs",
+    "IssuedCert": "certs",
+    "write_certs": "certs",
+    "Identity": "tokens",
+    "TokenError": "tokens",
+    "TokenVerifier": "tokens",
+    "mint": "tokens",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'emulator.security' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"emulator.security.{home}"), name)
