@@ -228,3 +228,35 @@ def test_ctx_offers_metadata_deadline_rng_clock_state_and_default() -> None:
     with Emulator(protos=PROTOS, behaviors=Inspecting, seed=3) as emu:
         emu.stub(CATALOG).GetProduct({"product_id": "p"})
         assert Inspecting.seen["draw"] == first_draw
+
+
+class JsonForms(Behavior):
+    service = CATALOG
+
+    def GetProduct(self, request, ctx):
+        # JSON names, nested messages, and values only JSON has: the slow path must take over.
+        return {
+            "productId": request.product_id,
+            "createdAt": "2025-01-02T03:04:05Z",
+            "price": {"currencyCode": "EUR", "units": "12"},
+            "availability": "IN_STOCK",
+            "tags": ["a", "b"],
+            "attributes": {"colour": "red"},
+            "dimensions": {"widthCm": 1.5},
+        }
+
+    def UpdateProduct(self, request, ctx):
+        return {"product_id": "fast", "price": {"currency_code": "USD", "units": 3}}
+
+
+def test_dicts_with_json_names_nesting_and_json_values() -> None:
+    with Emulator(protos=PROTOS, behaviors=JsonForms) as emu:
+        product = emu.stub(CATALOG).GetProduct({"product_id": "p9"})
+        assert product.product_id == "p9"
+        assert product.created_at.seconds == 1735787045
+        assert (product.price.currency_code, product.price.units) == ("EUR", 12)
+        assert product.availability == 1
+        assert list(product.tags) == ["a", "b"] and dict(product.attributes) == {"colour": "red"}
+        assert product.dimensions.width_cm == 1.5
+        fast = emu.stub(CATALOG).UpdateProduct({})
+        assert (fast.product_id, fast.price.currency_code, fast.price.units) == ("fast", "USD", 3)

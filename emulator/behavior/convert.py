@@ -53,8 +53,8 @@ def from_dict(
     json_format, which is some twenty times slower.
     """
     try:
-        return cls(**value)
-    except (ValueError, TypeError, AttributeError):
+        return cls(**_proto_keys(value, cls.DESCRIPTOR))
+    except (ValueError, TypeError, AttributeError, KeyError):
         pass
     from google.protobuf import json_format
 
@@ -62,3 +62,21 @@ def from_dict(
         return json_format.ParseDict(dict(value), cls(), descriptor_pool=pool)
     except json_format.ParseError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _proto_keys(value: Mapping[str, Any], descriptor: Any) -> dict[str, Any]:
+    """`value` with JSON field names (`productId`) renamed to proto names (`product_id`), nested
+    messages included, so the fast constructor accepts what behaviours usually return."""
+    fields = descriptor.fields_by_name
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        field = fields.get(key) or descriptor.fields_by_camelcase_name[key]
+        sub = field.message_type
+        converted = item
+        if sub is not None and not sub.GetOptions().map_entry:
+            if isinstance(item, Mapping):
+                converted = _proto_keys(item, sub)
+            elif isinstance(item, list):
+                converted = [_proto_keys(v, sub) if isinstance(v, Mapping) else v for v in item]
+        out[field.name] = converted
+    return out
