@@ -161,16 +161,19 @@ def main() -> int:
         f"GetProduct, 32 concurrent calls, {args.rounds} alternating rounds of "
         f"{args.duration:g}s; median round"
     )
-    print(f"{'variant':<14}{'RPS':>8}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'variant':<14}{'RPS':>8}{'p50 ms':>9}{'p99 ms':>9}{'server CPU us/call':>20}")
     for name, runs in rounds.items():
         p50 = statistics.median(r["p50_ms"] for r in runs)
         p99 = statistics.median(r["p99_ms"] for r in runs)
-        print(f"{name:<14}{rps[name]:>8.0f}{p50:>9.2f}{p99:>9.2f}")
-    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
-    print(
-        f"{verdict}  mTLS + JWT keeps {ratio:.2f}x plaintext throughput "
-        f"(target >= {TARGET_RATIO:.2f}x, i.e. costs <= 20%)"
-    )
+        print(f"{name:<14}{rps[name]:>8.0f}{p50:>9.2f}{p99:>9.2f}{cpu[name]:>20.0f}")
+    # Client and server share two cores here, so throughput also carries the client's own TLS
+    # work; server CPU per call is the emulator's cost alone.
+    for label, value in (("throughput", ratio), ("server CPU per call", cpu_ratio)):
+        verdict = "PASS" if value >= TARGET_RATIO else "FAIL"
+        print(
+            f"{verdict}  mTLS + JWT keeps {value:.2f}x plaintext ({label}; "
+            f"target >= {TARGET_RATIO:.2f}x, i.e. costs <= 20%)"
+        )
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "security.json").write_text(

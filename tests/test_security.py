@@ -941,3 +941,24 @@ def test_a_key_without_kid_verifies_tokens_that_carry_one(keys: Keys) -> None:
     with serve(auth=auth) as served:
         call(served.target, token=rs256(keys, subject="kid-less", kid="provider-key-7"))
         assert [r[:2] for r in served.ran] == [("GetProduct", "kid-less")]
+
+
+def test_a_remembered_token_is_still_refused_once_it_expires(keys: Keys) -> None:
+    """Verified tokens are remembered to skip the signature check, never the time window."""
+    from emulator.security import tokens
+
+    verifier = tokens.TokenVerifier(
+        keys=tokens.load_keys(file=str(keys.rsa_public)), required_claims=("exp",)
+    )
+    token = mint(keys.rsa, "RS256", subject="soon-gone", expires_in=1)
+    assert verifier.verify(token).principal == "soon-gone"
+    assert verifier.verify(token).principal == "soon-gone"  # from memory
+
+    def refused() -> bool:
+        try:
+            verifier.verify(token)
+        except tokens.TokenError as exc:
+            return "expired" in str(exc)
+        return False
+
+    wait_until(refused, timeout=5)

@@ -30,6 +30,9 @@ ASYMMETRIC_ALGS = frozenset(
 )
 
 
+_VERIFIED_CACHE = 1024  # tokens remembered after their signature verified
+
+
 class TokenError(Exception):
     """Why a call's credentials are refused (becomes UNAUTHENTICATED); never holds the token."""
 
@@ -84,6 +87,7 @@ class TokenVerifier:
         self._audience = list(audience) or None
         self._leeway = leeway
         self._required = list(required_claims)
+        self._verified: dict[str, Identity] = {}
 
     @property
     def enabled(self) -> bool:
@@ -95,6 +99,26 @@ class TokenVerifier:
                 return identity
         if not self._keys:
             raise TokenError("unknown token")
+        # Clients send the same token on every call: a token whose signature verified once is
+        # only re-checked for its time window (as gateways do), which saves a public-key
+        # operation per call. Keyed by the whole token, so any changed byte verifies afresh.
+        cached = self._verified.get(token)
+        if cached is not None and self._in_window(cached.claims):
+            return cached
+        identity = self._verify_jwt(token)
+        if len(self._verified) >= _VERIFIED_CACHE:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = identity
+        return identity
+
+    def _in_window(self, claims: Mapping[str, Any]) -> bool:
+        now = time.time()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if isinstance(exp, int | float) and now > exp + self._leeway:
+            return False
+        return not (isinstance(nbf, int | float) and now < nbf - self._leeway)
+
+    def _verify_jwt(self, token: str) -> Identity:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
