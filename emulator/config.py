@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from emulator._schema import Duration, build, parse_duration, plain, where
 from emulator.errors import ConfigError
+from emulator.faults.config import FaultConfig, RateLimitConfig
 
 __all__ = [
     "AuthConfig",
@@ -44,6 +45,9 @@ class ServerConfig:
     port: int = 50051
     grace_period: Duration = 5.0  # how long SIGTERM waits for in-flight calls
     workers: int = 16  # threads for sync behaviour methods
+    # Connection-level faults grpc can express: GOAWAY after this age, streams per connection.
+    max_connection_age: Duration | None = None
+    max_concurrent_streams: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +121,11 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     authorization: dict[str, Any] | None = None  # a gRFC A43 policy
+    faults: tuple[FaultConfig, ...] = ()
+    rate_limits: tuple[RateLimitConfig, ...] = ()
+    header_faults: bool = False  # honour x-emulator-fault and Envoy's x-envoy-fault-* headers
+    max_active_faults: int | None = None
+    max_duration: dict[str, Duration] = field(default_factory=dict)  # method pattern → limit
     log_format: Literal["text", "json"] = "text"
 
     @classmethod
@@ -213,5 +222,77 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
         raise bad("tls.allowed_clients", "an allowlist needs client certificates: set client_ca")
     if config.auth.jwt is not None and not config.auth.jwt.keys:
         raise bad("auth.jwt.keys", "list at least one key (file or secret_env)")
+    _check_faults(config, bad)
     if not config.server.host:
         raise bad("server.host", "must not be empty")
+
+
+_STATUS_NAMES = frozenset(
+    {
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    }
+)
+
+
+def _check_faults(config: Config, bad: Any) -> None:
+    names: set[str] = set()
+    for i, rule in enumerate(config.faults):
+        at = f"faults[{i}]"
+        if not rule.name:
+            raise bad(f"{at}.name", "every fault needs a name (for logs, journal and counters)")
+        if rule.name in names:
+            raise bad(f"{at}.name", f"{rule.name!r} is used by another fault")
+        names.add(rule.name)
+        at = f"faults[{i}] ({rule.name})"
+        when = rule.when
+        if not 0 <= when.probability <= 1:
+            raise bad(f"{at}.when.probability", f"must be 0 to 1, got {when.probability}")
+        if any(n < 1 for n in when.calls) or when.after_calls < 0:
+            raise bad(f"{at}.when", "calls count from 1 and after_calls from 0")
+        if rule.abort is not None and rule.abort.code.upper() not in _STATUS_NAMES:
+            raise bad(
+                f"{at}.abort.code",
+                f"unknown status code {rule.abort.code!r}; use one of "
+                f"{', '.join(sorted(_STATUS_NAMES))}",
+            )
+        if rule.delay is not None:
+            delay = rule.delay
+            kinds = [
+                delay.fixed is not None,
+                bool(delay.uniform),
+                delay.normal is not None,
+                delay.lognormal is not None,
+            ]
+            if sum(kinds) != 1:
+                raise bad(f"{at}.delay", "give exactly one of fixed, uniform, normal, lognormal")
+            if delay.uniform and (len(delay.uniform) != 2 or delay.uniform[0] > delay.uniform[1]):
+                raise bad(f"{at}.delay.uniform", "expected [low, high] with low <= high")
+            if delay.lognormal is not None and delay.lognormal.sigma < 0:
+                raise bad(f"{at}.delay.lognormal.sigma", "must not be negative")
+        if rule.stream is not None and (rule.stream.abort_after or 0) < 0:
+            raise bad(f"{at}.stream.abort_after", "must not be negative")
+        effects = [rule.abort, rule.delay, rule.stream, rule.deadline, rule.health]
+        if all(e is None for e in effects):
+            raise bad(at, "a fault needs abort, delay, stream, deadline or health")
+    for i, limit in enumerate(config.rate_limits):
+        if limit.rps <= 0:
+            raise bad(f"rate_limits[{i}].rps", f"must be positive, got {limit.rps}")
+        if limit.burst < 1:
+            raise bad(f"rate_limits[{i}].burst", f"must be at least 1, got {limit.burst}")
+    if config.max_active_faults is not None and config.max_active_faults < 0:
+        raise bad("max_active_faults", "must not be negative")

@@ -62,7 +62,7 @@ class CallRecord:
         self.details = call.details
         self.started_at = datetime.datetime.fromtimestamp(call.started, datetime.UTC)
         self.duration = call.duration
-        self.faults: tuple[str, ...] = ()
+        self.faults: tuple[str, ...] = tuple(call.faults)  # fault rules that fired
         self._input = spec.input_class
         self._output = spec.output_class
         self._raw_requests = tuple(call.requests)

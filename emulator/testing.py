@@ -25,12 +25,14 @@ from emulator.client import DynamicStub
 from emulator.config import Config
 from emulator.contracts.model import MethodSpec
 from emulator.errors import EmulatorError
+from emulator.faults.engine import FaultInterceptor
+from emulator.faults.rules import Rule, compile_rule
 from emulator.journal import CallList
 from emulator.runtime.clock import Clock
 from emulator.runtime.server import EmulatorServer
 from emulator.verify import check_called
 
-__all__ = ["Emulator", "Override"]
+__all__ = ["Emulator", "FaultHandle", "Override"]
 
 PathLike = str | os.PathLike[str]
 
@@ -49,6 +51,32 @@ class Override:
         self._previous = []
 
     def __enter__(self) -> Override:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.undo()
+
+
+class FaultHandle:
+    """A fault added with `emu.fault(...)`; `undo()` (or leaving the `with` block) removes it."""
+
+    def __init__(self, engine: FaultInterceptor, rule: Rule) -> None:
+        self._engine = engine
+        self.rule = rule
+        engine.add(rule)
+
+    @property
+    def matched(self) -> int:
+        return self.rule.matched
+
+    @property
+    def injected(self) -> int:
+        return self.rule.injected
+
+    def undo(self) -> None:
+        self._engine.remove(self.rule)
+
+    def __enter__(self) -> FaultHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -84,6 +112,7 @@ class Emulator:
         self._server = EmulatorServer(self.config, behaviors=sources)
         self._baseline = self._server.registry.snapshot()
         self._overrides: list[Override] = []
+        self._faults: list[FaultHandle] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: list[grpc.Channel] = []
@@ -201,11 +230,39 @@ class Emulator:
         self._overrides.append(override)
         return override
 
+    def fault(self, **rule: Any) -> FaultHandle:
+        """Inject a fault now, as one `faults:` entry of emulator.yaml; undone when the `with`
+        block ends or at `reset()`.
+
+            with emu.fault(name="outage", match={"method": "acme.shop.v1.Orders/*"},
+                           when={"calls": [1, 2]}, abort={"code": "UNAVAILABLE"}):
+                ...
+        """
+        self._require_not_stopped()
+        rule.setdefault("name", f"fault-{len(self._faults) + 1}")
+        config = Config.from_mapping({"faults": [rule]}, source="emu.fault(...)").faults[0]
+        if config.health is not None:
+            raise EmulatorError("health faults are set in the configuration (faults=[...])")
+        if any(r.name == config.name for r in self._server.faults.rules):
+            raise EmulatorError(f"a fault named {config.name!r} is already active")
+        handle = FaultHandle(self._server.faults, compile_rule(config, f"fault {config.name}"))
+        self._faults.append(handle)
+        return handle
+
+    def fault_stats(self) -> dict[str, dict[str, int]]:
+        """Per fault rule: calls it `matched` and faults it `injected`."""
+        return self._server.faults.stats()
+
     def reset(self) -> None:
-        """Journal, overrides, shared state, clock and per-call rngs back to the start."""
+        """Journal, overrides, faults (and their counters), shared state, clock and per-call
+        rngs back to the start."""
         for override in reversed(self._overrides):
             override.undo()
         self._overrides.clear()
+        for handle in reversed(self._faults):
+            handle.undo()
+        self._faults.clear()
+        self._server.faults.reset()
         registry = self._server.registry
         if registry.snapshot() != self._baseline:
             for path in list(registry.snapshot()):

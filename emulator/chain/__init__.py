@@ -38,6 +38,7 @@ class Call:
         "details",
         "duration",
         "ended",
+        "faults",
         "identities",
         "metadata",
         "peer",
@@ -47,6 +48,7 @@ class Call:
         "responses",
         "spec",
         "started",
+        "stream_fault",
         "trailers",
     )
 
@@ -65,6 +67,8 @@ class Call:
         self.started = time.time()
         self.duration = 0.0
         self.ended = False
+        self.faults: list[str] = []  # names of the fault rules that fired
+        self.stream_fault: Any = None  # set by the faults interceptor for a stream it cuts
         self.requests: list[bytes] = []
         self.responses: list[bytes] = []
         self.code = grpc.StatusCode.OK

@@ -14,7 +14,7 @@ import logging
 import struct
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Executor
 from typing import Any, NoReturn, TypeAlias
 
@@ -60,6 +60,7 @@ class Dispatcher:
         clock: Callable[[], datetime.datetime],
         chain: Chain | None = None,
         client_certs: bool = False,
+        max_duration: Mapping[str, float] | None = None,
     ) -> None:
         self.contracts = contracts
         self.registry = registry
@@ -69,6 +70,7 @@ class Dispatcher:
         self.clock = clock
         self.chain = chain or Chain()
         self.client_certs = client_certs  # read the peer certificate of each call (mTLS)
+        self.max_duration = dict(max_duration or {})  # method path → seconds a behaviour may take
         self._calls: defaultdict[str, int] = defaultdict(int)
 
     def reset(self) -> None:
@@ -138,34 +140,49 @@ class Dispatcher:
         msg = to_message(value, impl.spec.output_class, self.contracts.pool, impl.origin)
         return msg.SerializeToString()
 
-    async def run(self, impl: Implementation, *args: Any) -> Any:
+    async def within(self, call: Call, step: Awaitable[Any]) -> Any:
+        """Await one step of a behaviour inside the method's `max_duration`, if it has one."""
+        limit = self.max_duration.get(call.spec.path)
+        if limit is None:
+            return await step
+        try:
+            return await asyncio.wait_for(step, max(0.0, limit - (time.time() - call.started)))
+        except TimeoutError:
+            raise RpcAbort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"{call.spec.name} ran longer than its max_duration of {limit:g}s",
+            ) from None
+
+    async def run(self, call: Call, impl: Implementation, *args: Any) -> Any:
         """Call a plain (non-generator) behaviour: sync ones in the thread pool, off the loop."""
         if impl.style is Style.ASYNC:
-            return await impl.func(*args)
+            return await self.within(call, impl.func(*args))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(impl.func, *args))
+        step = loop.run_in_executor(self.executor, functools.partial(impl.func, *args))
+        return await self.within(call, step)
 
-    async def results(self, impl: Implementation, *args: Any) -> AsyncIterator[Any]:
+    async def results(self, call: Call, impl: Implementation, *args: Any) -> AsyncIterator[Any]:
         """The messages a streaming behaviour produces, whatever its style."""
+        done = object()
         if impl.style is Style.ASYNC_GEN:
-            async for item in impl.func(*args):
+            generator = impl.func(*args)
+            while (item := await self.within(call, anext(generator, done))) is not done:
                 yield item
             return
         if impl.style is Style.SYNC_GEN:
             source: Any = impl.func(*args)
         else:
-            source = await self.run(impl, *args)
+            source = await self.run(call, impl, *args)
             if source is None:
                 return
             if hasattr(source, "__aiter__"):
-                async for item in source:
+                while (item := await self.within(call, anext(source, done))) is not done:
                     yield item
                 return
             source = iter(source)
         loop = asyncio.get_running_loop()
-        done = object()
         while True:
-            item = await loop.run_in_executor(self.executor, next, source, done)
+            item = await self.within(call, loop.run_in_executor(self.executor, next, source, done))
             if item is done:
                 return
             yield item
@@ -231,7 +248,7 @@ class Dispatcher:
             else:
                 message = self.parse(spec, request)
                 ctx = self.context(call, lambda: self.defaults.response(spec, request))
-                result = await self.run(impl, message, ctx)
+                result = await self.run(call, impl, message, ctx)
                 out = self.encode(
                     result, impl, functools.partial(self.defaults.response_bytes, spec, request)
                 )
@@ -251,7 +268,7 @@ class Dispatcher:
                     yield await self.respond(call, grpc_ctx, data)
             else:
                 ctx = self.context(call, lambda: self.defaults.response(spec, request))
-                async for item in self.results(impl, message, ctx):
+                async for item in self.results(call, impl, message, ctx):
                     default = functools.partial(
                         self.defaults.response_bytes, spec, request, len(call.responses)
                     )
@@ -277,7 +294,7 @@ class Dispatcher:
                 )
                 stream = self._messages(spec, requests, call)
                 argument = stream if impl.style.is_async else _SyncIterator(stream)
-                out = self.encode(await self.run(impl, argument, ctx), impl, default)
+                out = self.encode(await self.run(call, impl, argument, ctx), impl, default)
             return await self.respond(call, grpc_ctx, out)
 
     async def stream_stream(
@@ -298,7 +315,7 @@ class Dispatcher:
                 ctx = self.context(call, lambda: self.defaults.response(spec, last()))
                 stream = self._messages(spec, requests, call)
                 argument = stream if impl.style.is_async else _SyncIterator(stream)
-                async for item in self.results(impl, argument, ctx):
+                async for item in self.results(call, impl, argument, ctx):
                     default = functools.partial(self.defaults.response_bytes, spec, last())
                     yield await self.respond(call, grpc_ctx, self.encode(item, impl, default))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,9 @@ from emulator.config import Config
 from emulator.contracts import Contracts, load_contracts
 from emulator.contracts.builtin import HEALTH_SERVICE, REFLECTION_SERVICES
 from emulator.errors import ConfigError
+from emulator.faults.config import FaultConfig
+from emulator.faults.engine import FaultInterceptor, rate_limiters
+from emulator.faults.rules import compile_rule, method_matches
 from emulator.journal import Journal
 from emulator.runtime.clock import Clock
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
@@ -51,6 +55,7 @@ class EmulatorServer:
         self.clock.listeners.append(self.defaults.anchor)
         self.journal = Journal(config.journal.limit, config.journal.redact_headers)
         self.security = build_security(config)
+        self.faults = build_faults(config)
         self.state: dict[str, Any] = {}
         self.executor = ThreadPoolExecutor(
             max_workers=config.server.workers, thread_name_prefix="emulator-behavior"
@@ -63,11 +68,18 @@ class EmulatorServer:
             state=self.state,
             clock=self.clock.now,
             # Security first: nothing after it sees a call the policy refuses.
-            chain=Chain([*self.security.interceptors, self.journal]),
+            chain=Chain([*self.security.interceptors, self.faults, self.journal]),
             client_certs=self.security.client_certs,
+            max_duration={
+                path: limit
+                for pattern, limit in config.max_duration.items()
+                for path in self.contracts.methods
+                if method_matches(pattern, path)
+            },
         )
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._health_tasks: list[asyncio.Task[None]] = []
         self.port: int | None = None
 
     @property
@@ -88,7 +100,7 @@ class EmulatorServer:
         guard = self.security.auth
         server = grpc.aio.server(
             interceptors=[BuiltinGuard(guard)] if guard is not None else None,
-            options=[("grpc.so_reuseport", 0)],  # port 0 must mean a port no one else holds
+            options=self._server_options(),
         )
         server.add_generic_rpc_handlers(
             (
@@ -123,17 +135,66 @@ class EmulatorServer:
         for name in self.contracts.services:
             await self.health.set(name, serving)
         self._server, self.port = server, port
+        self.faults.restart_clock()  # fault windows count from here
+        self._health_tasks = [
+            asyncio.create_task(self._health_window(rule.config))
+            for rule in self.faults.rules
+            if rule.config.health is not None
+        ]
         return port
+
+    def _server_options(self) -> list[tuple[str, int]]:
+        options = [("grpc.so_reuseport", 0)]  # port 0 must mean a port no one else holds
+        server = self.config.server
+        if server.max_connection_age is not None:  # GOAWAY after this age
+            options.append(("grpc.max_connection_age_ms", int(server.max_connection_age * 1000)))
+            options.append(("grpc.max_connection_age_grace_ms", 1000))
+        if server.max_concurrent_streams is not None:
+            options.append(("grpc.max_concurrent_streams", server.max_concurrent_streams))
+        return options
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls; let in-flight ones finish within `grace` seconds."""
         if self._server is None:
             return
+        for task in self._health_tasks:
+            task.cancel()
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.config.server.grace_period if grace is None else grace)
         self._server = None
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    async def _health_window(self, rule: FaultConfig) -> None:
+        """A health fault: the matched services report `rule.health` while its window lasts."""
+        pattern = rule.match.method
+        names = [
+            name
+            for name in ["", *self.contracts.services]
+            if pattern == "*" or (name and method_matches(pattern, f"/{name}/x"))
+        ]
+        window = rule.when.window
+        status = getattr(health_pb2.HealthCheckResponse, rule.health or "NOT_SERVING")
+        if window is not None:
+            await asyncio.sleep(window.start)
+        for name in names:
+            await self.health.set(name, status)
+        if window is None:
+            return
+        await asyncio.sleep(window.duration)
+        for name in names:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+
+def build_faults(config: Config) -> FaultInterceptor:
+    rules = [compile_rule(c, f"faults[{i}] ({c.name})") for i, c in enumerate(config.faults)]
+    return FaultInterceptor(
+        rules,
+        rate_limiters(config.rate_limits),
+        seed=config.seed,
+        header_faults=config.header_faults,
+        max_active=config.max_active_faults,
+    )

@@ -1,0 +1,3 @@
+"""Faults: the failures a resilient client must survive, on demand and reproducible."""
+
+from __future__ import annotations

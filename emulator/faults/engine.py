@@ -1,0 +1,246 @@
+"""The faults interceptor: delays, aborts, held deadlines, cut streams and rate limits.
+
+It runs in the chain after security and before the responder. Rules are looked up per method
+once (and again only when rules change), so rules that match nothing cost a dict lookup a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from emulator.chain import Call, Interceptor
+from emulator.errors import RpcAbort
+from emulator.faults.config import RateLimitConfig
+from emulator.faults.headers import header_fault
+from emulator.faults.rules import Abort, Rule, method_matches, seeded
+
+__all__ = ["FaultInterceptor", "RateLimiter", "StreamFault"]
+
+HOLD_WITHOUT_DEADLINE = 30.0  # `deadline: exceed` on a call without a deadline: hold this long
+
+
+@dataclass(slots=True)
+class StreamFault:
+    rule: str
+    abort_after: int | None
+    message_delay: float
+    abort: Abort | None
+
+
+class RateLimiter:
+    """A token bucket: `rps` tokens a second, at most `burst` saved up."""
+
+    def __init__(self, config: RateLimitConfig, index: int) -> None:
+        self.config = config
+        self.name = config.name or f"rate_limits[{index}]"
+        self._tokens = float(config.burst)
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """0 when a call may go ahead, else the seconds until the next token."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(
+                float(self.config.burst), self._tokens + (now - self._last) * self.config.rps
+            )
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.config.rps
+
+    def reset(self) -> None:
+        with self._lock:
+            self._tokens, self._last = float(self.config.burst), time.monotonic()
+
+
+class FaultInterceptor(Interceptor):
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        limits: Sequence[RateLimiter],
+        *,
+        seed: int,
+        header_faults: bool = False,
+        max_active: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._rules = list(rules)
+        self._limits = list(limits)
+        self._seed = seed
+        self._header_faults = header_faults
+        self._max_active = max_active
+        self._clock = clock
+        self._started = clock()
+        self._active = 0
+        self._by_path: dict[str, tuple[list[Rule], list[RateLimiter]]] = {}
+        self._header_calls = itertools.count(1)
+
+    # -- rules at run time (emu.fault) ---------------------------------------------------------
+
+    @property
+    def rules(self) -> list[Rule]:
+        return list(self._rules)
+
+    def add(self, rule: Rule) -> None:
+        self._rules = [*self._rules, rule]
+        self._by_path = {}
+
+    def remove(self, rule: Rule) -> None:
+        self._rules = [r for r in self._rules if r is not rule]
+        self._by_path = {}
+
+    def reset(self) -> None:
+        """Counters, matching-call indexes, buckets and windows back to the start."""
+        for rule in self._rules:
+            rule.reset()
+        for limit in self._limits:
+            limit.reset()
+        self._started = self._clock()
+        self._header_calls = itertools.count(1)
+
+    def restart_clock(self) -> None:
+        self._started = self._clock()
+
+    def elapsed(self) -> float:
+        return self._clock() - self._started
+
+    # -- the chain hooks -------------------------------------------------------------------
+
+    def _for(self, path: str) -> tuple[list[Rule], list[RateLimiter]]:
+        found = self._by_path.get(path)
+        if found is None:
+            found = (
+                [r for r in self._rules if method_matches(r.config.match.method, path)],
+                [lim for lim in self._limits if method_matches(lim.config.match.method, path)],
+            )
+            self._by_path[path] = found
+        return found
+
+    async def before(self, call: Call) -> None:
+        rules, limits = self._for(call.spec.path)
+        if not (rules or limits or self._header_faults):
+            return
+        headers = dict(reversed(call.metadata))
+        for limit in limits:
+            wait = limit.take()
+            if wait:
+                raise RpcAbort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"rate limit {limit.name}: {limit.config.rps:g} calls/s, burst "
+                    f"{limit.config.burst}",
+                    trailers={"grpc-retry-pushback-ms": str(max(1, round(wait * 1000)))},
+                )
+        if self._header_faults:
+            await self._header(call, headers)
+        request = None
+        for rule in rules:
+            if rule.config.match.request and request is None and call.requests:
+                request = _parse(call)
+            if not rule.matches(call.spec.path, headers, request):
+                continue
+            index = rule.next_index()
+            if not rule.gate(index, self.elapsed()):
+                continue
+            await self._apply(call, rule, index)
+
+    async def _apply(self, call: Call, rule: Rule, index: int) -> None:
+        config, seed = rule.config, self._seed
+        delay = rule.delay(seed, index) if config.delay and rule.draw(seed, index, "delay") else 0
+        hold = config.deadline == "exceed" and rule.draw(seed, index, "deadline")
+        abort = rule.abort if rule.abort and rule.draw(seed, index, "abort") else None
+        stream = config.stream if config.stream and rule.draw(seed, index, "stream") else None
+        if not (delay or hold or abort or stream):
+            return
+        if not self._admit():
+            return
+        try:
+            rule.counted()
+            call.faults.append(rule.name)
+            if stream is not None:
+                call.stream_fault = StreamFault(
+                    rule.name, stream.abort_after, stream.message_delay, rule.abort
+                )
+                abort = None  # with `stream`, the abort ends the stream after abort_after
+            if delay:
+                await _sleep_within_deadline(call, delay)
+            if hold:
+                await _sleep_within_deadline(call, HOLD_WITHOUT_DEADLINE + 1)
+            if abort is not None:
+                raise abort.error(f"fault {rule.name}")
+        finally:
+            self._active -= 1
+
+    def _admit(self) -> bool:
+        """`max_active_faults`: injected faults in flight at once, as in Envoy."""
+        if self._max_active is not None and self._active >= self._max_active:
+            return False
+        self._active += 1
+        return True
+
+    async def _header(self, call: Call, headers: dict[str, str | bytes]) -> None:
+        fault = header_fault(headers)
+        if fault is None:
+            return
+        index = next(self._header_calls)
+        rng = seeded(self._seed, "header", index)
+        delay = fault.delay if fault.delay and rng.random() < fault.delay_probability else 0
+        abort = fault.code if fault.code and rng.random() < fault.abort_probability else None
+        if not (delay or abort) or not self._admit():
+            return
+        try:
+            call.faults.append("header")
+            if delay:
+                await _sleep_within_deadline(call, delay)
+            if abort is not None:
+                raise RpcAbort(abort, fault.message or "fault requested by header")
+        finally:
+            self._active -= 1
+
+    async def before_response(self, call: Call, index: int) -> None:
+        fault = call.stream_fault
+        if fault is None:
+            return
+        if fault.abort_after is not None and index >= fault.abort_after:
+            if fault.abort is not None:
+                raise fault.abort.error(f"fault {fault.rule}: stream cut after {index} messages")
+            raise RpcAbort(
+                grpc.StatusCode.UNAVAILABLE, f"fault {fault.rule}: stream cut after {index}"
+            )
+        if fault.message_delay:
+            await _sleep_within_deadline(call, fault.message_delay)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {r.name: {"matched": r.matched, "injected": r.injected} for r in self._rules}
+
+
+async def _sleep_within_deadline(call: Call, seconds: float) -> None:
+    """Sleep, but never past the client's deadline: there the call ends DEADLINE_EXCEEDED."""
+    if call.deadline is None:
+        await asyncio.sleep(seconds)
+        return
+    remaining = call.deadline - time.time()
+    if seconds < remaining:
+        await asyncio.sleep(seconds)
+        return
+    await asyncio.sleep(max(0.0, remaining))
+    raise RpcAbort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded during an injected delay")
+
+
+def _parse(call: Call) -> object:
+    try:
+        return call.spec.input_class.FromString(call.requests[0])
+    except Exception:  # the responder answers INVALID_ARGUMENT for it
+        return None
+
+
+def rate_limiters(configs: Iterable[RateLimitConfig]) -> list[RateLimiter]:
+    return [RateLimiter(c, i) for i, c in enumerate(configs)]
