@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         "--stream-messages", type=int, help="messages in a default server stream (default 3)"
     )
     parser.add_argument("--grace-period", help="how long SIGTERM waits for in-flight calls (5s)")
+    parser.add_argument(
+        "--header-faults",
+        action="store_const",
+        const=True,
+        help="honour x-emulator-fault and Envoy's x-envoy-fault-* request headers",
+    )
     return parser
 
 
@@ -133,6 +139,7 @@ def _config(args: argparse.Namespace) -> Config:
         ("workers", "server.workers"),
         ("grace_period", "server.grace_period"),
         ("stream_messages", "defaults.stream_messages"),
+        ("header_faults", "header_faults"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
