@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,7 +28,11 @@ __all__ = ["main"]
 EXIT_SETUP = 2
 
 # Subcommands that serve nothing, each in a module of its own.
-_TOOLS = {"certs": "emulator.commands.certs", "token": "emulator.commands.token"}
+_TOOLS = {
+    "certs": "emulator.commands.certs",
+    "health": "emulator.commands.health",
+    "token": "emulator.commands.token",
+}
 
 log = logging.getLogger("emulator")
 
@@ -126,7 +131,11 @@ def _check_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load_config_file(args.config) if args.config else Config()
+    from emulator.environment import CONFIG_VARIABLE, env_overrides
+
+    config_file = args.config or os.environ.get(CONFIG_VARIABLE)
+    config = load_config_file(config_file) if config_file else Config()
+    config = config.with_overrides(env_overrides(os.environ), source="environment (EMULATOR_*)")
     overrides: dict[str, Any] = {}
     for flag, key in (
         ("proto", "protos"),

@@ -1,0 +1,93 @@
+"""Settings from environment variables, mapped 1:1 onto config keys, for containers and CI.
+
+`server.port` is `EMULATOR_SERVER_PORT`, `defaults.stream_messages` is
+`EMULATOR_DEFAULTS_STREAM_MESSAGES`, and so on for every scalar or list key (lists are
+comma-separated). Short forms: `EMULATOR_PORT`, `EMULATOR_HOST`, `EMULATOR_GRACE_PERIOD`.
+`EMULATOR_CONFIG` names the config file. The order is: file, then environment, then flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import logging
+import typing
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from emulator.config import Config
+from emulator.errors import ConfigError
+
+__all__ = ["CONFIG_VARIABLE", "env_overrides"]
+
+log = logging.getLogger("emulator")
+
+PREFIX = "EMULATOR_"
+CONFIG_VARIABLE = "EMULATOR_CONFIG"
+_ALIASES = {
+    "EMULATOR_PORT": "server.port",
+    "EMULATOR_HOST": "server.host",
+    "EMULATOR_GRACE_PERIOD": "server.grace_period",
+}
+_NOT_SETTINGS = {CONFIG_VARIABLE}
+
+
+@functools.cache
+def _variables() -> dict[str, tuple[str, bool]]:
+    """Variable name → (dotted key, is a list)."""
+    found = {name: (key, False) for name, key in _ALIASES.items()}
+    for key, is_list in _leaves(Config, ""):
+        found[PREFIX + key.replace(".", "_").upper()] = (key, is_list)
+    return found
+
+
+def _leaves(cls: Any, prefix: str) -> Iterator[tuple[str, bool]]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for field in dataclasses.fields(cls):
+        key = f"{prefix}{field.name}"
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _leaves(hint, key + ".")
+        elif typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            if item is str:
+                yield key, True
+        elif hint in (str, int, float, bool) or typing.get_origin(hint) in (
+            typing.Annotated,
+            typing.Literal,
+        ):
+            yield key, False
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Dotted config keys and values from `EMULATOR_*` variables (unknown ones are logged)."""
+    known = _variables()
+    overrides: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(PREFIX) or name in _NOT_SETTINGS:
+            continue
+        entry = known.get(name)
+        if entry is None:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            log.warning("ignoring environment variable %s: not a setting%s", name, hint)
+            continue
+        key, is_list = entry
+        if is_list:
+            overrides[key] = [part.strip() for part in value.split(",") if part.strip()]
+        elif value.lower() in ("true", "false") and key in _booleans():
+            overrides[key] = value.lower() == "true"
+        else:
+            overrides[key] = value
+        try:  # checked one by one, so the message names the variable
+            Config().with_overrides({key: overrides[key]}, source=name)
+        except ConfigError as exc:
+            problem = str(exc).split(": ", 2)[-1]
+            raise ConfigError(f"environment variable {name} ({key}): {problem}") from None
+    return overrides
+
+
+@functools.cache
+def _booleans() -> frozenset[str]:
+    return frozenset(key for key, _ in _leaves(Config, "") if key in {"header_faults"})
