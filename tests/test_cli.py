@@ -279,3 +279,54 @@ def test_port_in_use_is_a_clear_error() -> None:
     assert result.returncode == 2
     _no_traceback(result.stderr)
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_settings_come_from_emulator_environment_variables() -> None:
+    env = {
+        "EMULATOR_PROTOS": str(PROTOS),
+        "EMULATOR_SEED": "9",
+        "EMULATOR_DEFAULTS_STREAM_MESSAGES": "2",
+    }
+    with EmulateProcess(env=env) as proc:
+        with grpc.insecure_channel(proc.target) as channel:
+            assert len(list(channel.unary_stream("/acme.shop.v1.Orders/WatchOrder")(b""))) == 2
+        proc.stop()
+    # Flags win over the environment.
+    with EmulateProcess("--stream-messages", "4", env=env) as proc:
+        with grpc.insecure_channel(proc.target) as channel:
+            assert len(list(channel.unary_stream("/acme.shop.v1.Orders/WatchOrder")(b""))) == 4
+        proc.stop()
+
+
+def test_bad_environment_variables_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMULATOR_PROTOS", str(PROTOS))
+    monkeypatch.setenv("EMULATOR_SERVER_PORT", "lots")
+    result = emulate("check")
+    assert result.returncode == 2
+    assert "environment variable EMULATOR_SERVER_PORT (server.port)" in result.stderr
+    assert "expected an integer" in result.stderr
+    monkeypatch.delenv("EMULATOR_SERVER_PORT")
+    monkeypatch.setenv("EMULATOR_SEDE", "3")
+    result = emulate("check")
+    assert result.returncode == 0
+    assert "ignoring environment variable EMULATOR_SEDE" in result.stderr
+    assert "did you mean EMULATOR_SEED?" in result.stderr
+
+
+def test_health_command_exits_zero_when_serving() -> None:
+    with EmulateProcess("--proto", str(PROTOS)) as proc:
+        ok = emulate("health", "--target", proc.target)
+        assert ok.returncode == 0 and "SERVING" in ok.stdout
+        service = emulate("health", "--target", proc.target, "--service", "acme.shop.v1.Catalog")
+        assert service.returncode == 0
+        unknown = emulate("health", "--target", proc.target, "--service", "no.Such")
+        assert unknown.returncode == 1
+        assert "does not know the service 'no.Such'" in unknown.stdout
+        proc.stop()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    down = emulate("health", "--target", f"127.0.0.1:{port}", "--timeout", "500ms")
+    assert down.returncode == 1
+    assert down.stdout.startswith("unhealthy:") and "UNAVAILABLE" in down.stdout
+    _no_traceback(down.stderr)
