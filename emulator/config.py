@@ -9,6 +9,7 @@ for a file, the line). Features add their own sections as further dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +201,9 @@ def load_config_file(path: str | Path) -> Config:
 
 def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None:
     def bad(key: str, message: str) -> ConfigError:
-        return ConfigError(f"{where(source, lines, key)}: {key}: {message}")
+        # `faults[0] (name).when` names the rule; its line is recorded under `faults[0].when`.
+        line_key = re.sub(r"^(\w+\[\d+\]) \(.*\)(?=\.|$)", r"\1", key)
+        return ConfigError(f"{where(source, lines, line_key)}: {key}: {message}")
 
     if not 0 <= config.server.port <= 65535:
         raise bad("server.port", f"must be 0 (any free port) to 65535, got {config.server.port}")
@@ -270,6 +273,15 @@ def _check_faults(config: Config, bad: Any) -> None:
                 f"unknown status code {rule.abort.code!r}; use one of "
                 f"{', '.join(sorted(_STATUS_NAMES))}",
             )
+        if rule.abort is not None and rule.abort.details:
+            from emulator.faults.rules import compile_abort  # grpc and protobuf: only when needed
+
+            try:
+                compile_abort(rule.abort, f"{at}.abort")
+            except ConfigError as exc:  # "{key}: {problem}": add the file and line
+                text = str(exc)
+                split = text.index(": ", len(at))
+                raise bad(text[:split], text[split + 2 :]) from None
         if rule.delay is not None:
             delay = rule.delay
             kinds = [
@@ -284,15 +296,18 @@ def _check_faults(config: Config, bad: Any) -> None:
                 raise bad(f"{at}.delay.uniform", "expected [low, high] with low <= high")
             if delay.lognormal is not None and delay.lognormal.sigma < 0:
                 raise bad(f"{at}.delay.lognormal.sigma", "must not be negative")
+            if delay.lognormal is not None and delay.lognormal.median <= 0:
+                raise bad(f"{at}.delay.lognormal.median", "must be positive")
         if rule.stream is not None and (rule.stream.abort_after or 0) < 0:
             raise bad(f"{at}.stream.abort_after", "must not be negative")
         effects = [rule.abort, rule.delay, rule.stream, rule.deadline, rule.health]
         if all(e is None for e in effects):
             raise bad(at, "a fault needs abort, delay, stream, deadline or health")
     for i, limit in enumerate(config.rate_limits):
+        at = f"rate_limits[{i}]" + (f" ({limit.name})" if limit.name else "")
         if limit.rps <= 0:
-            raise bad(f"rate_limits[{i}].rps", f"must be positive, got {limit.rps}")
+            raise bad(f"{at}.rps", f"must be positive, got {limit.rps}")
         if limit.burst < 1:
-            raise bad(f"rate_limits[{i}].burst", f"must be at least 1, got {limit.burst}")
+            raise bad(f"{at}.burst", f"must be at least 1, got {limit.burst}")
     if config.max_active_faults is not None and config.max_active_faults < 0:
         raise bad("max_active_faults", "must not be negative")

@@ -95,7 +95,7 @@ class StreamFaultConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class FaultConfig:
-    name: str
+    name: str = ""  # required: an empty name is refused with a message that says so
     match: MatchConfig = field(default_factory=MatchConfig)
     when: WhenConfig = field(default_factory=WhenConfig)
     abort: AbortConfig | None = None

@@ -142,10 +142,10 @@ class FaultInterceptor(Interceptor):
         if self._header_faults:
             await self._header(call, headers)
         request = None
-        for rule in rules:
-            if rule.config.match.request and request is None and call.requests:
+        for rule in rules:  # `_for` picked them by method
+            if rule.needs_request and request is None and call.requests:
                 request = _parse(call)
-            if not rule.matches(call.spec.path, headers, request):
+            if not rule.matches_call(headers, request):
                 continue
             index = rule.next_index()
             if not rule.gate(index, self.elapsed()):
@@ -162,10 +162,12 @@ class FaultInterceptor(Interceptor):
             return
         if not self._admit():
             return
+        held = False  # a stream fault keeps its max_active_faults slot until the call ends
         try:
             rule.counted()
             call.faults.append(rule.name)
             if stream is not None:
+                held = call.stream_fault is None  # released in after(); one per call
                 call.stream_fault = StreamFault(
                     rule.name, stream.abort_after, stream.message_delay, rule.abort
                 )
@@ -177,7 +179,8 @@ class FaultInterceptor(Interceptor):
             if abort is not None:
                 raise abort.error(f"fault {rule.name}")
         finally:
-            self._active -= 1
+            if not held:
+                self._active -= 1
 
     def _admit(self) -> bool:
         """`max_active_faults`: injected faults in flight at once, as in Envoy."""
@@ -217,6 +220,10 @@ class FaultInterceptor(Interceptor):
             )
         if fault.message_delay:
             await _sleep_within_deadline(call, fault.message_delay)
+
+    def after(self, call: Call) -> None:
+        if call.stream_fault is not None:  # the stream is over: its fault no longer active
+            self._active -= 1
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {r.name: {"matched": r.matched, "injected": r.injected} for r in self._rules}

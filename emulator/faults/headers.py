@@ -7,6 +7,7 @@ x-envoy-fault-delay-request: 200                (milliseconds; + ...-delay-reque
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -64,17 +65,19 @@ def header_fault(headers: Mapping[str, str | bytes]) -> HeaderFault | None:
         try:
             code = _CODES[int(abort)]
         except (ValueError, KeyError):
+            code = None
+        if code is None or code is grpc.StatusCode.OK:  # aborting with OK would hang the call
             raise _bad(
-                "x-envoy-fault-abort-grpc-request", f"not a gRPC status number: {abort!r}"
-            ) from None
+                "x-envoy-fault-abort-grpc-request", f"not a gRPC error status number: {abort!r}"
+            )
     seconds = 0.0
     if delay is not None:
         try:
             seconds = float(delay) / 1000
         except ValueError:
-            raise _bad(
-                "x-envoy-fault-delay-request", f"expected milliseconds, got {delay!r}"
-            ) from None
+            seconds = -1.0
+        if not 0 <= seconds < math.inf:  # also NaN: it would never wake up
+            raise _bad("x-envoy-fault-delay-request", f"expected milliseconds, got {delay!r}")
     return HeaderFault(
         code=code,
         delay=seconds,

@@ -57,17 +57,23 @@ class Rule:
         self.config = config
         self.name = config.name
         self.abort = abort
+        self.needs_request = bool(config.match.request)
+        self._metadata = tuple((k.lower(), v) for k, v in config.match.metadata.items())
         self._lock = threading.Lock()
         self.matched = 0
         self.injected = 0
 
     def matches(self, path: str, metadata: Mapping[str, str | bytes], request: Any) -> bool:
-        match = self.config.match
-        if not method_matches(match.method, path):
-            return False
-        for key, want in match.metadata.items():
-            if metadata.get(key.lower()) != want:
+        return method_matches(self.config.match.method, path) and self.matches_call(
+            metadata, request
+        )
+
+    def matches_call(self, metadata: Mapping[str, str | bytes], request: Any) -> bool:
+        """Headers and request fields, for a call whose method is known to match."""
+        for key, want in self._metadata:
+            if metadata.get(key) != want:
                 return False
+        match = self.config.match
         if match.request:
             if request is None:
                 return False

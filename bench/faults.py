@@ -1,0 +1,302 @@
+"""What 20 fault rules that match nothing cost, against the same emulator without rules, in one run.
+
+    python bench/faults.py [--rounds 12] [--duration 1.5] [--python-load]
+
+Two emulator processes serve the example contracts: one without faults, one with a config of 20
+fault rules that never fire on GetProduct: 16 name other methods, 4 name GetProduct but match a
+header the load never sends (so those are looked at on every call). The load generator of
+bench/run.py (h2load when on PATH, else bench/load_client.py) drives unary GetProduct at
+concurrency 32 against each, alternating which goes first. Target: with the rules, throughput
+>= 0.95x without (the median of the per-round ratios). Prints a table and PASS/FAIL, writes
+bench/results/faults.json, exits 0 unless the benchmark itself breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
+
+# grpc through run.py: importing it re-executes this script under the venv when grpc is missing.
+from run import METHOD, REQUEST, BenchError, Child, emulator_cmd, first_rpc, grpc, start  # noqa: E402
+
+TARGET_RATIO = 0.95
+PLAIN = "no fault rules"
+RULES = "20 idle fault rules"
+OTHER_METHODS = [
+    "acme.shop.v1.Catalog/ListProducts",
+    "acme.shop.v1.Catalog/UpdateProduct",
+    "acme.shop.v1.Catalog/GetCategoryTree",
+    "acme.shop.v1.Orders/CreateOrder",
+    "acme.shop.v1.Orders/UploadLineItems",
+    "acme.shop.v1.Orders/Chat",
+    "acme.shop.v1.Orders/WatchOrder",
+    "acme.shop.v1.Orders/Ping",
+]
+PROBE = "/acme.shop.v1.Orders/Ping"  # with x-bench-probe: the one call a rule answers
+
+
+def rules() -> list[dict[str, Any]]:
+    """20 rules: none fires on GetProduct; `probe` proves the file was loaded."""
+    out: list[dict[str, Any]] = [
+        {
+            "name": "probe",
+            "match": {"method": PROBE.lstrip("/"), "metadata": {"x-bench-probe": "yes"}},
+            "abort": {"code": "FAILED_PRECONDITION", "message": "probe"},
+        }
+    ]
+    kinds = [
+        {"abort": {"code": "UNAVAILABLE"}},
+        {"delay": {"fixed": "200ms"}},
+        {"abort": {"code": "UNAVAILABLE"}, "when": {"probability": 0.5}},
+        {"deadline": "exceed"},
+    ]
+    for i in range(15):  # other methods
+        method = OTHER_METHODS[i % len(OTHER_METHODS)]
+        out.append({"name": f"other-{i}", "match": {"method": method}, **kinds[i % len(kinds)]})
+    for i in range(4):  # GetProduct itself, behind a header the load never sends
+        out.append(
+            {
+                "name": f"header-{i}",
+                "match": {"method": METHOD.lstrip("/"), "metadata": {f"x-never-{i}": "1"}},
+                **kinds[i % len(kinds)],
+            }
+        )
+    assert len(out) == 20
+    return out
+
+
+def check_rules_loaded(port: int) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            channel.unary_unary(PROBE)(b"", metadata=[("x-bench-probe", "yes")], timeout=5)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                return
+            raise BenchError(f"the probe rule answered {exc.code().name}") from exc
+        raise BenchError("the rules emulator did not apply its probe rule: config not loaded?")
+
+
+def pinning() -> tuple[list[str], set[int] | None]:
+    """Servers on the last CPU, this script and the load generator on the others: on a small
+    machine that keeps the two from trading places, which is most of the round-to-round noise."""
+    cpus = sorted(os.sched_getaffinity(0))
+    taskset = shutil.which("taskset")
+    if len(cpus) < 2 or taskset is None:
+        return [], None
+    return [taskset, "-c", str(cpus[-1])], set(cpus[:-1])
+
+
+def measure(
+    loadgen: Any, rounds: int, config: Path, prefix: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each round starts both servers afresh, one at a time: a long-lived process can be a few
+    per cent faster or slower than its twin for its whole life (memory layout, hash seed), and
+    an idle twin still competes for the CPU."""
+    env = {"GRPC_EMULATOR_CACHE_DIR": str(config.parent / "cache")}
+    commands = {
+        PLAIN: [*prefix, *emulator_cmd()],
+        RULES: [*prefix, *emulator_cmd(), "--config", str(config)],
+    }
+    per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in commands}
+    names = list(commands)
+    for number in range(rounds):
+        for name in names if number % 2 == 0 else names[::-1]:  # alternate who goes first
+            child = start(name, commands[name], env)
+            try:
+                first_rpc(child.port)
+                if name == RULES:
+                    check_rules_loaded(child.port)
+                cpu = child.cpu_seconds()
+                result = loadgen.run(child.port)
+                if result["errors"]:
+                    raise BenchError(f"{name}: {result['errors']} calls failed under load")
+                result["server_cpu_us_per_req"] = (
+                    (child.cpu_seconds() - cpu) * 1e6 / max(1, result["requests"])
+                )  # includes the warm-up calls: comparable between the two only
+                first_rpc(child.port, timeout=5)
+            finally:
+                child.stop()
+            per_round[name].append(result)
+            print(
+                f"  round {number + 1}/{rounds} {name:<20} {result['rps']:>9.0f} req/s"
+                f"  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
+                f"  {result['server_cpu_us_per_req']:.0f} us CPU/req",
+                flush=True,
+            )
+    return per_round
+
+
+def interceptor_cost(calls: int = 100_000) -> dict[str, float]:
+    """The faults interceptor's own time per GetProduct call, in this process, without and with
+    the 20 rules: the part of the difference that is not noise."""
+    import asyncio
+
+    sys.path.insert(0, str(REPO))
+    from emulator.chain import Call
+    from emulator.config import Config
+    from emulator.contracts import load_contracts
+    from emulator.runtime.server import build_faults
+
+    spec = load_contracts([str(REPO / "protos")], []).methods[METHOD]
+    metadata = (("user-agent", "h2load"), ("content-type", "application/grpc"), ("te", "trailers"))
+
+    async def per_call(config: Config) -> float:
+        faults = build_faults(config)
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(calls):
+                call = Call(spec, metadata, "ipv4:127.0.0.1:1", None)
+                await faults.before(call)
+                faults.after(call)
+            best = min(best, (time.perf_counter() - started) / calls * 1e6)
+        return best
+
+    plain = asyncio.run(per_call(Config.from_mapping({})))
+    ruled = asyncio.run(per_call(Config.from_mapping({"faults": rules()})))
+    return {"without_us": plain, "with_us": ruled, "extra_us": ruled - plain}
+
+
+def summarise(per_round: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    plain, ruled = per_round[PLAIN], per_round[RULES]
+    ratios = [r["rps"] / p["rps"] for r, p in zip(ruled, plain, strict=True) if p["rps"]]
+    cpu_ratios = [
+        p["server_cpu_us_per_req"] / r["server_cpu_us_per_req"]
+        for r, p in zip(ruled, plain, strict=True)
+        if r["server_cpu_us_per_req"]
+    ]
+    summary: dict[str, Any] = {}
+    for name, results in per_round.items():
+        summary[name] = {
+            "rps": statistics.median(r["rps"] for r in results),
+            "p50_ms": statistics.median(r["p50_ms"] for r in results),
+            "p99_ms": statistics.median(r["p99_ms"] for r in results),
+            "server_cpu_us_per_req": statistics.median(r["server_cpu_us_per_req"] for r in results),
+            "rps_per_round": [round(r["rps"], 1) for r in results],
+        }
+    summary["ratio"] = statistics.median(ratios)
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    summary["ratio_iqr"] = [round(quartiles[0], 3), round(quartiles[2], 3)]
+    summary["ratios_per_round"] = [round(x, 3) for x in ratios]
+    summary["cpu_ratio"] = statistics.median(cpu_ratios)
+    return summary
+
+
+def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    print()
+    print(f"load generator: {meta['loadgen']}; CPU pinning: {meta['pinning']}")
+    print(
+        f"GetProduct, concurrency {meta['concurrency']}, {meta['rounds']} alternating rounds of "
+        f"{meta['duration']:g}s (+{meta['warmup']:g}s warm-up); medians over rounds"
+    )
+    print(f"{'variant':<20} {'RPS':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}  RPS/round")
+    for name in (PLAIN, RULES):
+        r = summary[name]
+        rounds = " ".join(f"{x:.0f}" for x in r["rps_per_round"])
+        print(
+            f"{name:<20} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            f"{r['server_cpu_us_per_req']:>11.0f}  {rounds}"
+        )
+    low, high = summary["ratio_iqr"]
+    print(f"ratio per round (rules / none): {summary['ratios_per_round']}")
+    print(f"  median {summary['ratio']:.3f}, interquartile range {low:.3f}-{high:.3f}")
+    cost = summary["interceptor"]
+    share = cost["extra_us"] / summary[PLAIN]["server_cpu_us_per_req"]
+    print(
+        f"faults interceptor in-process: {cost['without_us']:.2f} us/call without rules, "
+        f"{cost['with_us']:.2f} us with the 20 (+{cost['extra_us']:.2f} us, {share:.1%} of the "
+        "server CPU per call)"
+    )
+    checks = [
+        (
+            f"with 20 idle rules >= {TARGET_RATIO:.2f}x the throughput without",
+            summary["ratio"] >= TARGET_RATIO,
+            f"{summary['ratio']:.3f}x (server CPU per call: {summary['cpu_ratio']:.3f}x)",
+        )
+    ]
+    print()
+    lines = [f"{'PASS' if ok else 'FAIL'}  {what}: {got}" for what, ok, got in checks]
+    print("\n".join(lines))
+    return lines
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=12, help="alternating load rounds")
+    parser.add_argument("--duration", type=float, default=1.5, help="seconds per load run")
+    parser.add_argument("--warmup", type=float, default=0.5, help="seconds before each run")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--python-load", action="store_true", help="skip h2load even if present")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers to a CPU")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "faults.json")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _terminated)  # so that `finally` stops both servers
+
+    prefix, others = ([], None) if args.no_pin else pinning()
+    if others is not None:
+        os.sched_setaffinity(0, others)  # the load generator inherits it
+    shape = Load(METHOD, REQUEST, args.concurrency, args.connections, args.duration, args.warmup)
+    loadgen = make_loadgen(shape, args.python_load)
+    meta = {
+        "loadgen": loadgen.describe(),
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "cpus": os.cpu_count(),
+        "pinning": f"servers: {prefix[-1]}, load: {sorted(others)}" if others else "none",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
+        config = Path(tmp) / "emulator.yaml"
+        # JSON is YAML; protos come from --proto on the command line.
+        config.write_text(json.dumps({"faults": rules()}, indent=1))
+        print(f"throughput ({loadgen.describe()})", flush=True)
+        try:
+            per_round = measure(loadgen, args.rounds, config, prefix)
+        except (BenchError, LoadError) as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            loadgen.close()
+            for child in list(Child.running):
+                child.stop()
+    summary = summarise(per_round)
+    summary["interceptor"] = interceptor_cost()
+    checks = report(summary, meta)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {"meta": meta, "summary": summary, "rounds": per_round, "checks": checks}, indent=2
+        )
+        + "\n"
+    )
+    shown = args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output
+    print(f"\nwrote {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
