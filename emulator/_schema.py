@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import os
 import re
 import types
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Duration", "build", "parse_duration", "plain", "where"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 
 
 def parse_duration(value: object) -> float:
@@ -41,6 +42,8 @@ def parse_duration(value: object) -> float:
         seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be finite, got {value!r}")
     return seconds
 
 
@@ -103,6 +106,18 @@ def build(cls: type[Any], data: Any, prefix: str, source: str, lines: Mapping[st
                 f"allowed here: {', '.join(sorted(known))}"
             )
         kwargs[key] = _convert(hints[key], value, dotted, source, lines)
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        at = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"{where(source, lines, prefix)}: missing required key {at + missing[0]!r}"
+        )
     return cls(**kwargs)
 
 
@@ -145,6 +160,8 @@ def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, i
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{here}: {key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{here}: {key}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if isinstance(value, os.PathLike):

@@ -56,6 +56,8 @@ class RpcAbort(Exception):
         details: Sequence[Message] = (),
         trailers: Mapping[str, str | bytes] | None = None,
     ) -> None:
+        if getattr(code, "name", None) == "OK":
+            raise ValueError("RpcAbort ends a call with an error code; return normally for OK")
         super().__init__(message)
         self.code = code
         self.message = message

@@ -175,7 +175,12 @@ class FaultInterceptor(Interceptor):
             if delay:
                 await _sleep_within_deadline(call, delay)
             if hold:
-                await _sleep_within_deadline(call, HOLD_WITHOUT_DEADLINE + 1)
+                await _sleep_within_deadline(call, HOLD_WITHOUT_DEADLINE)
+                # Only a call without a (near) deadline gets here: it still ends as a timeout.
+                raise RpcAbort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"fault {rule.name}: held the call {HOLD_WITHOUT_DEADLINE:g}s",
+                )
             if abort is not None:
                 raise abort.error(f"fault {rule.name}")
         finally:
