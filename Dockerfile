@@ -1,0 +1,57 @@
+# grpc-emulator image.
+#
+#   docker build -t grpc-emulator .
+#   docker run --rm -p 127.0.0.1:50051:50051 -v "$PWD/protos:/protos:ro" \
+#       -v "$PWD/behaviors:/behaviors:ro" grpc-emulator
+#
+# Air-gapped: when the build context holds a wheels/ folder (the project's dependencies and
+# setuptools, as wheels for the base image's Python), pip installs only from it, never from an
+# index. BASE_IMAGE may be any Debian-like image with python3 (3.11+) and its venv module.
+ARG BASE_IMAGE=python:3.12-slim
+
+# ---- build: the emulator wheel (and any dependency that lacks one), installed into a venv ----
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY . .
+RUN set -eu; \
+    if ls wheels/*.whl >/dev/null 2>&1; then \
+        echo "wheels/ found: installing only from it, no package index"; \
+        set -- --no-index --find-links /src/wheels; \
+    else \
+        set --; \
+    fi; \
+    python3 -m venv /opt/emulator; \
+    /opt/emulator/bin/pip wheel --no-cache-dir "$@" --wheel-dir /tmp/dist /src; \
+    /opt/emulator/bin/pip install --no-cache-dir --no-index --find-links /tmp/dist \
+        /tmp/dist/grpc_emulator-*.whl; \
+    /opt/emulator/bin/pip uninstall --yes --quiet pip setuptools; \
+    /opt/emulator/bin/emulate --help >/dev/null
+
+# ---- final: the base image, the venv and a non-root user; no compiler, no pip ----
+FROM ${BASE_IMAGE}
+LABEL org.opencontainers.image.title="grpc-emulator" \
+      org.opencontainers.image.description="gRPC service emulator serving .proto contracts" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN set -eu; \
+    useradd --system --uid 10001 --user-group --create-home --home-dir /home/emulator \
+        --shell /usr/sbin/nologin emulator; \
+    mkdir -p /protos /behaviors
+COPY --from=build /opt/emulator /opt/emulator
+COPY deploy/container/emulator.yaml /etc/emulator/emulator.yaml
+# Settings: /etc/emulator/emulator.yaml, then EMULATOR_* variables, then flags after the image.
+ENV PATH=/opt/emulator/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    EMULATOR_CONFIG=/etc/emulator/emulator.yaml \
+    EMULATOR_HOST=0.0.0.0
+USER 10001:10001
+WORKDIR /home/emulator
+EXPOSE 50051
+# Plaintext only: with TLS, override it (docker run --health-cmd, compose healthcheck:) adding
+# emulate health's --tls-ca/--tls-cert/--tls-key flags.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/bin/sh", "-c", "exec emulate health --timeout 3s --target 127.0.0.1:${EMULATOR_PORT:-${EMULATOR_SERVER_PORT:-50051}}"]
+ENTRYPOINT ["emulate"]
