@@ -46,7 +46,8 @@ ENV PATH=/opt/emulator/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     EMULATOR_CONFIG=/etc/emulator/emulator.yaml \
-    EMULATOR_HOST=0.0.0.0
+    EMULATOR_HOST=0.0.0.0 \
+    EMULATOR_LOG_STREAM=stdout
 USER 10001:10001
 WORKDIR /home/emulator
 EXPOSE 50051

@@ -200,10 +200,10 @@ def _json_file(path: str, flag: str) -> Any:
         raise EmulatorError(f"{flag} {path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
 
 
-def _setup_logging(fmt: str) -> None:
+def _setup_logging(config: Config) -> None:
     from emulator.logs import configure
 
-    configure(fmt)
+    configure(config.log_format, config.log_stream)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = (_check_parser() if check else _parser()).parse_args(argv[1:] if check else argv)
     try:
         config = _config(args)
-        _setup_logging(config.log_format)
+        _setup_logging(config)
         from emulator.runtime.server import EmulatorServer
 
         server = EmulatorServer(config)
@@ -240,8 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SETUP
 
 
-async def _serve(server: Any) -> int:
-    await server.start()
+def _banner(server: Any) -> None:
     print(f"emulator listening on {server.target}")
     for name, spec in server.contracts.services.items():
         shaped = [m for m in spec.methods if server.registry.get(f"/{name}/{m}")]
@@ -249,6 +248,10 @@ async def _serve(server: Any) -> int:
         print(f"  {name} ({len(spec.methods)} methods{note})")
     print("  grpc.health.v1.Health, grpc.reflection.v1.ServerReflection (+v1alpha)")
     sys.stdout.flush()
+
+
+async def _serve(server: Any) -> int:
+    await server.start(on_listening=lambda: _banner(server))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -128,6 +128,7 @@ class Config:
     max_active_faults: int | None = None
     max_duration: dict[str, Duration] = field(default_factory=dict)  # method pattern → limit
     log_format: Literal["text", "json"] = "text"
+    log_stream: Literal["stderr", "stdout"] = "stderr"  # containers log to stdout
 
     @classmethod
     def from_mapping(

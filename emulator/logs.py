@@ -1,4 +1,5 @@
-"""Log set-up for the command line: plain text or one JSON object per line, to stderr."""
+"""Log set-up for the command line: plain text or one JSON object per line, to stderr (or stdout,
+as containers prefer)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure(fmt: str = "text", level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure(fmt: str = "text", stream: str = "stderr", level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stdout if stream == "stdout" else sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:

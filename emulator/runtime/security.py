@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from emulator.chain.auth import AuthInterceptor
     from emulator.security.tokens import TokenVerifier
 
-__all__ = ["Security", "build_security", "pem"]
+__all__ = ["Security", "build_security", "pem", "warn_if_exposed"]
 
 log = logging.getLogger("emulator")
 
@@ -80,7 +80,6 @@ def build_security(config: Config) -> Security:
             _verifier(config), policy=policy, scopes=scopes, exempt=auth.exempt
         )
         security.interceptors.append(security.auth)
-    _warn_if_exposed(config)
     return security
 
 
@@ -124,7 +123,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _warn_if_exposed(config: Config) -> None:
+def warn_if_exposed(config: Config) -> None:
     host = config.server.host
     if _loopback(host) or config.tls.enabled:
         return

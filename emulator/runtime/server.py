@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,7 +27,7 @@ from emulator.journal import Journal
 from emulator.runtime.clock import Clock
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
 from emulator.runtime.reflection import ReflectionHandler
-from emulator.runtime.security import BuiltinGuard, build_security
+from emulator.runtime.security import BuiltinGuard, build_security, warn_if_exposed
 
 __all__ = ["EmulatorServer"]
 
@@ -96,7 +96,9 @@ class EmulatorServer:
         """Every service served: the contracts' own, then health and reflection."""
         return [*self.contracts.services, HEALTH_SERVICE, *REFLECTION_SERVICES]
 
-    async def start(self) -> int:
+    async def start(self, on_listening: Callable[[], None] | None = None) -> int:
+        """Bind and serve; `on_listening` runs once the port is known, before any warning, so
+        the command line's `emulator listening on` stays the first line even in stdout logs."""
         guard = self.security.auth
         server = grpc.aio.server(
             interceptors=[BuiltinGuard(guard)] if guard is not None else None,
@@ -135,6 +137,9 @@ class EmulatorServer:
         for name in self.contracts.services:
             await self.health.set(name, serving)
         self._server, self.port = server, port
+        if on_listening is not None:
+            on_listening()
+        warn_if_exposed(self.config)
         self.faults.restart_clock()  # fault windows count from here
         self._health_tasks = [
             asyncio.create_task(self._health_window(rule.config))
