@@ -32,7 +32,18 @@ REPO = HERE.parent
 from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
 
 # grpc through run.py: importing it re-executes this script under the venv when grpc is missing.
-from run import METHOD, REQUEST, BenchError, Child, emulator_cmd, first_rpc, grpc, start  # noqa: E402
+from run import (  # noqa: E402 - bench/ helpers
+    METHOD,
+    REQUEST,
+    BenchError,
+    Child,
+    emulator_cmd,
+    first_rpc,
+    grpc,
+    start,
+    terminated,
+    verdicts,
+)
 
 TARGET_RATIO = 0.95
 PLAIN = "no fault rules"
@@ -229,14 +240,7 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"{summary['ratio']:.3f}x (server CPU per call: {summary['cpu_ratio']:.3f}x)",
         )
     ]
-    print()
-    lines = [f"{'PASS' if ok else 'FAIL'}  {what}: {got}" for what, ok, got in checks]
-    print("\n".join(lines))
-    return lines
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    return verdicts(checks)
 
 
 def main() -> int:
@@ -250,7 +254,7 @@ def main() -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers to a CPU")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "faults.json")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _terminated)  # so that `finally` stops both servers
+    signal.signal(signal.SIGTERM, terminated)  # so that `finally` stops both servers
 
     prefix, others = ([], None) if args.no_pin else pinning()
     if others is not None:

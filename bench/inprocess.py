@@ -33,18 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+# run.py re-executes with the venv's python when grpc is missing; importing it does the same here.
+from run import HERE, REPO, grpc, verdicts
 
-try:
-    import grpc
-except ImportError:  # `python bench/inprocess.py` outside the venv: rerun with the venv's python
-    if VENV_PYTHON.exists() and Path(sys.executable).resolve() != VENV_PYTHON.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
-    raise
-
-from emulator import Emulator  # noqa: E402 - after the venv check
+from emulator import Emulator
 
 PROTOS = REPO / "protos"
 SERVICE = "acme.shop.v1.Catalog"
@@ -251,10 +243,7 @@ def report(start: dict[str, Any], reset: dict[str, float], sessions: dict[str, A
             f"{sessions['call_tests_wall_s']:.2f} s",
         ),
     ]
-    print()
-    lines = [f"{'PASS' if ok else 'FAIL'}  {what}: {got}" for what, ok, got in checks]
-    print("\n".join(lines))
-    return lines
+    return verdicts(checks)
 
 
 def main() -> int:

@@ -39,7 +39,8 @@ VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 try:
     import grpc
 except ImportError:  # `python bench/run.py` outside the venv: rerun with the venv's python
-    if VENV_PYTHON.exists() and Path(sys.executable).resolve() != VENV_PYTHON.resolve():
+    # Compare environments, not binaries: the venv's python is a symlink to the system one.
+    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
         os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
     raise
 
@@ -319,13 +320,19 @@ def report(load: dict[str, Any], startup: dict[str, Any], meta: dict[str, Any]) 
             f"{emu['idle_rss_mb']:.1f} MB",
         )
     )
+    return verdicts(checks)
+
+
+def verdicts(checks: list[tuple[str, bool, str]]) -> list[str]:
+    """Print and return one PASS/FAIL line per (target, met, figure)."""
     print()
     lines = [f"{'PASS' if ok else 'FAIL'}  {what}: {got}" for what, ok, got in checks]
     print("\n".join(lines))
     return lines
 
 
-def _terminated(signum: int, frame: object) -> None:
+def terminated(signum: int, frame: object) -> None:
+    """SIGTERM as SystemExit, so that `finally` blocks stop every server."""
     raise SystemExit(128 + signum)
 
 
@@ -340,7 +347,7 @@ def main() -> int:
     parser.add_argument("--python-load", action="store_true", help="skip h2load even if present")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _terminated)  # so that `finally` stops every server
+    signal.signal(signal.SIGTERM, terminated)  # so that `finally` stops every server
 
     load_shape = Load(
         METHOD, REQUEST, args.concurrency, args.connections, args.duration, args.warmup
