@@ -23,7 +23,9 @@ from emulator.errors import ConfigError
 if TYPE_CHECKING:
     import yaml
 
-__all__ = ["Duration", "build", "parse_duration", "plain", "where"]
+SECRET_KEYED = frozenset({"auth.tokens"})  # mappings whose keys must never appear in messages
+
+__all__ = ["SECRET_KEYED", "Duration", "build", "parse_duration", "plain", "where"]
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 
@@ -173,8 +175,17 @@ def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, i
         _, value_type = typing.get_args(hint)
         if not isinstance(value, Mapping):
             raise ConfigError(f"{here}: {key}: expected a mapping, got {type(value).__name__}")
+        # Keys of a secret mapping (static tokens) are secrets: messages name them by position.
+        secret = key in SECRET_KEYED
         return {
-            str(k): _convert(value_type, v, f"{key}.{k}", source, lines) for k, v in value.items()
+            str(k): _convert(
+                value_type,
+                v,
+                f"{key}[#{i + 1}]" if secret else f"{key}.{k}",
+                source,
+                lines if not secret else {},
+            )
+            for i, (k, v) in enumerate(value.items())
         }
     if isinstance(hint, types.UnionType) or origin is typing.Union:
         options = typing.get_args(hint)

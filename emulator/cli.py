@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -234,10 +235,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ok: {len(described)} services, {methods} methods, {shaped} with behaviours")
         return 0
     try:
-        return asyncio.run(_serve(server))
+        code = asyncio.run(_serve(server))
     except EmulatorError as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return EXIT_SETUP
+    if any(t.name.startswith("emulator-behavior") for t in threading.enumerate()):
+        # A sync behaviour still running past the grace period would hold the interpreter
+        # open (its thread cannot be cancelled): the grace period is the promise, so leave now.
+        log.warning("sync behaviours still running after the grace period: exiting anyway")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _banner(server: Any) -> None:

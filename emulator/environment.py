@@ -47,6 +47,9 @@ def _leaves(cls: Any, prefix: str) -> Iterator[tuple[str, bool]]:
     for field in dataclasses.fields(cls):
         key = f"{prefix}{field.name}"
         hint = hints[field.name]
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if type(None) in typing.get_args(hint) and len(options) == 1:
+            hint = options[0]  # `X | None`: the variable sets X
         if dataclasses.is_dataclass(hint):
             yield from _leaves(hint, key + ".")
         elif typing.get_origin(hint) is tuple:

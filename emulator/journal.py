@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, overload
@@ -189,9 +190,13 @@ class Journal(Interceptor):
         self._lock = threading.Lock()
         self._secrets = SECRET_HEADERS | {s.lower() for s in secrets}
         self._counter = itertools.count(1)
+        self._cleared_at = 0.0
 
     def after(self, call: Call) -> None:
-        self._entries.append([next(self._counter), call])
+        with self._lock:  # uncontended but for reads and clear(): index and entry stay together
+            if call.started < self._cleared_at:
+                return  # a call from before the last reset (an earlier test) finishing late
+            self._entries.append([next(self._counter), call])
 
     def records(self) -> list[CallRecord]:
         with self._lock:
@@ -205,6 +210,7 @@ class Journal(Interceptor):
         with self._lock:
             self._entries.clear()
             self._counter = itertools.count(1)
+            self._cleared_at = time.time()
 
 
 def _redact(metadata: Metadata, secrets: frozenset[str]) -> Metadata:

@@ -29,7 +29,7 @@ from emulator.faults.engine import FaultInterceptor
 from emulator.faults.rules import Rule, compile_rule
 from emulator.journal import CallList
 from emulator.runtime.clock import Clock
-from emulator.runtime.server import EmulatorServer
+from emulator.runtime.server import EmulatorServer, check_request_match
 from emulator.verify import check_called
 
 __all__ = ["Emulator", "FaultHandle", "Override"]
@@ -245,6 +245,7 @@ class Emulator:
             raise EmulatorError("health faults are set in the configuration (faults=[...])")
         if any(r.name == config.name for r in self._server.faults.rules):
             raise EmulatorError(f"a fault named {config.name!r} is already active")
+        check_request_match(config, self._server.contracts, f"fault {config.name}: match.request")
         handle = FaultHandle(self._server.faults, compile_rule(config, f"fault {config.name}"))
         self._faults.append(handle)
         return handle

@@ -330,3 +330,35 @@ def test_health_command_exits_zero_when_serving() -> None:
     assert down.returncode == 1
     assert down.stdout.startswith("unhealthy:") and "UNAVAILABLE" in down.stdout
     _no_traceback(down.stderr)
+
+
+def test_sigterm_exits_within_the_grace_period_despite_a_busy_sync_behaviour(
+    tmp_path: Path,
+) -> None:
+    started = tmp_path / "started"
+    (tmp_path / "busy.py").write_text(
+        textwrap.dedent(f"""
+        import pathlib, time
+        from emulator import Behavior
+
+        class Busy(Behavior):
+            service = "acme.shop.v1.Catalog"
+
+            def GetProduct(self, request, ctx):
+                pathlib.Path({str(started)!r}).touch()
+                time.sleep(20)  # a thread cannot be cancelled
+    """)
+    )
+    behaviors = str(tmp_path / "busy.py")
+    with EmulateProcess(
+        "--proto", str(PROTOS), "--behaviors", behaviors, "--grace-period", "200ms"
+    ) as proc:
+        channel = grpc.insecure_channel(proc.target)
+        future = channel.unary_unary(GET_PRODUCT).future(b"", timeout=30)
+        wait_until(started.exists)
+        proc.proc.send_signal(signal.SIGTERM)
+        code, _, err = proc.stop(timeout=8, signal=False)  # well before the 20 s sleep ends
+        future.cancel()
+        channel.close()
+    assert code == 0, err
+    assert "still running after the grace period" in err

@@ -45,7 +45,8 @@ class DefaultResponses:
         self.stream_messages = stream_messages
         self.time_range = values.TIMESTAMP_RANGE
         # Defaults are pure functions of their key, so a bounded cache is always safe to hit.
-        self._cache: OrderedDict[tuple[str, bytes, int], bytes] = OrderedDict()
+        # Keyed by the time range too, so a freeze racing a call never caches stale timestamps.
+        self._cache: OrderedDict[tuple[str, bytes, int, tuple[int, int]], bytes] = OrderedDict()
 
     def anchor(self, frozen_at: datetime.datetime | None) -> None:
         """Generated timestamps fall in the span before a frozen clock's instant, or back in
@@ -65,27 +66,33 @@ class DefaultResponses:
 
     def cached(self, method: MethodSpec, request: bytes, index: int = 0) -> bytes | None:
         """The default already computed for this exact request, if any (its bytes parsed fine)."""
-        return self._cache.get((method.name, request, index))
+        return self._cache.get((method.name, request, index, self.time_range))
 
     def response_bytes(self, method: MethodSpec, request: bytes, index: int = 0) -> bytes:
-        key = (method.name, request, index)
+        key = (method.name, request, index, self.time_range)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        data = self.response(method, request, index).SerializeToString(deterministic=True)
+        data = self.response(method, request, index, key[3]).SerializeToString(deterministic=True)
         self._cache[key] = data
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return data
 
-    def response(self, method: MethodSpec, request: bytes, index: int = 0) -> m.Message:
+    def response(
+        self,
+        method: MethodSpec,
+        request: bytes,
+        index: int = 0,
+        time_range: tuple[int, int] | None = None,
+    ) -> m.Message:
         """The default for one call (`index` numbers the messages of a server stream).
 
         Top-level fields the request also has (same name and type) echo the request's values,
         so `GetProduct(product_id="p1")` answers with product p1.
         """
         msg = method.output_class()
-        fill(msg, self.rng(method.name, request, index), self.time_range)
+        fill(msg, self.rng(method.name, request, index), time_range or self.time_range)
         if not method.kind.client_streaming or method.kind.server_streaming:
             _echo(method, request, msg)
         return msg

@@ -91,10 +91,12 @@ class FaultInterceptor(Interceptor):
         return list(self._rules)
 
     def add(self, rule: Rule) -> None:
+        self._by_path = {}
         self._rules = [*self._rules, rule]
         self._by_path = {}
 
     def remove(self, rule: Rule) -> None:
+        self._by_path = {}
         self._rules = [r for r in self._rules if r is not rule]
         self._by_path = {}
 
@@ -116,13 +118,17 @@ class FaultInterceptor(Interceptor):
     # -- the chain hooks -------------------------------------------------------------------
 
     def _for(self, path: str) -> tuple[list[Rule], list[RateLimiter]]:
-        found = self._by_path.get(path)
+        # Read the cache before the rules: a concurrent add()/remove() replaces both, and a
+        # lookup built from old rules must land in the old cache, never the new one.
+        cache = self._by_path
+        found = cache.get(path)
         if found is None:
+            rules = self._rules
             found = (
-                [r for r in self._rules if method_matches(r.config.match.method, path)],
+                [r for r in rules if method_matches(r.config.match.method, path)],
                 [lim for lim in self._limits if method_matches(lim.config.match.method, path)],
             )
-            self._by_path[path] = found
+            cache[path] = found
         return found
 
     async def before(self, call: Call) -> None:

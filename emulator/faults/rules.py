@@ -63,11 +63,6 @@ class Rule:
         self.matched = 0
         self.injected = 0
 
-    def matches(self, path: str, metadata: Mapping[str, str | bytes], request: Any) -> bool:
-        return method_matches(self.config.match.method, path) and self.matches_call(
-            metadata, request
-        )
-
     def matches_call(self, metadata: Mapping[str, str | bytes], request: Any) -> bool:
         """Headers and request fields, for a call whose method is known to match."""
         for key, want in self._metadata:

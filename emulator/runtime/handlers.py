@@ -111,6 +111,8 @@ class Dispatcher:
         call.ended = True
         call.duration = time.time() - call.started
         self.chain.after(call)
+        # The journal keeps the Call until it is read: drop what records never need.
+        call.context = call.peer_cert = call.stream_fault = None
 
     def context(self, call: Call, default: Callable[[], Message]) -> CallContext:
         spec = call.spec

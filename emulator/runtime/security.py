@@ -36,12 +36,14 @@ def pem(value: str, key: str) -> bytes:
     """PEM material from a file path, or given inline (a value starting with -----BEGIN)."""
     if value.lstrip().startswith("-----BEGIN"):
         return value.encode()
+    # Only something that looks like a path is shown: inline key material never is.
+    shown = value if len(value) < 256 and "\n" not in value else "(inline value)"
     try:
         data = Path(value).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{key}: {value}: cannot be read: {exc.strerror}") from None
+        raise ConfigError(f"{key}: {shown}: cannot be read: {exc.strerror}") from None
     if b"-----BEGIN" not in data:
-        raise ConfigError(f"{key}: {value}: not a PEM file")
+        raise ConfigError(f"{key}: {shown}: not a PEM file")
     return data
 
 
@@ -52,9 +54,11 @@ def build_security(config: Config) -> Security:
     tls = config.tls
     if tls.enabled:
         ca = pem(tls.client_ca, "tls.client_ca") if tls.client_ca else None
+        cert, key = pem(tls.cert, "tls.cert"), pem(tls.key, "tls.key")
+        _check_pair(cert, key)
         try:
             security.credentials = grpc.ssl_server_credentials(
-                [(pem(tls.key, "tls.key"), pem(tls.cert, "tls.cert"))],
+                [(key, cert)],
                 root_certificates=ca,
                 require_client_auth=ca is not None,
             )
@@ -81,6 +85,29 @@ def build_security(config: Config) -> Security:
         )
         security.interceptors.append(security.auth)
     return security
+
+
+def _check_pair(cert: bytes, key: bytes) -> None:
+    """grpc only fails at bind time, with a message about the port: check the pair here."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        certificate = x509.load_pem_x509_certificate(cert)
+    except ValueError:
+        raise ConfigError("tls.cert: not a PEM certificate") from None
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError):
+        raise ConfigError("tls.key: not an unencrypted PEM private key") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.PEM
+    if certificate.public_key().public_bytes(encoding, public) != private.public_key().public_bytes(
+        encoding, public
+    ):
+        raise ConfigError(
+            "tls.key does not belong to tls.cert: give the key the certificate was made for"
+        )
 
 
 def _verifier(config: Config) -> TokenVerifier:

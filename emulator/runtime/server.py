@@ -55,7 +55,7 @@ class EmulatorServer:
         self.clock.listeners.append(self.defaults.anchor)
         self.journal = Journal(config.journal.limit, config.journal.redact_headers)
         self.security = build_security(config)
-        self.faults = build_faults(config)
+        self.faults = build_faults(config, self.contracts)
         self.state: dict[str, Any] = {}
         self.executor = ThreadPoolExecutor(
             max_workers=config.server.workers, thread_name_prefix="emulator-behavior"
@@ -189,13 +189,11 @@ class EmulatorServer:
         for name in names:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    async def wait_for_termination(self) -> None:
-        if self._server is not None:
-            await self._server.wait_for_termination()
 
-
-def build_faults(config: Config) -> FaultInterceptor:
+def build_faults(config: Config, contracts: Contracts) -> FaultInterceptor:
     rules = [compile_rule(c, f"faults[{i}] ({c.name})") for i, c in enumerate(config.faults)]
+    for index, rule in enumerate(config.faults):
+        check_request_match(rule, contracts, f"faults[{index}] ({rule.name}).match.request")
     return FaultInterceptor(
         rules,
         rate_limiters(config.rate_limits),
@@ -203,3 +201,17 @@ def build_faults(config: Config) -> FaultInterceptor:
         header_faults=config.header_faults,
         max_active=config.max_active_faults,
     )
+
+
+def check_request_match(rule: FaultConfig, contracts: Contracts, where: str) -> None:
+    """A misspelt field in `match.request` would make a rule silently never fire: refuse it."""
+    if not rule.match.request:
+        return
+    from emulator.matching import message_differences
+
+    for path, spec in contracts.methods.items():
+        if not method_matches(rule.match.method, path):
+            continue
+        for problem in message_differences(spec.input_class(), rule.match.request):
+            if "has no field" in problem:
+                raise ConfigError(f"{where}: {problem} (method {spec.name})")

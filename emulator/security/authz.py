@@ -106,12 +106,18 @@ def _rule(raw: Any, where: str) -> Rule:
         raise ConfigError(f"{where}: every rule needs a name")
     source = raw.get("source", {}) or {}
     request = raw.get("request", {}) or {}
+    for part, value in (("source", source), ("request", request)):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}.{part}: expected a mapping, got {type(value).__name__}")
     if set(source) - {"principals"}:
         raise ConfigError(f"{where}.source: only `principals` is supported")
     if set(request) - {"paths", "headers"}:
         raise ConfigError(f"{where}.request: only `paths` and `headers` are supported")
     headers = []
-    for i, header in enumerate(request.get("headers", [])):
+    header_list = request.get("headers") or []
+    if not isinstance(header_list, list):
+        raise ConfigError(f"{where}.request.headers: expected a list of {{key, values}}")
+    for i, header in enumerate(header_list):
         key = str(header.get("key", "")).lower() if isinstance(header, Mapping) else ""
         values = header.get("values") if isinstance(header, Mapping) else None
         if not key or not isinstance(values, list) or not values:
