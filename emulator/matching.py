@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from emulator.chain import first_values
+
 if TYPE_CHECKING:
     from emulator.journal import CallRecord
 
@@ -43,9 +45,7 @@ def differences(
 def header_differences(
     actual: Sequence[tuple[str, str | bytes]], expected: Mapping[str, str]
 ) -> list[str]:
-    values: dict[str, str | bytes] = {}
-    for key, value in actual:
-        values.setdefault(key, value)
+    values = first_values(tuple(actual))
     found = []
     for key, want in expected.items():
         got = values.get(key.lower())

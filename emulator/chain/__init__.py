@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from emulator.contracts.model import MethodSpec
     from emulator.runtime.context import CallContext
 
-__all__ = ["Call", "Chain", "Interceptor", "Metadata"]
+__all__ = ["Call", "Chain", "Interceptor", "Metadata", "first_values"]
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -79,6 +79,11 @@ class Call:
         self.identities: tuple[str, ...] = ()  # names that certificate proves (SANs, CN)
         self.principal: str | None = None  # the token's subject
         self.claims: Mapping[str, Any] = {}
+
+
+def first_values(metadata: Metadata) -> dict[str, str | bytes]:
+    """Each header's first value (gRPC metadata may repeat a key)."""
+    return dict(reversed(metadata))
 
 
 class Interceptor:

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from emulator.chain import Call, Interceptor, Metadata
+from emulator.chain import Call, Interceptor, Metadata, first_values
 from emulator.errors import RpcAbort
 from emulator.security.authz import Policy, ScopeRules, matches
 from emulator.security.tokens import TokenError, TokenVerifier, bearer_token
@@ -66,7 +66,7 @@ class AuthInterceptor(Interceptor):
                 )
         if self._policy is not None:
             principals = [p for p in (principal, *identities) if p]
-            headers = dict(reversed(metadata))  # the first value of each header wins
+            headers = first_values(metadata)
             refusal = self._policy.decide(path, principals, headers)
             if refusal is not None:
                 raise RpcAbort(grpc.StatusCode.PERMISSION_DENIED, refusal)

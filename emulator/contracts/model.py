@@ -55,14 +55,13 @@ class MethodSpec:
     descriptor: descriptor.MethodDescriptor = field(repr=False)
     input_class: type[message.Message] = field(repr=False)
     output_class: type[message.Message] = field(repr=False)
+    # Read several times per call: computed once.
+    name: str = field(init=False)
+    path: str = field(init=False)
 
-    @property
-    def name(self) -> str:
-        return f"{self.service}/{self.method}"
-
-    @property
-    def path(self) -> str:
-        return f"/{self.service}/{self.method}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", f"{self.service}/{self.method}")
+        object.__setattr__(self, "path", f"/{self.service}/{self.method}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from emulator.chain import Call, Interceptor
+from emulator.chain import Call, Interceptor, first_values
 from emulator.errors import RpcAbort
 from emulator.faults.config import RateLimitConfig
 from emulator.faults.headers import header_fault
@@ -135,7 +135,7 @@ class FaultInterceptor(Interceptor):
         rules, limits = self._for(call.spec.path)
         if not (rules or limits or self._header_faults):
             return
-        headers = dict(reversed(call.metadata))
+        headers = first_values(call.metadata)
         for limit in limits:
             wait = limit.take()
             if wait:

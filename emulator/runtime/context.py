@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from emulator.chain import Metadata
+from emulator.chain import Metadata, first_values
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -45,9 +45,7 @@ class CallContext:
     ) -> None:
         self.method = method
         self.invocation_metadata = invocation_metadata
-        self.metadata: dict[str, str | bytes] = {}
-        for key, value in invocation_metadata:
-            self.metadata.setdefault(key, value)
+        self.metadata: dict[str, str | bytes] = first_values(invocation_metadata)
         self.peer = peer
         self.deadline = deadline  # seconds since the epoch (time.time()), None without a deadline
         self._rng_factory = rng
