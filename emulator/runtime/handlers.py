@@ -8,6 +8,7 @@ INVALID_ARGUMENT instead of a framework error. Responses leave as bytes for the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import logging
@@ -183,11 +184,16 @@ class Dispatcher:
                 return
             source = iter(source)
         loop = asyncio.get_running_loop()
-        while True:
-            item = await self.within(call, loop.run_in_executor(self.executor, next, source, done))
-            if item is done:
-                return
-            yield item
+        try:
+            while True:
+                step = loop.run_in_executor(self.executor, next, source, done)
+                item = await self.within(call, step)
+                if item is done:
+                    return
+                yield item
+        finally:
+            if hasattr(source, "close"):  # a cancelled call runs the generator's `finally` now
+                loop.run_in_executor(self.executor, _close, source)
 
     async def respond(self, call: Call, grpc_ctx: ServicerContext, data: bytes) -> bytes:
         """Last steps before a response message leaves: chain, headers, journal."""
@@ -377,6 +383,13 @@ async def _next_or_none(stream: AsyncIterator[Message]) -> Message | None:
         return await anext(stream)
     except StopAsyncIteration:
         return None
+
+
+def _close(generator: Any) -> None:
+    # Still running its last step in another thread (the call was cancelled mid-step): that
+    # step finishes on its own and the generator is collected afterwards.
+    with contextlib.suppress(ValueError):
+        generator.close()
 
 
 def _joined(requests: list[bytes]) -> bytes:
