@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 SECRET_KEYED = frozenset({"auth.tokens"})  # mappings whose keys must never appear in messages
 
-__all__ = ["SECRET_KEYED", "Duration", "build", "parse_duration", "plain", "where"]
+__all__ = ["SECRET_KEYED", "Duration", "build", "invalid", "parse_duration", "plain", "where"]
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 
@@ -73,6 +73,11 @@ def plain(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> Any
     if isinstance(node, yaml.SequenceNode):
         return [plain(item, f"{path}[{i}]", lines, source) for i, item in enumerate(node.value)]
     return yaml.safe_load(yaml.serialize(node))
+
+
+def invalid(location: str, key: str, problem: str) -> ConfigError:
+    """`file:line: key: problem`, with the key and the problem kept for callers."""
+    return ConfigError(f"{location}: {key}: {problem}", key=key, problem=problem)
 
 
 def where(source: str, lines: Mapping[str, int], key: str) -> str:
@@ -133,48 +138,48 @@ def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, i
         try:
             return parse_duration(value)
         except ValueError as exc:
-            raise ConfigError(f"{here}: {key}: {exc}") from None
+            raise invalid(here, key, f"{exc}") from None
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
-            raise ConfigError(
-                f"{here}: {key}: expected one of {', '.join(map(repr, allowed))}, got {value!r}"
+            raise invalid(
+                here, key, f"expected one of {', '.join(map(repr, allowed))}, got {value!r}"
             )
         return value
     if origin is tuple:
         (item_type, _) = typing.get_args(hint)
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list | tuple):
-            raise ConfigError(f"{here}: {key}: expected a list, got {type(value).__name__}")
+            raise invalid(here, key, f"expected a list, got {type(value).__name__}")
         return tuple(
             _convert(item_type, v, f"{key}[{i}]", source, lines) for i, v in enumerate(items)
         )
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{here}: {key}: expected true or false, got {value!r}")
+            raise invalid(here, key, f"expected true or false, got {value!r}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 return int(value)
-            raise ConfigError(f"{here}: {key}: expected an integer, got {value!r}")
+            raise invalid(here, key, f"expected an integer, got {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{here}: {key}: expected a number, got {value!r}")
+            raise invalid(here, key, f"expected a number, got {value!r}")
         if not math.isfinite(value):
-            raise ConfigError(f"{here}: {key}: expected a finite number, got {value!r}")
+            raise invalid(here, key, f"expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if isinstance(value, os.PathLike):
             return os.fspath(value)
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ConfigError(f"{here}: {key}: expected a string, got {type(value).__name__}")
+            raise invalid(here, key, f"expected a string, got {type(value).__name__}")
         return str(value)
     if origin is dict:
         _, value_type = typing.get_args(hint)
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{here}: {key}: expected a mapping, got {type(value).__name__}")
+            raise invalid(here, key, f"expected a mapping, got {type(value).__name__}")
         # Keys of a secret mapping (static tokens) are secrets: messages name them by position.
         secret = key in SECRET_KEYED
         return {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from emulator._schema import Duration, build, parse_duration, plain, where
+from emulator._schema import Duration, build, invalid, parse_duration, plain, where
 from emulator.errors import ConfigError
 from emulator.faults.config import FaultConfig, RateLimitConfig
 
@@ -204,7 +204,7 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
     def bad(key: str, message: str) -> ConfigError:
         # `faults[0] (name).when` names the rule; its line is recorded under `faults[0].when`.
         line_key = re.sub(r"^(\w+\[\d+\]) \(.*\)(?=\.|$)", r"\1", key)
-        return ConfigError(f"{where(source, lines, line_key)}: {key}: {message}")
+        return invalid(where(source, lines, line_key), key, message)
 
     if not 0 <= config.server.port <= 65535:
         raise bad("server.port", f"must be 0 (any free port) to 65535, got {config.server.port}")
@@ -279,10 +279,8 @@ def _check_faults(config: Config, bad: Any) -> None:
 
             try:
                 compile_abort(rule.abort, f"{at}.abort")
-            except ConfigError as exc:  # "{key}: {problem}": add the file and line
-                text = str(exc)
-                split = text.index(": ", len(at))
-                raise bad(text[:split], text[split + 2 :]) from None
+            except ConfigError as exc:  # add the file and line
+                raise bad(exc.key or f"{at}.abort", exc.problem) from None
         if rule.delay is not None:
             delay = rule.delay
             kinds = [

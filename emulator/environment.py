@@ -34,15 +34,16 @@ _NOT_SETTINGS = {CONFIG_VARIABLE}
 
 
 @functools.cache
-def _variables() -> dict[str, tuple[str, bool]]:
-    """Variable name → (dotted key, is a list)."""
-    found = {name: (key, False) for name, key in _ALIASES.items()}
-    for key, is_list in _leaves(Config, ""):
-        found[PREFIX + key.replace(".", "_").upper()] = (key, is_list)
+def _variables() -> dict[str, tuple[str, str]]:
+    """Variable name → (dotted key, kind: "list", "bool" or "text")."""
+    kinds = dict(_leaves(Config, ""))
+    found = {name: (key, kinds[key]) for name, key in _ALIASES.items()}
+    for key, kind in kinds.items():
+        found[PREFIX + key.replace(".", "_").upper()] = (key, kind)
     return found
 
 
-def _leaves(cls: Any, prefix: str) -> Iterator[tuple[str, bool]]:
+def _leaves(cls: Any, prefix: str) -> Iterator[tuple[str, str]]:
     hints = typing.get_type_hints(cls, include_extras=True)
     for field in dataclasses.fields(cls):
         key = f"{prefix}{field.name}"
@@ -55,12 +56,14 @@ def _leaves(cls: Any, prefix: str) -> Iterator[tuple[str, bool]]:
         elif typing.get_origin(hint) is tuple:
             item = typing.get_args(hint)[0]
             if item is str:
-                yield key, True
-        elif hint in (str, int, float, bool) or typing.get_origin(hint) in (
+                yield key, "list"
+        elif hint is bool:
+            yield key, "bool"
+        elif hint in (str, int, float) or typing.get_origin(hint) in (
             typing.Annotated,
             typing.Literal,
         ):
-            yield key, False
+            yield key, "text"
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -76,21 +79,17 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             hint = f" (did you mean {close[0]}?)" if close else ""
             log.warning("ignoring environment variable %s: not a setting%s", name, hint)
             continue
-        key, is_list = entry
-        if is_list:
+        key, kind = entry
+        if kind == "list":
             overrides[key] = [part.strip() for part in value.split(",") if part.strip()]
-        elif value.lower() in ("true", "false") and key in _booleans():
+        elif kind == "bool" and value.lower() in ("true", "false"):
             overrides[key] = value.lower() == "true"
         else:
             overrides[key] = value
         try:  # checked one by one, so the message names the variable
             Config().with_overrides({key: overrides[key]}, source=name)
         except ConfigError as exc:
-            problem = str(exc).split(": ", 2)[-1]
-            raise ConfigError(f"environment variable {name} ({key}): {problem}") from None
+            raise ConfigError(
+                f"environment variable {name} ({key}): {exc.problem}", key=key, problem=exc.problem
+            ) from None
     return overrides
-
-
-@functools.cache
-def _booleans() -> frozenset[str]:
-    return frozenset(key for key, _ in _leaves(Config, "") if key in {"header_faults"})

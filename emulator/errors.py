@@ -36,7 +36,16 @@ class BehaviorError(EmulatorError):
 
 
 class ConfigError(EmulatorError):
-    """emulator.yaml, a command-line flag or a keyword argument is invalid."""
+    """emulator.yaml, a command-line flag or a keyword argument is invalid.
+
+    `key` (dotted, as in emulator.yaml) and `problem` are kept apart from the full message, so
+    a caller can say where the value came from without taking the message apart.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.problem = problem if problem is not None else message
 
 
 class RpcAbort(Exception):

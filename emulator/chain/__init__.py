@@ -106,10 +106,6 @@ class Chain:
         self.interceptors = list(interceptors)
         self._refresh()
 
-    def add(self, interceptor: Interceptor) -> None:
-        self.interceptors.append(interceptor)
-        self._refresh()
-
     def _refresh(self) -> None:
         def overriding(name: str) -> list[Interceptor]:
             base = getattr(Interceptor, name)

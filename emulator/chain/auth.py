@@ -13,7 +13,7 @@ import grpc
 
 from emulator.chain import Call, Interceptor, Metadata, first_values
 from emulator.errors import RpcAbort
-from emulator.security.authz import Policy, ScopeRules, matches
+from emulator.security.authz import Policy, ScopeRules, matches, method_pattern
 from emulator.security.tokens import TokenError, TokenVerifier, bearer_token
 
 __all__ = ["AuthInterceptor"]
@@ -31,7 +31,7 @@ class AuthInterceptor(Interceptor):
         self._verifier = verifier
         self._policy = policy
         self._scopes = scopes
-        self._exempt = tuple("/" + p.lstrip("/") for p in exempt)
+        self._exempt = tuple(method_pattern(p) for p in exempt)
 
     def exempt(self, path: str) -> bool:
         return any(matches(p, path) for p in self._exempt)

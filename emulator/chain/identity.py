@@ -10,7 +10,7 @@ from cryptography import x509
 
 from emulator.chain import Call, Interceptor
 from emulator.errors import RpcAbort
-from emulator.security.authz import matches
+from emulator.security.authz import matches, method_pattern
 
 __all__ = ["IdentityInterceptor", "names_in_certificate"]
 
@@ -40,7 +40,7 @@ class IdentityInterceptor(Interceptor):
     """
 
     def __init__(self, allowed: Mapping[str, Sequence[str]]) -> None:
-        self._allowed = [("/" + k.lstrip("/"), tuple(v)) for k, v in allowed.items()]
+        self._allowed = [(method_pattern(k), tuple(v)) for k, v in allowed.items()]
 
     async def before(self, call: Call) -> None:
         pem = call.peer_cert

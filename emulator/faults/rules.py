@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from emulator.errors import ConfigError, RpcAbort
 from emulator.faults.config import AbortConfig, DelayConfig, FaultConfig
-from emulator.security.authz import matches
+from emulator.security.authz import method_matches
 
 __all__ = ["Abort", "Rule", "compile_rule", "method_matches", "seeded"]
 
@@ -27,11 +27,6 @@ __all__ = ["Abort", "Rule", "compile_rule", "method_matches", "seeded"]
 def seeded(seed: int, *parts: object) -> random.Random:
     key = "\0".join(str(p) for p in (seed, *parts)).encode()
     return random.Random(int.from_bytes(hashlib.sha256(key).digest(), "big"))
-
-
-def method_matches(pattern: str, path: str) -> bool:
-    """`pkg.Svc/Method`, `pkg.Svc/*` or `*` against `/pkg.Svc/Method`."""
-    return pattern == "*" or matches("/" + pattern.lstrip("/"), path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +127,7 @@ def compile_rule(config: FaultConfig, where: str) -> Rule:
 
 
 def compile_abort(config: AbortConfig, where: str) -> Abort:
-    code = getattr(grpc.StatusCode, config.code.upper(), None)
-    if code is None or code is grpc.StatusCode.OK:
-        names = ", ".join(c.name for c in grpc.StatusCode if c is not grpc.StatusCode.OK)
-        raise ConfigError(f"{where}.code: unknown status code {config.code!r}; use one of {names}")
+    code = grpc.StatusCode[config.code.upper()]  # the name was checked with the config
     details = tuple(_detail(raw, f"{where}.details[{i}]") for i, raw in enumerate(config.details))
     trailers = tuple((k.lower(), str(v)) for k, v in config.trailers.items())
     return Abort(code, config.message, details, trailers)
@@ -148,14 +140,13 @@ def _detail(raw: Mapping[str, Any], where: str) -> Message:
 
     type_url = str(raw.get("@type", ""))
     if not type_url:
-        raise ConfigError(
-            f'{where}: a detail needs an "@type", e.g. type.googleapis.com/google.rpc.RetryInfo'
-        )
+        problem = 'a detail needs an "@type", e.g. type.googleapis.com/google.rpc.RetryInfo'
+        raise ConfigError(f"{where}: {problem}", key=where, problem=problem)
     packed = any_pb2.Any()
     try:
         json_format.ParseDict(dict(raw), packed)
     except json_format.ParseError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}", key=where, problem=str(exc)) from None
     from google.protobuf import symbol_database
 
     name = type_url.rsplit("/", 1)[-1]

@@ -172,10 +172,13 @@ class EmulatorServer:
     async def _health_window(self, rule: FaultConfig) -> None:
         """A health fault: the matched services report `rule.health` while its window lasts."""
         pattern = rule.match.method
-        names = [
+        # A service is covered when the pattern matches one of its methods; "*" also covers
+        # the server as a whole ("").
+        names = [""] if pattern == "*" else []
+        names += [
             name
-            for name in ["", *self.contracts.services]
-            if pattern == "*" or (name and method_matches(pattern, f"/{name}/x"))
+            for name, service in self.contracts.services.items()
+            if any(method_matches(pattern, m.path) for m in service.methods.values())
         ]
         window = rule.when.window
         status = getattr(health_pb2.HealthCheckResponse, rule.health or "NOT_SERVING")

@@ -20,7 +20,7 @@ from typing import Any
 
 from emulator.errors import ConfigError
 
-__all__ = ["Policy", "Rule", "ScopeRules", "matches"]
+__all__ = ["Policy", "Rule", "ScopeRules", "matches", "method_matches", "method_pattern"]
 
 
 def matches(pattern: str, value: str | None) -> bool:
@@ -34,6 +34,17 @@ def matches(pattern: str, value: str | None) -> bool:
     if pattern.startswith("*"):
         return value.endswith(pattern[1:])
     return value == pattern
+
+
+def method_pattern(pattern: str) -> str:
+    """A method pattern as config writes it (`pkg.Svc/Method`, `pkg.Svc/*`, `*`) in the form
+    `matches()` compares with call paths (`/pkg.Svc/Method`)."""
+    return "/" + pattern.lstrip("/")
+
+
+def method_matches(pattern: str, path: str) -> bool:
+    """`pkg.Svc/Method`, `pkg.Svc/*` or `*` against `/pkg.Svc/Method`."""
+    return matches(method_pattern(pattern), path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +154,7 @@ class ScopeRules:
     """The short form: method patterns (`pkg.Svc/Method`, `pkg.Svc/*`) → scopes all required."""
 
     def __init__(self, rules: Mapping[str, Sequence[str]]) -> None:
-        self._rules = [("/" + k.lstrip("/"), tuple(v)) for k, v in rules.items()]
+        self._rules = [(method_pattern(k), tuple(v)) for k, v in rules.items()]
 
     def missing(self, path: str, granted: frozenset[str]) -> list[str]:
         needed: list[str] = []
