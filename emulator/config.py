@@ -49,6 +49,8 @@ class ServerConfig:
     # Connection-level faults grpc can express: GOAWAY after this age, streams per connection.
     max_connection_age: Duration | None = None
     max_concurrent_streams: int | None = None
+    # An async behaviour that never awaits freezes every call: say so after this long (0: never).
+    loop_block_warning: Duration = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -67,11 +67,20 @@ class RpcAbort(Exception):
     ) -> None:
         if getattr(code, "name", None) == "OK":
             raise ValueError("RpcAbort ends a call with an error code; return normally for OK")
+        from emulator.metadata import checked
+
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = tuple(details)
-        self.trailers = dict(trailers or {})
+        for detail in self.details:
+            if not hasattr(detail, "SerializeToString"):
+                raise TypeError(
+                    f"RpcAbort details must be protobuf messages, not {type(detail).__name__}"
+                )
+        # Checked now, inside the behaviour that raises it: grpc would only fail once the status
+        # is on its way, and the client would see INTERNAL "Invalid metadata" instead.
+        self.trailers = dict(checked(trailers or {}, "RpcAbort trailers"))
 
     def __repr__(self) -> str:
         return f"RpcAbort({self.code!r}, {self.message!r})"

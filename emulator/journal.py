@@ -14,7 +14,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, overload
 
 import grpc
@@ -191,6 +191,7 @@ class Journal(Interceptor):
         self._secrets = SECRET_HEADERS | {s.lower() for s in secrets}
         self._counter = itertools.count(1)
         self._cleared_at = 0.0
+        self.settle: Callable[[], None] | None = None
 
     def after(self, call: Call) -> None:
         with self._lock:  # uncontended but for reads and clear(): index and entry stay together
@@ -199,6 +200,8 @@ class Journal(Interceptor):
             self._entries.append([next(self._counter), call])
 
     def records(self) -> list[CallRecord]:
+        if self.settle is not None:
+            self.settle()  # calls the client has seen end (deadlines) are in before we read
         with self._lock:
             entries = list(self._entries)
             for entry in entries:

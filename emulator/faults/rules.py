@@ -129,8 +129,13 @@ def compile_rule(config: FaultConfig, where: str) -> Rule:
 def compile_abort(config: AbortConfig, where: str) -> Abort:
     code = grpc.StatusCode[config.code.upper()]  # the name was checked with the config
     details = tuple(_detail(raw, f"{where}.details[{i}]") for i, raw in enumerate(config.details))
-    trailers = tuple((k.lower(), str(v)) for k, v in config.trailers.items())
-    return Abort(code, config.message, details, trailers)
+    from emulator.metadata import MetadataError, checked
+
+    try:
+        trailers = checked({k: str(v) for k, v in config.trailers.items()}, f"{where}.trailers")
+    except MetadataError as exc:
+        raise ConfigError(str(exc)) from None
+    return Abort(code, config.message, details, trailers)  # type: ignore[arg-type]
 
 
 def _detail(raw: Mapping[str, Any], where: str) -> Message:

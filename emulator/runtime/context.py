@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from emulator.chain import Metadata, first_values
+from emulator.metadata import checked
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -16,11 +17,6 @@ if TYPE_CHECKING:
     from emulator.contracts.model import MethodSpec
 
 __all__ = ["CallContext", "Metadata"]
-
-
-def _pairs(metadata: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]) -> Metadata:
-    items = metadata.items() if isinstance(metadata, Mapping) else metadata
-    return tuple((str(k).lower(), v) for k, v in items)
 
 
 class CallContext:
@@ -60,6 +56,7 @@ class CallContext:
         self.claims: Mapping[str, Any] = {}
         self.initial_metadata: Metadata = ()
         self.trailing_metadata: Metadata = ()
+        self._request_stream: Any = None  # a sync behaviour's request iterator, for the runtime
 
     @property
     def rng(self) -> random.Random:
@@ -85,14 +82,14 @@ class CallContext:
     def set_initial_metadata(
         self, metadata: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
     ) -> None:
-        """Headers sent before the first response message."""
-        self.initial_metadata = _pairs(metadata)
+        """Headers sent before the first response message (or with the status, if none)."""
+        self.initial_metadata = checked(metadata, "ctx.set_initial_metadata()")
 
     def set_trailing_metadata(
         self, metadata: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
     ) -> None:
         """Trailers sent with the status."""
-        self.trailing_metadata = _pairs(metadata)
+        self.trailing_metadata = checked(metadata, "ctx.set_trailing_metadata()")
 
     def __repr__(self) -> str:
         return f"<CallContext {self.method.name} peer={self.peer}>"

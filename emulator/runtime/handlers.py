@@ -8,6 +8,7 @@ INVALID_ARGUMENT instead of a framework error. Responses leave as bytes for the 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime
 import functools
@@ -30,7 +31,9 @@ from emulator.behavior.registry import Implementation, Registry, Style
 from emulator.chain import Call, Chain
 from emulator.contracts.model import Contracts, MethodSpec, RpcKind
 from emulator.errors import RpcAbort
+from emulator.metadata import MAX_STATUS_BYTES, size, truncated
 from emulator.runtime.context import CallContext, Metadata
+from emulator.runtime.inflight import DEADLINE_SLACK, InFlight
 
 __all__ = ["Dispatcher", "EmulatorHandler"]
 
@@ -41,6 +44,15 @@ ServicerContext: TypeAlias = Any  # grpc ships no type hints for its aio context
 
 class _BadRequest(Exception):
     """Request bytes that do not parse as the method's input type."""
+
+
+class _Escaped(Exception):
+    """A BaseException a behaviour let out (SystemExit, KeyboardInterrupt, its own
+    CancelledError, StopIteration): it fails that call, never the server."""
+
+    def __init__(self, exc: BaseException, hint: str = "") -> None:
+        super().__init__(f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''}{hint}")
+        self.original = exc
 
 
 class Dispatcher:
@@ -62,11 +74,16 @@ class Dispatcher:
         chain: Chain | None = None,
         client_certs: bool = False,
         max_duration: Mapping[str, float] | None = None,
+        stream_executor: Executor | None = None,
     ) -> None:
         self.contracts = contracts
         self.registry = registry
         self.defaults = defaults
         self.executor = executor
+        # Sync behaviours that read a request stream wait on the client between messages: they
+        # get threads of their own, so idle streams never starve the pool of other calls.
+        self.stream_executor = stream_executor or executor
+        self.inflight = InFlight()
         self.state = state
         self.clock = clock
         self.chain = chain or Chain()
@@ -98,20 +115,28 @@ class Dispatcher:
         if self.client_certs:
             pem = grpc_ctx.auth_context().get("x509_pem_cert")
             cert = pem[0] if pem else None
-        return Call(
+        call = Call(
             spec,
             tuple(grpc_ctx.invocation_metadata() or ()),
             grpc_ctx.peer(),
             None if remaining is None else time.time() + remaining,
             cert,
         )
+        self.inflight.add(call)
+        return call
 
     def end(self, call: Call) -> None:
         if call.ended:
             return
         call.ended = True
         call.duration = time.time() - call.started
-        self.chain.after(call)
+        try:
+            self.chain.after(call)
+        finally:
+            self.inflight.remove(call)
+        ctx = call.context
+        if ctx is not None and ctx._request_stream is not None:
+            ctx._request_stream.close()  # a sync behaviour waiting for a request stops
         # The journal keeps the Call until it is read: drop what records never need.
         call.context = call.peer_cert = call.stream_fault = None
 
@@ -156,12 +181,15 @@ class Dispatcher:
                 f"{call.spec.name} ran longer than its max_duration of {limit:g}s",
             ) from None
 
+    def pool(self, call: Call) -> Executor:
+        return self.stream_executor if call.spec.kind.client_streaming else self.executor
+
     async def run(self, call: Call, impl: Implementation, *args: Any) -> Any:
         """Call a plain (non-generator) behaviour: sync ones in the thread pool, off the loop."""
         if impl.style is Style.ASYNC:
             return await self.within(call, impl.func(*args))
         loop = asyncio.get_running_loop()
-        step = loop.run_in_executor(self.executor, functools.partial(impl.func, *args))
+        step = loop.run_in_executor(self.pool(call), functools.partial(_sync, impl.func, *args))
         return await self.within(call, step)
 
     async def results(self, call: Call, impl: Implementation, *args: Any) -> AsyncIterator[Any]:
@@ -184,16 +212,17 @@ class Dispatcher:
                 return
             source = iter(source)
         loop = asyncio.get_running_loop()
+        pool = self.pool(call)
         try:
             while True:
-                step = loop.run_in_executor(self.executor, next, source, done)
+                step = loop.run_in_executor(pool, _sync, next, source, done)
                 item = await self.within(call, step)
                 if item is done:
                     return
                 yield item
         finally:
             if hasattr(source, "close"):  # a cancelled call runs the generator's `finally` now
-                loop.run_in_executor(self.executor, _close, source)
+                loop.run_in_executor(pool, _close, source)
 
     async def respond(self, call: Call, grpc_ctx: ServicerContext, data: bytes) -> bytes:
         """Last steps before a response message leaves: chain, headers, journal."""
@@ -219,22 +248,55 @@ class Dispatcher:
             log.error("%s: %s", name, exc)
             code, details = grpc.StatusCode.INTERNAL, str(exc)
         else:
-            log.error("%s: behaviour raised %s", name, type(exc).__name__, exc_info=exc)
-            code, details = grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"
+            cause = exc.original if isinstance(exc, _Escaped) else exc
+            log.error("%s: behaviour raised %s", name, type(cause).__name__, exc_info=cause)
+            text = str(exc) if isinstance(exc, _Escaped) else f"{type(exc).__name__}: {exc}"
+            code, details = grpc.StatusCode.UNKNOWN, text
+        details = truncated(details)
+        if size(trailers) + len(details.encode()) > MAX_STATUS_BYTES:
+            # Sent as is, the client would refuse the trailers (RESOURCE_EXHAUSTED) and see
+            # something the journal never recorded: send, and record, this instead.
+            log.error("%s: the status's trailers are over 8 KiB: sending INTERNAL", name)
+            code = grpc.StatusCode.INTERNAL
+            details = (
+                f"the {code.name} status of {name} carries {size(trailers)} bytes of trailers "
+                f"and details, over gRPC's {MAX_STATUS_BYTES} byte metadata limit: send less"
+            )
+            trailers = ()
         call.code, call.details, call.trailers = code, details, trailers
+        await self.headers(call, grpc_ctx)
         self.end(call)  # journalled before the client can see the status
         await grpc_ctx.abort(code, details, trailers)
         raise AssertionError("grpc's abort() returned")  # pragma: no cover - it always raises
 
-    def finish(self, call: Call, grpc_ctx: ServicerContext) -> None:
+    async def headers(self, call: Call, grpc_ctx: ServicerContext) -> None:
+        """Headers a behaviour set but no response message carried: they still go out, before
+        the status, as Go and C++ servers send them."""
+        ctx = call.context
+        if ctx is not None and ctx.initial_metadata:
+            await grpc_ctx.send_initial_metadata(ctx.initial_metadata)
+            ctx.initial_metadata = ()
+
+    async def finish(self, call: Call, grpc_ctx: ServicerContext) -> None:
         """Trailers a behaviour set go out with an OK status."""
         ctx = call.context
-        if ctx is not None and ctx.trailing_metadata:
+        if ctx is None:
+            return
+        if size(ctx.trailing_metadata) > MAX_STATUS_BYTES:
+            raise RpcAbort(
+                grpc.StatusCode.INTERNAL,
+                f"{call.spec.name} set {size(ctx.trailing_metadata)} bytes of trailing "
+                f"metadata, over gRPC's {MAX_STATUS_BYTES} byte limit: send less",
+            )
+        await self.headers(call, grpc_ctx)
+        if ctx.trailing_metadata:
             grpc_ctx.set_trailing_metadata(ctx.trailing_metadata)
             call.trailers = ctx.trailing_metadata
 
     def cancelled(self, call: Call) -> None:
-        past_deadline = call.deadline is not None and time.time() >= call.deadline
+        # The client cancels at its own deadline, a moment before the server's: a cancellation
+        # that close is the deadline, as the client saw it.
+        past_deadline = call.deadline is not None and time.time() >= call.deadline - DEADLINE_SLACK
         call.code = (
             grpc.StatusCode.DEADLINE_EXCEEDED if past_deadline else grpc.StatusCode.CANCELLED
         )
@@ -301,7 +363,7 @@ class Dispatcher:
                     call, lambda: self.defaults.response(spec, _joined(call.requests))
                 )
                 stream = self._messages(spec, requests, call)
-                argument = stream if impl.style.is_async else _SyncIterator(stream)
+                argument = stream if impl.style.is_async else _SyncIterator(stream, ctx)
                 out = self.encode(await self.run(call, impl, argument, ctx), impl, default)
             return await self.respond(call, grpc_ctx, out)
 
@@ -322,7 +384,7 @@ class Dispatcher:
             else:
                 ctx = self.context(call, lambda: self.defaults.response(spec, last()))
                 stream = self._messages(spec, requests, call)
-                argument = stream if impl.style.is_async else _SyncIterator(stream)
+                argument = stream if impl.style.is_async else _SyncIterator(stream, ctx)
                 async for item in self.results(call, impl, argument, ctx):
                     default = functools.partial(self.defaults.response_bytes, spec, last())
                     yield await self.respond(call, grpc_ctx, self.encode(item, impl, default))
@@ -354,28 +416,71 @@ class _Lifecycle:
         dispatcher, call = self.dispatcher, self.call
         try:
             if exc is None:
-                dispatcher.finish(call, self.grpc_ctx)
+                try:
+                    await dispatcher.finish(call, self.grpc_ctx)
+                except RpcAbort as error:
+                    await dispatcher.fail(self.grpc_ctx, error, call)
             elif isinstance(exc, Exception):
                 await dispatcher.fail(self.grpc_ctx, exc, call)
-            elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            elif isinstance(exc, GeneratorExit) or _cancelled():
                 dispatcher.cancelled(call)
+            else:
+                # SystemExit, KeyboardInterrupt or a CancelledError of the behaviour's own: were
+                # it let through, it would stop the event loop, or leave the call unanswered.
+                await dispatcher.fail(self.grpc_ctx, _Escaped(exc), call)
         finally:
             dispatcher.end(call)
 
 
-class _SyncIterator(Iterator[Message]):
-    """Lets a sync behaviour, running in the thread pool, iterate an async request stream."""
+def _cancelled() -> bool:
+    """Whether the running task is being cancelled (by grpc: the client left or the deadline
+    passed), as opposed to a CancelledError a behaviour raised itself."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
-    def __init__(self, stream: AsyncIterator[Message]) -> None:
+
+def _sync(func: Callable[..., Any], *args: Any) -> Any:
+    """Run sync behaviour code in a worker thread. StopIteration cannot cross into an asyncio
+    future (the call would never end), so it becomes an error that says where it came from."""
+    try:
+        return func(*args)
+    except StopIteration as exc:
+        raise _Escaped(
+            exc, " (did the behaviour call next() past the end of the request stream?)"
+        ) from exc
+
+
+class _SyncIterator(Iterator[Message]):
+    """Lets a sync behaviour, running in a thread of its own, iterate an async request stream."""
+
+    def __init__(self, stream: AsyncIterator[Message], ctx: CallContext) -> None:
         self._stream = stream
         self._loop = asyncio.get_running_loop()
+        self._pending: Any = None
+        self._closed = False
+        ctx._request_stream = self  # closed when the call ends
 
     def __next__(self) -> Message:
+        if self._closed:
+            raise StopIteration
         future = asyncio.run_coroutine_threadsafe(_next_or_none(self._stream), self._loop)
-        item = future.result()
+        self._pending = future
+        try:
+            item = future.result()
+        except concurrent.futures.CancelledError:
+            raise StopIteration from None  # the call ended while waiting: nothing more comes
+        finally:
+            self._pending = None
         if item is None:
             raise StopIteration
         return item
+
+    def close(self) -> None:
+        """The call is over: a thread waiting for the next request stops waiting."""
+        self._closed = True
+        pending = self._pending
+        if pending is not None:
+            pending.cancel()
 
 
 async def _next_or_none(stream: AsyncIterator[Message]) -> Message | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import CodeType
 from typing import Any
 
 import grpc
@@ -28,10 +30,13 @@ from emulator.runtime.clock import Clock
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
 from emulator.runtime.reflection import ReflectionHandler
 from emulator.runtime.security import BuiltinGuard, build_security, warn_if_exposed
+from emulator.runtime.watchdog import LoopWatchdog
 
 __all__ = ["EmulatorServer"]
 
 log = logging.getLogger("emulator")
+
+SYNC_STREAM_THREADS = 1024  # sync client/bidi stream behaviours running at once
 
 
 class EmulatorServer:
@@ -60,6 +65,11 @@ class EmulatorServer:
         self.executor = ThreadPoolExecutor(
             max_workers=config.server.workers, thread_name_prefix="emulator-behavior"
         )
+        # Sync behaviours reading a request stream hold a thread while the client is idle: a
+        # pool of its own, which grows with them, keeps them from starving every other call.
+        self.stream_executor = ThreadPoolExecutor(
+            max_workers=SYNC_STREAM_THREADS, thread_name_prefix="emulator-stream"
+        )
         self.dispatcher = Dispatcher(
             self.contracts,
             self.registry,
@@ -70,6 +80,7 @@ class EmulatorServer:
             # Security first: nothing after it sees a call the policy refuses.
             chain=Chain([*self.security.interceptors, self.faults, self.journal]),
             client_certs=self.security.client_certs,
+            stream_executor=self.stream_executor,
             max_duration={
                 path: limit
                 for pattern, limit in config.max_duration.items()
@@ -77,6 +88,8 @@ class EmulatorServer:
                 if method_matches(pattern, path)
             },
         )
+        self.journal.settle = self.dispatcher.inflight.settle
+        self.watchdog = LoopWatchdog(config.server.loop_block_warning, self._behaviour_code)
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_tasks: list[asyncio.Task[None]] = []
@@ -132,6 +145,8 @@ class EmulatorServer:
                 "choose another --port (0 picks a free one) or --host"
             )
         await server.start()
+        self.dispatcher.inflight.loop_thread = threading.get_ident()
+        self.watchdog.start()
         serving = health_pb2.HealthCheckResponse.SERVING
         await self.health.set("", serving)
         for name in self.contracts.services:
@@ -167,7 +182,19 @@ class EmulatorServer:
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.config.server.grace_period if grace is None else grace)
         self._server = None
+        self.watchdog.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.stream_executor.shutdown(wait=False, cancel_futures=True)
+
+    def _behaviour_code(self) -> list[tuple[CodeType, str]]:
+        """Each behaviour method's code, so the watchdog can name the one holding the loop."""
+        found = []
+        for impl in self.registry:
+            func = getattr(impl.func, "__func__", impl.func)
+            code = getattr(func, "__code__", None)
+            if code is not None:
+                found.append((code, f"{impl.spec.name} ({impl.origin})"))
+        return found
 
     async def _health_window(self, rule: FaultConfig) -> None:
         """A health fault: the matched services report `rule.health` while its window lasts."""

@@ -1,0 +1,61 @@
+"""Calls in flight, so that a journal read never misses a call the client has already seen end.
+
+A client gives up at its deadline a moment before the server does (the server's deadline is the
+client's plus the time the headers took), so right after a client's DEADLINE_EXCEEDED the
+server may still be ending that call. A read of the journal from another thread waits, briefly,
+for calls whose deadline has passed; calls that are merely running are never waited for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emulator.chain import Call
+
+__all__ = ["DEADLINE_SLACK", "InFlight"]
+
+# How close to its deadline a cancelled call counts as DEADLINE_EXCEEDED: the client cancels at
+# its own deadline, slightly before the server's.
+DEADLINE_SLACK = 0.05
+_SETTLE_TIMEOUT = 2.0
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self._calls: set[Call] = set()
+        self._changed = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self.loop_thread: int | None = None  # reads on the server's own loop must not wait
+
+    def add(self, call: Call) -> None:
+        if call.deadline is not None:  # only calls with a deadline are ever waited for
+            with self._changed:
+                self._calls.add(call)
+
+    def remove(self, call: Call) -> None:
+        if call.deadline is not None:
+            with self._changed:
+                self._calls.discard(call)
+                if self._waiting:
+                    self._changed.notify_all()
+
+    def settle(self, timeout: float = _SETTLE_TIMEOUT) -> None:
+        """Wait until no call whose deadline has passed is still in flight (at most `timeout`)."""
+        if threading.get_ident() == self.loop_thread:
+            return  # the loop that ends those calls is the one waiting: it cannot
+        give_up = time.monotonic() + timeout
+        with self._changed:
+            self._waiting += 1
+            try:
+                while True:
+                    now = time.time() + DEADLINE_SLACK
+                    due = [c for c in self._calls if c.deadline is not None and c.deadline <= now]
+                    left = give_up - time.monotonic()
+                    if not due or left <= 0:
+                        return
+                    self._changed.wait(min(left, 0.05))
+            finally:
+                self._waiting -= 1
