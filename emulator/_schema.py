@@ -59,12 +59,14 @@ def plain(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> Any
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        for index, (key_node, value_node) in enumerate(node.value):
             key = str(yaml.safe_load(yaml.serialize(key_node)))
             child = f"{path}.{key}" if path else key
             if key in out:
+                # A secret key (a static token) is named by its position, never shown.
+                shown = f"{path}[#{index + 1}]" if path in SECRET_KEYED else child
                 raise ConfigError(
-                    f"{source}:{key_node.start_mark.line + 1}: {child}: duplicate key"
+                    f"{source}:{key_node.start_mark.line + 1}: {shown}: duplicate key"
                 )
             lines[child] = key_node.start_mark.line + 1
             out[key] = plain(value_node, child, lines, source)

@@ -174,6 +174,8 @@ def _security_overrides(args: argparse.Namespace, config: Config) -> dict[str, A
         tokens = {k: dataclasses.asdict(v) for k, v in config.auth.tokens.items()}
         for item in args.auth_token:
             token, _, principal = item.partition("=")
+            if not token.strip():
+                raise EmulatorError("--auth-token: the token is empty; give TOKEN[=PRINCIPAL]")
             tokens[token] = {"principal": principal or "token-user"}
         overrides["auth.tokens"] = tokens
     keys = [{"file": f} for f in getattr(args, "jwt_key", None) or []]

@@ -71,6 +71,7 @@ class TlsConfig:
     client_ca: str = ""  # set: clients must present a certificate this CA issued (mTLS)
     # SAN or CN identities allowed to call: a list for every method, or method pattern → list.
     allowed_clients: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
+    exempt: tuple[str, ...] = ()  # method patterns allowed_clients does not cover
 
     @property
     def enabled(self) -> bool:
@@ -226,6 +227,10 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
         raise bad(key, "client certificates need TLS: set tls.cert and tls.key")
     if tls.allowed_clients and not tls.client_ca:
         raise bad("tls.allowed_clients", "an allowlist needs client certificates: set client_ca")
+    for i, token in enumerate(config.auth.tokens):
+        if not token.strip() or token != token.strip():
+            problem = "a static token must not be empty nor start or end with a space"
+            raise bad(f"auth.tokens[#{i + 1}]", problem)
     if config.auth.jwt is not None and not config.auth.jwt.keys:
         raise bad("auth.jwt.keys", "list at least one key (file or secret_env)")
     _check_faults(config, bad)

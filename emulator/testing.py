@@ -29,6 +29,7 @@ from emulator.faults.engine import FaultInterceptor
 from emulator.faults.rules import Rule, compile_rule
 from emulator.journal import CallList
 from emulator.runtime.clock import Clock
+from emulator.runtime.security import check_method
 from emulator.runtime.server import EmulatorServer, check_request_match
 from emulator.verify import check_called
 
@@ -245,6 +246,9 @@ class Emulator:
             raise EmulatorError("health faults are set in the configuration (faults=[...])")
         if any(r.name == config.name for r in self._server.faults.rules):
             raise EmulatorError(f"a fault named {config.name!r} is already active")
+        check_method(
+            config.match.method, self._server.contracts, f"fault {config.name}: match.method"
+        )
         check_request_match(config, self._server.contracts, f"fault {config.name}: match.request")
         handle = FaultHandle(self._server.faults, compile_rule(config, f"fault {config.name}"))
         self._faults.append(handle)

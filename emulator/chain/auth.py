@@ -11,9 +11,9 @@ from typing import Any
 
 import grpc
 
-from emulator.chain import Call, Interceptor, Metadata, first_values
+from emulator.chain import Call, Interceptor, Metadata
 from emulator.errors import RpcAbort
-from emulator.security.authz import Policy, ScopeRules, matches, method_pattern
+from emulator.security.authz import Policy, ScopeRules, joined_values, matches, method_pattern
 from emulator.security.tokens import TokenError, TokenVerifier, bearer_token
 
 __all__ = ["AuthInterceptor"]
@@ -66,7 +66,7 @@ class AuthInterceptor(Interceptor):
                 )
         if self._policy is not None:
             principals = [p for p in (principal, *identities) if p]
-            headers = first_values(metadata)
+            headers = joined_values(metadata)
             refusal = self._policy.decide(path, principals, headers)
             if refusal is not None:
                 raise RpcAbort(grpc.StatusCode.PERMISSION_DENIED, refusal)

@@ -36,25 +36,35 @@ class IdentityInterceptor(Interceptor):
     """Sets `call.identities` from the verified client certificate and enforces the allowlist.
 
     `allowed` maps method patterns (`pkg.Svc/Method`, `pkg.Svc/*`, `*`) to the identities (SAN or
-    CN) that may call them; a method no pattern covers is open to any verified client.
+    CN) that may call them; a method no pattern covers is open to any verified client, and so is
+    a method `exempt` covers (`tls.exempt`). Health and reflection are methods like any other
+    here: `BuiltinGuard` applies `admit()` to them.
     """
 
-    def __init__(self, allowed: Mapping[str, Sequence[str]]) -> None:
+    def __init__(self, allowed: Mapping[str, Sequence[str]], exempt: Sequence[str] = ()) -> None:
         self._allowed = [(method_pattern(k), tuple(v)) for k, v in allowed.items()]
+        self._exempt = tuple(method_pattern(p) for p in exempt)
 
     async def before(self, call: Call) -> None:
         pem = call.peer_cert
         call.identities = names_in_certificate(pem) if pem else ()
-        for pattern, identities in self._allowed:
-            if not matches(pattern, call.spec.path):
+        self.admit(call.spec.path, call.identities)
+
+    def admit(self, path: str, identities: Sequence[str]) -> None:
+        """RpcAbort (PERMISSION_DENIED) unless a client with `identities` may call `path`."""
+        if any(matches(p, path) for p in self._exempt):
+            return
+        name = path.lstrip("/")
+        for pattern, allowed in self._allowed:
+            if not matches(pattern, path):
                 continue
-            if not call.identities:
+            if not identities:
                 raise RpcAbort(
                     grpc.StatusCode.PERMISSION_DENIED,
-                    f"{call.spec.name} requires a client certificate of: {', '.join(identities)}",
+                    f"{name} requires a client certificate of: {', '.join(allowed)}",
                 )
-            if not any(name in identities for name in call.identities):
+            if not any(identity in allowed for identity in identities):
                 raise RpcAbort(
                     grpc.StatusCode.PERMISSION_DENIED,
-                    f"client {call.identities[0]!r} is not allowed to call {call.spec.name}",
+                    f"client {identities[0]!r} is not allowed to call {name}",
                 )

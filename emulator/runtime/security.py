@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -13,13 +14,26 @@ import grpc
 
 from emulator.chain import Interceptor
 from emulator.config import Config
+from emulator.contracts.builtin import BUILTIN_SERVICES
 from emulator.errors import ConfigError, RpcAbort
+from emulator.security.authz import Policy, check_method_pattern
 
 if TYPE_CHECKING:
     from emulator.chain.auth import AuthInterceptor
+    from emulator.chain.identity import IdentityInterceptor
+    from emulator.contracts import Contracts
     from emulator.security.tokens import TokenVerifier
 
-__all__ = ["Security", "build_security", "pem", "warn_if_exposed"]
+__all__ = [
+    "BuiltinGuard",
+    "Security",
+    "build_security",
+    "check_method",
+    "check_method_patterns",
+    "pem",
+    "served_paths",
+    "warn_if_exposed",
+]
 
 log = logging.getLogger("emulator")
 
@@ -29,6 +43,7 @@ class Security:
     credentials: grpc.ServerCredentials | None = None
     interceptors: list[Interceptor] = field(default_factory=list)
     client_certs: bool = False
+    identity: IdentityInterceptor | None = None
     auth: AuthInterceptor | None = None
 
 
@@ -72,11 +87,17 @@ def build_security(config: Config) -> Security:
                 allowed if isinstance(allowed, dict) else ({"*": allowed} if allowed else {})
             )
             security.client_certs = True
-            security.interceptors.append(IdentityInterceptor(per_method))
+            security.identity = IdentityInterceptor(per_method, tls.exempt)
+            security.interceptors.append(security.identity)
+        if tls.exempt and not tls.allowed_clients:
+            raise ConfigError(
+                "tls.exempt: exempts methods from tls.allowed_clients, which is not set",
+                key="tls.exempt",
+            )
     auth = config.auth
     if auth.enabled or config.authorization is not None or auth.scopes:
         from emulator.chain.auth import AuthInterceptor
-        from emulator.security.authz import Policy, ScopeRules
+        from emulator.security.authz import ScopeRules
 
         policy = Policy(config.authorization) if config.authorization is not None else None
         scopes = ScopeRules(auth.scopes) if auth.scopes else None
@@ -85,6 +106,45 @@ def build_security(config: Config) -> Security:
         )
         security.interceptors.append(security.auth)
     return security
+
+
+def served_paths(contracts: Contracts) -> frozenset[str]:
+    """Every method path served: the contracts' own, then health and reflection."""
+    builtin = [
+        f"/{name}/{method.name}"
+        for name in sorted(BUILTIN_SERVICES)
+        for method in contracts.pool.FindServiceByName(name).methods
+    ]
+    return frozenset([*contracts.methods, *builtin])
+
+
+def check_method(pattern: str, contracts: Contracts, key: str) -> None:
+    """One method pattern given at runtime (`emu.fault(match=...)`) against the contracts."""
+    check_method_pattern(pattern, served_paths(contracts), key)
+
+
+def check_method_patterns(config: Config, contracts: Contracts) -> None:
+    """Every method pattern of the config must match a method served: a misspelt one would
+    leave a method unprotected (scopes, allowlists), or a rule silently dead (exempt, faults,
+    limits). A43 paths are checked as A43 writes them, with their leading `/`."""
+    paths = served_paths(contracts)
+    patterns: list[tuple[str, str]] = []
+    patterns += [(p, f"auth.exempt[{i}]") for i, p in enumerate(config.auth.exempt)]
+    patterns += [(p, "auth.scopes") for p in config.auth.scopes]
+    allowed = config.tls.allowed_clients
+    if isinstance(allowed, dict):
+        patterns += [(p, "tls.allowed_clients") for p in allowed]
+    patterns += [(p, f"tls.exempt[{i}]") for i, p in enumerate(config.tls.exempt)]
+    for i, rule in enumerate(config.faults):
+        patterns.append((rule.match.method, f"faults[{i}] ({rule.name}).match.method"))
+    for i, limit in enumerate(config.rate_limits):
+        named = f" ({limit.name})" if limit.name else ""
+        patterns.append((limit.match.method, f"rate_limits[{i}]{named}.match.method"))
+    patterns += [(p, "max_duration") for p in config.max_duration]
+    for pattern, key in patterns:
+        check_method_pattern(pattern, paths, key)
+    if config.authorization is not None:
+        Policy(config.authorization).check_paths(paths)
 
 
 def _check_pair(cert: bytes, key: bytes) -> None:
@@ -160,28 +220,63 @@ def warn_if_exposed(config: Config) -> None:
 
 
 class BuiltinGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Applies token auth to health and reflection when `auth.exempt` no longer covers them
-    (they are served by grpcio's own handlers, outside the emulator's chain)."""
+    """Applies the client allowlist and token auth to health and reflection, which grpcio's own
+    handlers serve outside the emulator's chain: the same `IdentityInterceptor.admit()` and
+    `AuthInterceptor.authorize()`, with the certificate's names as A43 principals."""
 
-    def __init__(self, auth: AuthInterceptor) -> None:
+    def __init__(self, identity: IdentityInterceptor | None, auth: AuthInterceptor | None) -> None:
+        self._identity = identity
         self._auth = auth
 
     async def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
     ) -> Any:
         path = details.method
-        if self._auth.exempt(path) or not path.startswith(("/grpc.health.", "/grpc.reflection.")):
+        if not path.startswith(("/grpc.health.", "/grpc.reflection.")):
             return await continuation(details)
-        try:
-            self._auth.authorize(path, tuple(details.invocation_metadata or ()), ())
-        except RpcAbort as refusal:
-            return _refusing(refusal)
-        return await continuation(details)
+        auth = self._auth if self._auth is not None and not self._auth.exempt(path) else None
+        handler = await continuation(details)
+        if handler is None or (self._identity is None and auth is None):
+            return handler
+        metadata = tuple(details.invocation_metadata or ())
+        identity = self._identity
+
+        async def admit(context: grpc.aio.ServicerContext) -> None:
+            # The certificate is only known to the call's context, hence a check per handler.
+            identities: tuple[str, ...] = ()
+            try:
+                if identity is not None:
+                    from emulator.chain.identity import names_in_certificate
+
+                    pem = context.auth_context().get("x509_pem_cert")
+                    identities = names_in_certificate(pem[0]) if pem else ()
+                    identity.admit(path, identities)
+                if auth is not None:
+                    auth.authorize(path, metadata, identities)
+            except RpcAbort as refusal:
+                await context.abort(refusal.code, refusal.message)
+
+        return _guarded(handler, admit)
 
 
-def _refusing(refusal: RpcAbort) -> grpc.RpcMethodHandler:
-    async def abort(request: Any, context: Any) -> None:
-        await context.abort(refusal.code, refusal.message)
+def _guarded(handler: Any, admit: Callable[[Any], Any]) -> Any:
+    """`handler` with `admit(context)` run before its behaviour, whatever the RPC kind."""
+    kind = ("stream_" if handler.request_streaming else "unary_") + (
+        "stream" if handler.response_streaming else "unary"
+    )
+    behaviour = getattr(handler, kind)
+    if inspect.isasyncgenfunction(behaviour):
 
-    # Any handler shape can refuse: the status ends the call before a message is read.
-    return grpc.stream_stream_rpc_method_handler(abort)
+        async def streaming(request: Any, context: Any) -> Any:
+            await admit(context)
+            async for response in behaviour(request, context):
+                yield response
+
+        return handler._replace(**{kind: streaming})
+
+    async def plain(request: Any, context: Any) -> Any:
+        await admit(context)
+        result = behaviour(request, context)
+        return await result if inspect.isawaitable(result) else result
+
+    return handler._replace(**{kind: plain})

@@ -29,7 +29,12 @@ from emulator.journal import Journal
 from emulator.runtime.clock import Clock
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
 from emulator.runtime.reflection import ReflectionHandler
-from emulator.runtime.security import BuiltinGuard, build_security, warn_if_exposed
+from emulator.runtime.security import (
+    BuiltinGuard,
+    build_security,
+    check_method_patterns,
+    warn_if_exposed,
+)
 from emulator.runtime.watchdog import LoopWatchdog
 
 __all__ = ["EmulatorServer"]
@@ -60,6 +65,7 @@ class EmulatorServer:
         self.clock.listeners.append(self.defaults.anchor)
         self.journal = Journal(config.journal.limit, config.journal.redact_headers)
         self.security = build_security(config)
+        check_method_patterns(config, self.contracts)
         self.faults = build_faults(config, self.contracts)
         self.state: dict[str, Any] = {}
         self.executor = ThreadPoolExecutor(
@@ -112,9 +118,10 @@ class EmulatorServer:
     async def start(self, on_listening: Callable[[], None] | None = None) -> int:
         """Bind and serve; `on_listening` runs once the port is known, before any warning, so
         the command line's `emulator listening on` stays the first line even in stdout logs."""
-        guard = self.security.auth
+        identity, auth = self.security.identity, self.security.auth
+        guarded = identity is not None or auth is not None
         server = grpc.aio.server(
-            interceptors=[BuiltinGuard(guard)] if guard is not None else None,
+            interceptors=[BuiltinGuard(identity, auth)] if guarded else None,
             options=self._server_options(),
         )
         server.add_generic_rpc_handlers(

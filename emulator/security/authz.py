@@ -3,7 +3,8 @@
 A43: `deny_rules` are checked first, then `allow_rules`; once a policy is set, anything no allow
 rule matches is denied. A rule matches when its `source` (principals) and its `request` (paths and
 headers) all match; within a list, any entry may match. Patterns are exact, `prefix*`,
-`*suffix`, or `*` (present at all).
+`*suffix`, or `*` (present at all). A header sent more than once is matched as its values joined
+with "," (`joined_values`), as A43 and Envoy match it.
 
     {"name": "shop",
      "deny_rules": [{"name": "no-ci-refunds", "source": {"principals": ["ci"]},
@@ -14,13 +15,23 @@ headers) all match; within a list, any entry may match. Patterns are exact, `pre
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from emulator.errors import ConfigError
 
-__all__ = ["Policy", "Rule", "ScopeRules", "matches", "method_matches", "method_pattern"]
+__all__ = [
+    "Policy",
+    "Rule",
+    "ScopeRules",
+    "check_method_pattern",
+    "joined_values",
+    "matches",
+    "method_matches",
+    "method_pattern",
+]
 
 
 def matches(pattern: str, value: str | None) -> bool:
@@ -37,14 +48,68 @@ def matches(pattern: str, value: str | None) -> bool:
 
 
 def method_pattern(pattern: str) -> str:
-    """A method pattern as config writes it (`pkg.Svc/Method`, `pkg.Svc/*`, `*`) in the form
-    `matches()` compares with call paths (`/pkg.Svc/Method`)."""
-    return "/" + pattern.lstrip("/")
+    """A method pattern as config writes it (`pkg.Svc/Method`, `pkg.Svc/*`, `*/Ping`, `*`) in
+    the form `matches()` compares with call paths (`/pkg.Svc/Method`)."""
+    return pattern if pattern.startswith("*") else "/" + pattern.lstrip("/")
 
 
 def method_matches(pattern: str, path: str) -> bool:
     """`pkg.Svc/Method`, `pkg.Svc/*` or `*` against `/pkg.Svc/Method`."""
     return matches(method_pattern(pattern), path)
+
+
+def check_method_pattern(
+    pattern: str, paths: Collection[str], key: str, *, a43: bool = False
+) -> None:
+    """Refuse a pattern that matches none of `paths` (every method served, as `/pkg.Svc/M`).
+
+    A misspelt pattern would leave its rule silently unapplied: a method meant to need a scope
+    or a certificate stays open, a fault never fires. `a43` patterns are compared as written
+    (A43 paths start with `/`); method patterns may leave the `/` out. ConfigError names `key`
+    and the closest real names.
+    """
+    wanted = pattern if a43 else method_pattern(pattern)
+    if any(matches(wanted, path) for path in paths):
+        return
+    if a43 and not pattern.startswith(("/", "*")):
+        problem = (
+            f'"{pattern}" never matches: A43 paths start with "/" (did you mean "/{pattern}"?)'
+        )
+        raise ConfigError(f"{key}: {problem}", key=key, problem=problem)
+    lead = "/" if a43 else ""
+    names = sorted({lead + p.lstrip("/") for p in paths})
+    names += sorted({lead + p.lstrip("/").rpartition("/")[0] + "/*" for p in paths})
+    close = _closest(pattern, names)
+    if close:
+        hint = "; did you mean " + " or ".join(f'"{c}"' for c in close) + "?"
+    else:
+        services = sorted({p.lstrip("/").rpartition("/")[0] for p in paths})
+        shown = ", ".join(services[:6]) + (", ..." if len(services) > 6 else "")
+        hint = f"; write {lead}pkg.Service/Method, {lead}pkg.Service/* or *; services: {shown}"
+    problem = f'"{pattern}" matches no method{hint}'
+    raise ConfigError(f"{key}: {problem}", key=key, problem=problem)
+
+
+def _closest(word: str, names: Sequence[str]) -> list[str]:
+    """The closest names (difflib), ties with the best kept: one answer unless it is a toss-up."""
+    scored = []
+    for name in names:
+        matcher = difflib.SequenceMatcher(None, word, name)
+        if matcher.real_quick_ratio() >= 0.6 and matcher.quick_ratio() >= 0.6:
+            scored.append((matcher.ratio(), name))
+    scored = sorted((s for s in scored if s[0] >= 0.6), key=lambda s: (-s[0], s[1]))
+    return [name for score, name in scored[:3] if score >= scored[0][0] - 0.02]
+
+
+def joined_values(metadata: Sequence[tuple[str, str | bytes]]) -> dict[str, str]:
+    """Each header once, its values joined with "," in the order sent: a header sent twice is
+    matched as one value, as A43 (and Envoy) match it, so a second value cannot hide behind an
+    allowed first one."""
+    joined: dict[str, list[str]] = {}
+    for key, value in metadata:
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        joined.setdefault(key, []).append(text)
+    return {key: ",".join(values) for key, values in joined.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +119,7 @@ class Rule:
     paths: tuple[str, ...]  # empty: any method
     headers: tuple[tuple[str, tuple[str, ...]], ...]
 
-    def matches(
-        self, path: str, principals: Sequence[str], headers: Mapping[str, str | bytes]
-    ) -> bool:
+    def matches(self, path: str, principals: Sequence[str], headers: Mapping[str, str]) -> bool:
         if self.principals and not any(
             matches(p, name) for p in self.principals for name in principals
         ):
@@ -65,8 +128,7 @@ class Rule:
             return False
         for key, values in self.headers:
             got = headers.get(key)
-            text = got.decode(errors="replace") if isinstance(got, bytes) else got
-            if not any(matches(v, text) for v in values):
+            if not any(matches(v, got) for v in values):
                 return False
         return True
 
@@ -86,12 +148,22 @@ class Policy:
         self.name = str(data.get("name", "policy"))
         if "allow_rules" not in data:
             raise ConfigError(f"{where}: allow_rules is required (A43); [] denies everything")
+        self.where = where
         self.deny = _rules(data.get("deny_rules", []), f"{where}.deny_rules")
         self.allow = _rules(data["allow_rules"], f"{where}.allow_rules")
 
+    def check_paths(self, paths: Collection[str]) -> None:
+        """Refuse a rule path that matches no method served (a dead rule)."""
+        for part, rules in (("deny_rules", self.deny), ("allow_rules", self.allow)):
+            for i, rule in enumerate(rules):
+                for j, path in enumerate(rule.paths):
+                    key = f"{self.where}.{part}[{i}].request.paths[{j}]"
+                    check_method_pattern(path, paths, key, a43=True)
+
     def decide(
-        self, path: str, principals: Sequence[str], headers: Mapping[str, str | bytes]
+        self, path: str, principals: Sequence[str], headers: Mapping[str, str]
     ) -> str | None:
+        """`headers` as `joined_values()` gives them."""
         for rule in self.deny:
             if rule.matches(path, principals, headers):
                 return f"denied by rule {rule.name!r} of policy {self.name!r}"

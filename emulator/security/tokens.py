@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,13 @@ ASYMMETRIC_ALGS = frozenset(
 
 
 _VERIFIED_CACHE = 1024  # tokens remembered after their signature verified
+_JSON_KINDS: dict[type, str] = {
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+    list: "an array",
+    dict: "an object",
+}
 
 
 class TokenError(Exception):
@@ -130,18 +138,27 @@ class TokenVerifier:
             raise TokenError("token algorithm 'none' is not accepted: tokens must be signed")
         kid = header.get("kid")
         candidates = [k for k in self._keys if k.alg == alg]
+        unknown_kid = ""
         if kid is not None:
-            # The key with that id; failing that, keys configured without one (as Envoy does).
-            with_kid = [k for k in self._keys if k.kid == kid] or [
-                k for k in self._keys if not k.kid
-            ]
+            # The key with that id; failing that, keys configured without one, which verify any
+            # token by its signature (as Envoy's jwt_authn does: providers stamp a kid on every
+            # token, and a PEM key has none). A kid no key carries is refused only when every
+            # key has one; otherwise the signature decides and a refusal names the kid.
+            with_kid = [k for k in self._keys if k.kid == kid]
             if not with_kid:
-                raise TokenError(f"unknown key id (kid) {str(kid)[:64]!r}")
+                unknown_kid = f"unknown key id (kid) {str(kid)[:64]!r}"
+                with_kid = [k for k in self._keys if not k.kid]
+                if not with_kid:
+                    raise TokenError(unknown_kid)
             candidates = [k for k in with_kid if k.alg == alg]
+        if not candidates and unknown_kid:
+            raise TokenError(unknown_kid)
         if not candidates:
             allowed = ", ".join(sorted({k.alg for k in self._keys}))
             raise TokenError(f"token algorithm {alg[:16]!r} is not accepted (accepted: {allowed})")
         failure = "signature does not verify"
+        if unknown_kid:
+            failure = f"{unknown_kid}, and no key without a kid verifies its signature"
         for key in candidates:
             try:
                 claims = jwt.decode(
@@ -156,10 +173,41 @@ class TokenVerifier:
             except jwt.InvalidSignatureError:
                 continue
             except jwt.PyJWTError as exc:
-                failure = _reason(exc)
+                # PyJWT refuses some malformed times itself (DecodeError): say which claim.
+                failure = _time_claim_problem(_unverified_claims(token)) or _reason(exc)
+                break
+            # PyJWT reads `"exp": "1700000000"` as a number; the window re-check of a remembered
+            # token would not, so such a token would never expire: refuse it (RFC 7519 2).
+            problem = _time_claim_problem(claims)
+            if problem:
+                failure = problem
                 break
             return Identity(str(claims.get("sub", "")), _scopes(claims), claims)
         raise TokenError(f"invalid token: {failure}")
+
+
+def _time_claim_problem(claims: Mapping[str, Any]) -> str:
+    """What is wrong with `exp`, `nbf` or `iat`, which must be NumericDates (JSON numbers)."""
+    for name in ("exp", "nbf", "iat"):
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            kind = _JSON_KINDS.get(type(value), type(value).__name__)
+        elif not math.isfinite(value):
+            kind = "a number that is not finite"
+        else:
+            continue
+        return f"claim {name!r} must be a NumericDate (seconds since the epoch), got {kind}"
+    return ""
+
+
+def _unverified_claims(token: str) -> Mapping[str, Any]:
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, Mapping) else {}
 
 
 def _reason(exc: jwt.PyJWTError) -> str:
