@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from emulator.behavior.base import Behavior
 from emulator.errors import BehaviorError, ConfigError, ContractError, EmulatorError, RpcAbort
+from emulator.metadata import MetadataError
 
 if TYPE_CHECKING:
     from emulator.config import Config
@@ -25,6 +26,7 @@ __all__ = [
     "ContractError",
     "Emulator",
     "EmulatorError",
+    "MetadataError",
     "RpcAbort",
     "__version__",
 ]
