@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -241,14 +242,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmulatorError as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return EXIT_SETUP
-    if any(t.name.startswith("emulator-behavior") for t in threading.enumerate()):
+    if _behaviours_still_running():
         # A sync behaviour still running past the grace period would hold the interpreter
         # open (its thread cannot be cancelled): the grace period is the promise, so leave now.
         log.warning("sync behaviours still running after the grace period: exiting anyway")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _exit_now(code)
     return code
+
+
+def _behaviours_still_running(settle: float = 0.5) -> bool:
+    """Idle worker threads end by themselves once the pool is shut down, a moment after the
+    server stopped: wait that moment, so that only a thread running a behaviour counts."""
+    deadline = time.monotonic() + settle
+    workers = [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith(("emulator-behavior", "emulator-stream"))
+    ]
+    for thread in workers:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return any(thread.is_alive() for thread in workers)
+
+
+def _exit_now(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _banner(server: Any) -> None:
@@ -262,11 +281,28 @@ def _banner(server: Any) -> None:
 
 
 async def _serve(server: Any) -> int:
-    await server.start(on_listening=lambda: _banner(server))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            return
+        # A second signal while draining means "now": exit as a shell reports a process
+        # ended by that signal (128 + its number: 130 for SIGINT, 143 for SIGTERM).
+        log.warning("second %s: exiting now, without waiting for in-flight calls", sig.name)
+        _exit_now(128 + sig)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, stop, sig)
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is not None:
+        # Its default action ends the process without a word; a terminal closing or a
+        # supervisor asking for a reload should not take the emulator down.
+        loop.add_signal_handler(
+            hangup, log.warning, "SIGHUP: reloading is not supported; still serving"
+        )
+    await server.start(on_listening=lambda: _banner(server))
     await stopping.wait()
     log.info("stopping: draining in-flight calls (grace %.1fs)", server.config.server.grace_period)
     await server.stop()

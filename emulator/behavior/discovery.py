@@ -7,17 +7,23 @@ import importlib.util
 import inspect
 import os
 import sys
+import threading
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from emulator.behavior.base import Behavior
 from emulator.errors import BehaviorError
 
-__all__ = ["BehaviorSource", "discover", "where"]
+__all__ = ["BehaviorSource", "discover", "no_service", "where"]
 
 BehaviorSource = str | os.PathLike[str] | ModuleType | type[Behavior] | Behavior
+
+# A behaviour module sits in sys.modules while it runs (see _import): without this lock, another
+# thread loading the same file would take the half-run module and find no classes in it.
+_IMPORT_LOCK = threading.RLock()
 
 
 def discover(sources: Sequence[BehaviorSource]) -> list[type[Behavior] | Behavior]:
@@ -36,13 +42,13 @@ def discover(sources: Sequence[BehaviorSource]) -> list[type[Behavior] | Behavio
     return found
 
 
-def where(cls: type) -> str:
-    """`file:line` of a class definition, for messages."""
+def where(obj: type | Callable[..., Any]) -> str:
+    """`file:line` of a class or function definition, for messages."""
     try:
-        file = inspect.getsourcefile(cls) or "<unknown>"
-        line = inspect.getsourcelines(cls)[1]
+        file = inspect.getsourcefile(obj) or "<unknown>"
+        line = inspect.getsourcelines(obj)[1]
     except (OSError, TypeError):
-        return f"{cls.__module__}.{cls.__qualname__}"
+        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
     return f"{_shown(Path(file))}:{line}"
 
 
@@ -72,25 +78,26 @@ def _import(file: Path) -> ModuleType:
     resolved = file.resolve()
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     name = f"emulator_behaviors.{resolved.stem}_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
-        raise BehaviorError(f"{_shown(file)}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look the module up while it runs
-    # Let a behaviour import helper modules that sit next to it.
-    sys.path.insert(0, str(resolved.parent))
-    try:
-        spec.loader.exec_module(module)
-    except BaseException as exc:
-        del sys.modules[name]
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
-        raise BehaviorError(_import_failure(resolved, exc)) from None
-    finally:
-        sys.path.remove(str(resolved.parent))
-    return module
+    with _IMPORT_LOCK:
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, resolved)
+        if spec is None or spec.loader is None:
+            raise BehaviorError(f"{_shown(file)}: cannot be imported as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look the module up while it runs
+        # Let a behaviour import helper modules that sit next to it.
+        sys.path.insert(0, str(resolved.parent))
+        try:
+            spec.loader.exec_module(module)
+        except BaseException as exc:
+            del sys.modules[name]
+            # sys.exit() or Ctrl-C in a behaviour file is a file that does not load, not a
+            # request to end the emulator quietly with its status.
+            raise BehaviorError(_import_failure(resolved, exc)) from None
+        finally:
+            sys.path.remove(str(resolved.parent))
+        return module
 
 
 def _import_failure(file: Path, exc: BaseException) -> str:
@@ -102,7 +109,15 @@ def _import_failure(file: Path, exc: BaseException) -> str:
             if frame.filename == str(file):
                 line = frame.lineno
     location = f"{_shown(file)}:{line}" if line else _shown(file)
-    detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+    if isinstance(exc, SyntaxError):
+        detail = exc.msg or ""
+    elif isinstance(exc, SystemExit):
+        code = "" if exc.code is None else repr(exc.code)
+        detail = f"sys.exit({code}) while being imported; a behaviour file must not exit"
+    elif isinstance(exc, KeyboardInterrupt):
+        detail = "interrupted while being imported"
+    else:
+        detail = str(exc)
     return (
         f"{location}: behaviour file does not import: {type(exc).__name__}: {detail}\n"
         "fix the file (run it with `python FILE` to see the whole traceback) and start again"
@@ -110,12 +125,27 @@ def _import_failure(file: Path, exc: BaseException) -> str:
 
 
 def _classes(module: ModuleType) -> list[type[Behavior]]:
-    return [
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type)
-        and issubclass(obj, Behavior)
-        and obj is not Behavior
-        and obj.__module__ == module.__name__
-        and obj.service
-    ]
+    """The module's own behaviour classes; a class without `service` is a mistake unless its
+    name starts with `_` (a base that others share)."""
+    found = []
+    for obj in vars(module).values():
+        if not (
+            isinstance(obj, type)
+            and issubclass(obj, Behavior)
+            and obj is not Behavior
+            and obj.__module__ == module.__name__
+        ):
+            continue
+        if obj.service:
+            found.append(obj)
+        elif not obj.__name__.startswith("_"):
+            raise BehaviorError(no_service(obj))
+    return found
+
+
+def no_service(cls: type) -> str:
+    return (
+        f"{where(cls)}: class {cls.__qualname__} has no `service`: set "
+        "`service = 'package.Service'` (the full service name it implements), or start the "
+        "class name with `_` if it is only a base for other behaviours"
+    )

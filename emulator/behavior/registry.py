@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.behavior.base import Behavior
-from emulator.behavior.discovery import BehaviorSource, discover, where
+from emulator.behavior.discovery import BehaviorSource, discover, no_service, where
 from emulator.contracts.model import Contracts, MethodSpec
 from emulator.errors import BehaviorError
 
-__all__ = ["Implementation", "Registry", "Style", "bind", "check_shape"]
+__all__ = ["Implementation", "Registry", "Style", "bind", "check_parameters", "check_shape"]
 
 
 class Style(enum.Enum):
@@ -89,6 +89,8 @@ def bind(contracts: Contracts, item: type[Behavior] | Behavior) -> list[Implemen
     """What one behaviour class or instance implements, checked against the contracts."""
     cls = item if isinstance(item, type) else type(item)
     location = where(cls)
+    if not cls.service:
+        raise BehaviorError(no_service(cls))
     service = contracts.services.get(cls.service)
     if service is None:
         hint = _suggest(cls.service, list(contracts.services))
@@ -121,6 +123,7 @@ def bind(contracts: Contracts, item: type[Behavior] | Behavior) -> list[Implemen
         style = Style.of(func)
         origin = f"{cls.__qualname__}.{name} at {location}"
         check_shape(spec, style, origin)
+        check_parameters(spec, func, f"{cls.__qualname__}.{name} at {_line_of(func, location)}")
         impls.append(Implementation(spec=spec, func=func, style=style, origin=origin))
     return impls
 
@@ -140,6 +143,33 @@ def check_shape(spec: MethodSpec, style: Style, origin: str) -> None:
             f"{origin}: is a {style.value}, but {spec.name} is {spec.kind.value} and answers "
             "with one message: `return` it instead of `yield`"
         )
+
+
+def check_parameters(spec: MethodSpec, func: Callable[..., Any], origin: str) -> None:
+    """The runtime calls every method with (request or requests, ctx): refuse, at load, a
+    method that cannot take them, rather than fail each call with a TypeError."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # some callables (builtins) hide theirs: let them be
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        pass
+    else:
+        return
+    first = "requests" if spec.kind.client_streaming else "request"
+    shown = ", ".join(["self", *(str(p) for p in signature.parameters.values())])
+    raise BehaviorError(
+        f"{origin}: takes ({shown}), but {spec.name} is {spec.kind.value} and is called as "
+        f"{spec.method}(self, {first}, ctx): give it exactly those two parameters after self"
+    )
+
+
+def _line_of(func: Callable[..., Any], fallback: str) -> str:
+    """`file:line` of a method, for messages; the class's location when it has no source."""
+    found = where(inspect.unwrap(getattr(func, "__func__", func)))
+    return found if ":" in found else fallback
 
 
 def _suggest(name: str, candidates: list[str]) -> str:

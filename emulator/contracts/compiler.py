@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,12 +264,20 @@ def _run_protoc(sources: _Sources) -> bytes:
         return out.read_bytes()
 
 
+# File descriptor 2 belongs to the whole process: one capture at a time, or a second one saves
+# the first one's file as "the original" and leaves stderr pointing at it once both are done.
+_STDERR_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _captured_stderr() -> Iterator[IO[bytes]]:
-    """protoc writes its diagnostics from C++ straight to file descriptor 2: catch them there."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
+    """protoc writes its diagnostics from C++ straight to file descriptor 2: catch them there.
+
+    grpc_tools offers no other way to get them; while one compile runs, other threads' writes to
+    stderr land in the capture too, so the window is kept to the protoc call itself."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
         try:
             os.dup2(capture.fileno(), 2)
             yield capture

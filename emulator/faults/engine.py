@@ -35,19 +35,23 @@ class StreamFault:
 
 
 class RateLimiter:
-    """A token bucket: `rps` tokens a second, at most `burst` saved up."""
+    """A token bucket: `rps` tokens a second, at most `burst` saved up. Seconds are read from
+    `clock` (the emulator clock's `monotonic`), so a test refills a bucket by advancing it."""
 
-    def __init__(self, config: RateLimitConfig, index: int) -> None:
+    def __init__(
+        self, config: RateLimitConfig, index: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.config = config
         self.name = config.name or f"rate_limits[{index}]"
+        self._clock = clock
         self._tokens = float(config.burst)
-        self._last = time.monotonic()
+        self._last = clock()
         self._lock = threading.Lock()
 
     def take(self) -> float:
         """0 when a call may go ahead, else the seconds until the next token."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._tokens = min(
                 float(self.config.burst), self._tokens + (now - self._last) * self.config.rps
             )
@@ -59,7 +63,7 @@ class RateLimiter:
 
     def reset(self) -> None:
         with self._lock:
-            self._tokens, self._last = float(self.config.burst), time.monotonic()
+            self._tokens, self._last = float(self.config.burst), self._clock()
 
 
 class FaultInterceptor(Interceptor):
@@ -71,7 +75,7 @@ class FaultInterceptor(Interceptor):
         seed: int,
         header_faults: bool = False,
         max_active: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,  # windows count in it: the emulator clock
     ) -> None:
         self._rules = list(rules)
         self._limits = list(limits)
@@ -260,5 +264,7 @@ def _parse(call: Call) -> object:
         return None
 
 
-def rate_limiters(configs: Iterable[RateLimitConfig]) -> list[RateLimiter]:
-    return [RateLimiter(c, i) for i, c in enumerate(configs)]
+def rate_limiters(
+    configs: Iterable[RateLimitConfig], clock: Callable[[], float] = time.monotonic
+) -> list[RateLimiter]:
+    return [RateLimiter(c, i, clock) for i, c in enumerate(configs)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from emulator.contracts.builtin import HEALTH_SERVICE, REFLECTION_SERVICES
 from emulator.errors import ConfigError
 from emulator.faults.config import FaultConfig
 from emulator.faults.engine import FaultInterceptor, rate_limiters
+from emulator.faults.health import HealthWindows
 from emulator.faults.rules import compile_rule, method_matches
 from emulator.journal import Journal
 from emulator.runtime.clock import Clock
@@ -66,7 +66,7 @@ class EmulatorServer:
         self.journal = Journal(config.journal.limit, config.journal.redact_headers)
         self.security = build_security(config)
         check_method_patterns(config, self.contracts)
-        self.faults = build_faults(config, self.contracts)
+        self.faults = build_faults(config, self.contracts, clock=self.clock)
         self.state: dict[str, Any] = {}
         self.executor = ThreadPoolExecutor(
             max_workers=config.server.workers, thread_name_prefix="emulator-behavior"
@@ -98,7 +98,12 @@ class EmulatorServer:
         self.watchdog = LoopWatchdog(config.server.loop_block_warning, self._behaviour_code)
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
-        self._health_tasks: list[asyncio.Task[None]] = []
+        self._health_windows = HealthWindows(
+            self.health,
+            self.clock,
+            [rule.config for rule in self.faults.rules if rule.config.health is not None],
+            self.contracts,
+        )
         self.port: int | None = None
 
     @property
@@ -163,11 +168,7 @@ class EmulatorServer:
             on_listening()
         warn_if_exposed(self.config)
         self.faults.restart_clock()  # fault windows count from here
-        self._health_tasks = [
-            asyncio.create_task(self._health_window(rule.config))
-            for rule in self.faults.rules
-            if rule.config.health is not None
-        ]
+        await self._health_windows.start()  # and health windows too, in the same clock
         return port
 
     def _server_options(self) -> list[tuple[str, int]]:
@@ -184,8 +185,7 @@ class EmulatorServer:
         """Stop accepting calls; let in-flight ones finish within `grace` seconds."""
         if self._server is None:
             return
-        for task in self._health_tasks:
-            task.cancel()
+        self._health_windows.stop()
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.config.server.grace_period if grace is None else grace)
         self._server = None
@@ -203,40 +203,22 @@ class EmulatorServer:
                 found.append((code, f"{impl.spec.name} ({impl.origin})"))
         return found
 
-    async def _health_window(self, rule: FaultConfig) -> None:
-        """A health fault: the matched services report `rule.health` while its window lasts."""
-        pattern = rule.match.method
-        # A service is covered when the pattern matches one of its methods; "*" also covers
-        # the server as a whole ("").
-        names = [""] if pattern == "*" else []
-        names += [
-            name
-            for name, service in self.contracts.services.items()
-            if any(method_matches(pattern, m.path) for m in service.methods.values())
-        ]
-        window = rule.when.window
-        status = getattr(health_pb2.HealthCheckResponse, rule.health or "NOT_SERVING")
-        if window is not None:
-            await asyncio.sleep(window.start)
-        for name in names:
-            await self.health.set(name, status)
-        if window is None:
-            return
-        await asyncio.sleep(window.duration)
-        for name in names:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-
-def build_faults(config: Config, contracts: Contracts) -> FaultInterceptor:
+def build_faults(
+    config: Config, contracts: Contracts, *, clock: Clock | None = None
+) -> FaultInterceptor:
+    """The faults interceptor; windows and rate limits count in `clock`'s monotonic seconds."""
+    monotonic = (clock or Clock()).monotonic
     rules = [compile_rule(c, f"faults[{i}] ({c.name})") for i, c in enumerate(config.faults)]
     for index, rule in enumerate(config.faults):
         check_request_match(rule, contracts, f"faults[{index}] ({rule.name}).match.request")
     return FaultInterceptor(
         rules,
-        rate_limiters(config.rate_limits),
+        rate_limiters(config.rate_limits, monotonic),
         seed=config.seed,
         header_faults=config.header_faults,
         max_active=config.max_active_faults,
+        clock=monotonic,
     )
 
 
