@@ -163,11 +163,12 @@ def interceptor_cost(calls: int = 100_000) -> dict[str, float]:
     from emulator.contracts import load_contracts
     from emulator.runtime.server import build_faults
 
-    spec = load_contracts([str(REPO / "protos")], []).methods[METHOD]
+    contracts = load_contracts([str(REPO / "protos")], [])
+    spec = contracts.methods[METHOD]
     metadata = (("user-agent", "h2load"), ("content-type", "application/grpc"), ("te", "trailers"))
 
     async def per_call(config: Config) -> float:
-        faults = build_faults(config)
+        faults = build_faults(config, contracts)
         best = float("inf")
         for _ in range(3):
             started = time.perf_counter()
