@@ -53,7 +53,9 @@ class EmulatorServer:
         )
         self.clock = Clock()
         self.clock.listeners.append(self.defaults.anchor)
-        self.journal = Journal(config.journal.limit, config.journal.redact_headers)
+        self.journal = Journal(
+            config.journal.limit, config.journal.redact_headers, max_bytes=config.journal.max_bytes
+        )
         self.security = build_security(config)
         self.faults = build_faults(config, self.contracts)
         self.state: dict[str, Any] = {}
@@ -70,6 +72,7 @@ class EmulatorServer:
             # Security first: nothing after it sees a call the policy refuses.
             chain=Chain([*self.security.interceptors, self.faults, self.journal]),
             client_certs=self.security.client_certs,
+            keep_messages=config.journal.keep_messages,
             max_duration={
                 path: limit
                 for pattern, limit in config.max_duration.items()
