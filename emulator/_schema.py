@@ -1,6 +1,6 @@
 """Checking plain data (parsed YAML, flags, keyword arguments) against config dataclasses.
 
-Types understood: str, int, float, bool, `Duration`, Literal[...], tuple[X, ...],
+Types understood: str, int, float, bool, `Duration`, `ByteSize`, Literal[...], tuple[X, ...],
 dict[str, X], unions (`X | None`, `tuple[str, ...] | dict[str, ...]`), Any, and nested
 dataclasses. Every error names the dotted key and, for a file, its line.
 """
@@ -25,9 +25,29 @@ if TYPE_CHECKING:
 
 SECRET_KEYED = frozenset({"auth.tokens"})  # mappings whose keys must never appear in messages
 
-__all__ = ["SECRET_KEYED", "Duration", "build", "invalid", "parse_duration", "plain", "where"]
+__all__ = [
+    "SECRET_KEYED",
+    "ByteSize",
+    "Duration",
+    "build",
+    "invalid",
+    "parse_duration",
+    "parse_size",
+    "plain",
+    "where",
+]
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
 
 
 def parse_duration(value: object) -> float:
@@ -50,6 +70,29 @@ def parse_duration(value: object) -> float:
 
 
 Duration = typing.Annotated[float, "duration"]
+
+
+def parse_size(value: object) -> int:
+    """Bytes from `64MiB`, `512KiB`, `1GB`, `100B` or a plain number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 64MiB, 512KiB or a number of bytes")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, float) and value.is_integer():
+        size = int(value)
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError(
+                f"expected a size such as 64MiB, 512KiB or a number of bytes, got {value!r}"
+            )
+        size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+    if size < 1:
+        raise ValueError(f"a size must be at least 1 byte, got {value!r}")
+    return size
+
+
+ByteSize = typing.Annotated[int, "bytes"]
 
 
 def plain(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> Any:
@@ -137,8 +180,9 @@ def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, i
         return value if isinstance(value, cls) else build(cls, value, key, source, lines)
     origin = typing.get_origin(hint)
     if origin is typing.Annotated:
+        parse = parse_size if typing.get_args(hint)[1] == "bytes" else parse_duration
         try:
-            return parse_duration(value)
+            return parse(value)
         except ValueError as exc:
             raise invalid(here, key, f"{exc}") from None
     if origin is Literal:

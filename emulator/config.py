@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from emulator._schema import Duration, build, invalid, parse_duration, plain, where
+from emulator._schema import ByteSize, Duration, build, invalid, parse_duration, plain, where
 from emulator.errors import ConfigError
 from emulator.faults.config import FaultConfig, RateLimitConfig
 
@@ -61,6 +61,9 @@ class DefaultsConfig:
 @dataclass(frozen=True, kw_only=True)
 class JournalConfig:
     limit: int = 10_000  # calls kept; the oldest are dropped
+    # Message bytes the kept calls may hold in all; the oldest calls are dropped beyond it.
+    max_bytes: ByteSize = 64 * 1024 * 1024
+    keep_messages: int = 100  # per stream direction: the first and last this many are kept
     redact_headers: tuple[str, ...] = ()  # secret headers besides authorization, cookie, ...
 
 
@@ -219,6 +222,10 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
         )
     if config.journal.limit < 1:
         raise bad("journal.limit", f"must be at least 1, got {config.journal.limit}")
+    if config.journal.keep_messages < 1:
+        raise bad(
+            "journal.keep_messages", f"must be at least 1, got {config.journal.keep_messages}"
+        )
     tls = config.tls
     if bool(tls.cert) != bool(tls.key):
         raise bad("tls.cert" if not tls.cert else "tls.key", "tls needs both cert and key")

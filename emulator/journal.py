@@ -5,6 +5,10 @@
 
 Records keep raw bytes and are built and decoded on first access, so journalling costs the call
 path next to nothing. Secret headers are redacted in every record a query returns.
+
+Memory is bounded three ways: by calls (`limit`), by the message bytes all kept calls hold
+(`max_bytes`; the newest call is kept whatever its size), and per stream, whose record keeps its
+first and last messages and counts the rest (`request_count`, `response_count`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from google.protobuf.message import Message
 from emulator.chain import Call, Interceptor
 from emulator.runtime.context import Metadata
 
-__all__ = ["REDACTED", "SECRET_HEADERS", "CallList", "CallRecord", "Journal"]
+__all__ = ["DEFAULT_MAX_BYTES", "REDACTED", "SECRET_HEADERS", "CallList", "CallRecord", "Journal"]
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset(
@@ -32,7 +38,12 @@ SECRET_HEADERS = frozenset(
 
 
 class CallRecord:
-    """One finished call. Read-only; `request`/`response` are the first and last messages."""
+    """One finished call. Read-only; `request`/`response` are the first and last messages.
+
+    `requests`/`responses` are the messages kept: all of a unary call or short stream, the first
+    and last `journal.keep_messages` of a longer one; `request_count`/`response_count` count them
+    all, so a stream dropped `request_count - len(requests)` messages from its middle.
+    """
 
     __slots__ = (
         "_decoded",
@@ -48,6 +59,8 @@ class CallRecord:
         "metadata",
         "method",
         "peer",
+        "request_count",
+        "response_count",
         "started_at",
         "trailers",
     )
@@ -68,6 +81,8 @@ class CallRecord:
         self._output = spec.output_class
         self._raw_requests = tuple(call.requests)
         self._raw_responses = tuple(call.responses)
+        self.request_count = len(call.requests)  # every message, kept or not
+        self.response_count = len(call.responses)
         self._decoded: tuple[tuple[Message, ...], tuple[Message, ...]] | None = None
 
     def _decode(self) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
@@ -181,23 +196,45 @@ class CallList:
 
 
 class Journal(Interceptor):
-    """Keeps the last `limit` calls (oldest dropped); safe to read from any thread."""
+    """Keeps the last `limit` calls, and no more than `max_bytes` of their messages (oldest
+    dropped, the newest always kept); safe to read from any thread."""
 
-    def __init__(self, limit: int = 10_000, secrets: Iterable[str] = ()) -> None:
-        # Entries are [index, Call]; a read turns the Call into its CallRecord once, so the
-        # call path pays for one append (atomic on a deque) and nothing else.
-        self._entries: deque[list[Any]] = deque(maxlen=limit)
+    def __init__(
+        self,
+        limit: int = 10_000,
+        secrets: Iterable[str] = (),
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        # Entries are [index, Call, bytes]; a read turns the Call into its CallRecord once, so
+        # the call path pays for one append and a size sum and nothing else.
+        self._entries: deque[list[Any]] = deque()
+        self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0  # message bytes the entries hold
         self._lock = threading.Lock()
         self._secrets = SECRET_HEADERS | {s.lower() for s in secrets}
         self._counter = itertools.count(1)
         self._cleared_at = 0.0
         self.settle: Callable[[], None] | None = None
 
+    @property
+    def kept_bytes(self) -> int:
+        """Message bytes the kept calls hold."""
+        return self._bytes
+
     def after(self, call: Call) -> None:
+        size = call.requests.kept_bytes + call.responses.kept_bytes
         with self._lock:  # uncontended but for reads and clear(): index and entry stay together
             if call.started < self._cleared_at:
                 return  # a call from before the last reset (an earlier test) finishing late
-            self._entries.append([next(self._counter), call])
+            entries = self._entries
+            entries.append([next(self._counter), call, size])
+            self._bytes += size
+            while len(entries) > self._limit or (
+                self._bytes > self._max_bytes and len(entries) > 1
+            ):
+                self._bytes -= entries.popleft()[2]
 
     def records(self) -> list[CallRecord]:
         if self.settle is not None:
@@ -212,6 +249,7 @@ class Journal(Interceptor):
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._bytes = 0
             self._counter = itertools.count(1)
             self._cleared_at = time.time()
 

@@ -5,6 +5,10 @@ seeded from a SHA-256 of those, never from `hash()`, so the same request gets th
 bytes in every run, process and machine. Values follow field names (see `values`), enums take
 declared non-zero values, one member of each oneof is set, maps and repeated fields get a few
 entries, recursion is bounded and well-known types are valid.
+
+Computed defaults are cached by a SHA-256 of the request, never the request itself, and the cache
+is bounded by entries and by the bytes of the responses it holds: distinct big requests cost no
+memory once answered.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ __all__ = ["DefaultResponses", "fill"]
 
 MAX_DEPTH = 6  # nesting levels that get optional sub-messages at all
 MAX_REPEATS = 2  # how often one message type may appear on the path from the root (recursion)
-_CACHE_SIZE = 4096
+CACHE_ENTRIES = 4096
+CACHE_BYTES = 8 * 1024 * 1024  # response bytes the cache holds at most
+CACHE_ENTRY_BYTES = CACHE_BYTES // 64  # a bigger response is recomputed: it would evict dozens
 
 # protobuf's type stubs split every descriptor into a Python and a upb class; to this module
 # they are one thing.
@@ -47,6 +53,7 @@ class DefaultResponses:
         # Defaults are pure functions of their key, so a bounded cache is always safe to hit.
         # Keyed by the time range too, so a freeze racing a call never caches stale timestamps.
         self._cache: OrderedDict[tuple[str, bytes, int, tuple[int, int]], bytes] = OrderedDict()
+        self._cache_bytes = 0
 
     def anchor(self, frozen_at: datetime.datetime | None) -> None:
         """Generated timestamps fall in the span before a frozen clock's instant, or back in
@@ -58,26 +65,54 @@ class DefaultResponses:
             time_range = (end - values.TIMESTAMP_SPAN, end)
         if time_range != self.time_range:
             self.time_range = time_range
-            self._cache.clear()
+            self.clear()
+
+    def clear(self) -> None:
+        """Forget every cached default (they are recomputed, identically, when asked again)."""
+        self._cache.clear()
+        self._cache_bytes = 0
+
+    @property
+    def cache_entries(self) -> int:
+        return len(self._cache)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of the cached responses (keys are 32-byte digests)."""
+        return self._cache_bytes
 
     def rng(self, method: str, data: bytes, index: int = 0) -> random.Random:
         digest = hashlib.sha256(f"{self.seed}\0{method}\0{index}\0".encode() + data).digest()
         return random.Random(int.from_bytes(digest, "big"))
 
+    def _key(
+        self, method: MethodSpec, request: bytes, index: int
+    ) -> tuple[str, bytes, int, tuple[int, int]]:
+        return (method.name, hashlib.sha256(request).digest(), index, self.time_range)
+
     def cached(self, method: MethodSpec, request: bytes, index: int = 0) -> bytes | None:
         """The default already computed for this exact request, if any (its bytes parsed fine)."""
-        return self._cache.get((method.name, request, index, self.time_range))
+        return self._cache.get(self._key(method, request, index))
 
     def response_bytes(self, method: MethodSpec, request: bytes, index: int = 0) -> bytes:
-        key = (method.name, request, index, self.time_range)
+        key = self._key(method, request, index)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         data = self.response(method, request, index, key[3]).SerializeToString(deterministic=True)
-        self._cache[key] = data
-        if len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
+        if len(data) <= CACHE_ENTRY_BYTES:
+            self._store(key, data)
         return data
+
+    def _store(self, key: tuple[str, bytes, int, tuple[int, int]], data: bytes) -> None:
+        old = self._cache.pop(key, None)  # a racing call computed it too: count it once
+        if old is not None:
+            self._cache_bytes -= len(old)
+        self._cache[key] = data
+        self._cache_bytes += len(data)
+        while len(self._cache) > CACHE_ENTRIES or self._cache_bytes > CACHE_BYTES:
+            _, evicted = self._cache.popitem(last=False)
+            self._cache_bytes -= len(evicted)
 
     def response(
         self,

@@ -18,17 +18,23 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from emulator.chain.messages import DEFAULT_KEEP, Messages
+
 if TYPE_CHECKING:
     from emulator.contracts.model import MethodSpec
     from emulator.runtime.context import CallContext
 
-__all__ = ["Call", "Chain", "Interceptor", "Metadata", "first_values"]
+__all__ = ["Call", "Chain", "Interceptor", "Messages", "Metadata", "first_values"]
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
 
 class Call:
-    """One call in flight: raw request and response bytes, metadata and, at the end, status."""
+    """One call in flight: raw request and response bytes, metadata and, at the end, status.
+
+    `requests` and `responses` keep the first and last `keep` messages of a stream and count
+    the rest (see `Messages`), so a long stream holds bounded memory while open and afterwards.
+    """
 
     __slots__ = (
         "claims",
@@ -59,6 +65,8 @@ class Call:
         peer: str,
         deadline: float | None,
         peer_cert: bytes | None = None,
+        *,
+        keep: int = DEFAULT_KEEP,
     ) -> None:
         self.spec = spec
         self.metadata = metadata
@@ -69,8 +77,10 @@ class Call:
         self.ended = False
         self.faults: list[str] = []  # names of the fault rules that fired
         self.stream_fault: Any = None  # set by the faults interceptor for a stream it cuts
-        self.requests: list[bytes] = []
-        self.responses: list[bytes] = []
+        # A client stream's default answer is keyed by all its requests: keep their digest.
+        client_stream = spec.kind.client_streaming and not spec.kind.server_streaming
+        self.requests = Messages(keep, digest=client_stream)
+        self.responses = Messages(keep)
         self.code = grpc.StatusCode.OK
         self.details = ""
         self.trailers: Metadata = ()

@@ -1,8 +1,8 @@
 """One grpc.aio method handler per RPC, for all four kinds, over raw bytes.
 
 Requests arrive as bytes (no grpc deserializer) so that a default response can be computed from,
-and cached by, the exact request bytes, and so that bytes that do not parse become a clean
-INVALID_ARGUMENT instead of a framework error. Responses leave as bytes for the same reason.
+and cached by a digest of, the exact request bytes, and so that bytes that do not parse become a
+clean INVALID_ARGUMENT instead of a framework error. Responses leave as bytes for the same reason.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import functools
 import logging
-import struct
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
@@ -29,6 +28,7 @@ from emulator.behavior.convert import ReturnTypeError, to_message
 from emulator.behavior.defaults import DefaultResponses
 from emulator.behavior.registry import Implementation, Registry, Style
 from emulator.chain import Call, Chain
+from emulator.chain.messages import DEFAULT_KEEP
 from emulator.contracts.model import Contracts, MethodSpec, RpcKind
 from emulator.errors import RpcAbort
 from emulator.metadata import MAX_STATUS_BYTES, size, truncated
@@ -75,6 +75,7 @@ class Dispatcher:
         client_certs: bool = False,
         max_duration: Mapping[str, float] | None = None,
         stream_executor: Executor | None = None,
+        keep_messages: int = DEFAULT_KEEP,
     ) -> None:
         self.contracts = contracts
         self.registry = registry
@@ -89,6 +90,7 @@ class Dispatcher:
         self.chain = chain or Chain()
         self.client_certs = client_certs  # read the peer certificate of each call (mTLS)
         self.max_duration = dict(max_duration or {})  # method path → seconds a behaviour may take
+        self.keep_messages = keep_messages  # first and last messages a call keeps per direction
         self._calls: defaultdict[str, int] = defaultdict(int)
 
     def reset(self) -> None:
@@ -121,6 +123,7 @@ class Dispatcher:
             grpc_ctx.peer(),
             None if remaining is None else time.time() + remaining,
             cert,
+            keep=self.keep_messages,
         )
         self.inflight.add(call)
         return call
@@ -350,7 +353,7 @@ class Dispatcher:
         async with self.lifecycle(spec, grpc_ctx) as call:
 
             def default() -> bytes:
-                return self.defaults.response_bytes(spec, _joined(call.requests))
+                return self.defaults.response_bytes(spec, call.requests.digest())
 
             await self.chain.before(call)
             impl = self.registry.get(spec.path)
@@ -360,7 +363,7 @@ class Dispatcher:
                 out = default()
             else:
                 ctx = self.context(
-                    call, lambda: self.defaults.response(spec, _joined(call.requests))
+                    call, lambda: self.defaults.response(spec, call.requests.digest())
                 )
                 stream = self._messages(spec, requests, call)
                 argument = stream if impl.style.is_async else _SyncIterator(stream, ctx)
@@ -495,11 +498,6 @@ def _close(generator: Any) -> None:
     # step finishes on its own and the generator is collected afterwards.
     with contextlib.suppress(ValueError):
         generator.close()
-
-
-def _joined(requests: list[bytes]) -> bytes:
-    """All requests of a client stream as one key: length-prefixed, so boundaries count."""
-    return b"".join(struct.pack(">I", len(r)) + r for r in requests)
 
 
 def _abort_trailers(exc: RpcAbort) -> Metadata:

@@ -63,7 +63,9 @@ class EmulatorServer:
         )
         self.clock = Clock()
         self.clock.listeners.append(self.defaults.anchor)
-        self.journal = Journal(config.journal.limit, config.journal.redact_headers)
+        self.journal = Journal(
+            config.journal.limit, config.journal.redact_headers, max_bytes=config.journal.max_bytes
+        )
         self.security = build_security(config)
         check_method_patterns(config, self.contracts)
         self.faults = build_faults(config, self.contracts, clock=self.clock)
@@ -87,6 +89,7 @@ class EmulatorServer:
             chain=Chain([*self.security.interceptors, self.faults, self.journal]),
             client_certs=self.security.client_certs,
             stream_executor=self.stream_executor,
+            keep_messages=config.journal.keep_messages,
             max_duration={
                 path: limit
                 for pattern, limit in config.max_duration.items()
