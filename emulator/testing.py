@@ -278,7 +278,7 @@ class Emulator:
         self._server.state.clear()
         self._server.clock.reset()
         self._server.dispatcher.reset()
-        self._server.defaults.clear()  # cached defaults: memory a test run should not keep
+        self._server.defaults.release()  # big cached defaults: memory a test run should not keep
 
     # -- checks ------------------------------------------------------------------------------
 

@@ -65,15 +65,24 @@ def test_the_cache_is_bounded_by_entries_too() -> None:
         assert defaults.cache_entries == CACHE_ENTRIES
 
 
-def test_reset_frees_the_cached_defaults_and_answers_the_same_again() -> None:
+def test_reset_frees_big_cached_defaults_and_answers_the_same_again() -> None:
     with Emulator(protos=PROTOS) as emu:
         catalog = emu.stub(CATALOG)
-        first = [catalog.GetProduct({"product_id": f"p{i}"}) for i in range(50)]
+        first = [catalog.GetProduct({"product_id": f"p{i}" + "x" * 40_000}) for i in range(50)]
         defaults = emu.server.defaults
-        assert defaults.cache_entries >= 50 and defaults.cache_bytes > 0
+        assert defaults.cache_entries >= 50 and defaults.cache_bytes > MIB
         emu.reset()
         assert defaults.cache_entries == 0 and defaults.cache_bytes == 0
-        assert [catalog.GetProduct({"product_id": f"p{i}"}) for i in range(50)] == first
+        again = [catalog.GetProduct({"product_id": f"p{i}" + "x" * 40_000}) for i in range(50)]
+        assert again == first
+
+
+def test_reset_keeps_a_small_cache_of_defaults_every_test_asks_for() -> None:
+    with Emulator(protos=PROTOS) as emu:
+        emu.stub(CATALOG).GetProduct({"product_id": "p1"})
+        entries = emu.server.defaults.cache_entries
+        emu.reset()
+        assert emu.server.defaults.cache_entries == entries > 0
 
 
 # -- long streams ----------------------------------------------------------------------------

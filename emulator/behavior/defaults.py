@@ -72,6 +72,12 @@ class DefaultResponses:
         self._cache.clear()
         self._cache_bytes = 0
 
+    def release(self, keep_bytes: int = 1 << 20) -> None:
+        """Free the cache unless it is small: what big requests left behind goes, while the
+        small defaults every test asks for again stay (recomputing one costs ~1 ms)."""
+        if self._cache_bytes > keep_bytes:
+            self.clear()
+
     @property
     def cache_entries(self) -> int:
         return len(self._cache)
