@@ -6,7 +6,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from emulator.behavior.base import Behavior
-from emulator.errors import BehaviorError, ConfigError, ContractError, EmulatorError, RpcAbort
+from emulator.errors import (
+    BehaviorError,
+    BehaviorFailedError,
+    ConfigError,
+    ContractError,
+    EmulatorError,
+    RpcAbort,
+)
 
 if TYPE_CHECKING:
     from emulator.config import Config
@@ -17,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Behavior",
     "BehaviorError",
+    "BehaviorFailedError",
     "CallContext",
     "CallList",
     "CallRecord",

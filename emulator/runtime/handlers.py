@@ -14,7 +14,7 @@ import functools
 import logging
 import struct
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Executor
 from typing import Any, NoReturn, TypeAlias
@@ -73,6 +73,10 @@ class Dispatcher:
         self.client_certs = client_certs  # read the peer certificate of each call (mTLS)
         self.max_duration = dict(max_duration or {})  # method path → seconds a behaviour may take
         self._calls: defaultdict[str, int] = defaultdict(int)
+        # (method, exception) of each behaviour that failed in a way no test means to:
+        # `Emulator` raises them in the test (RpcAbort and bad requests are not among them).
+        # Bounded: a long-running server that nobody reads them from must not grow.
+        self.errors: deque[tuple[str, BaseException]] = deque(maxlen=100)
 
     def reset(self) -> None:
         """Per-method call counts back to zero, so each test's `ctx.rng` replays."""
@@ -218,9 +222,11 @@ class Dispatcher:
         elif isinstance(exc, ReturnTypeError):
             log.error("%s: %s", name, exc)
             code, details = grpc.StatusCode.INTERNAL, str(exc)
+            self.errors.append((name, exc))
         else:
             log.error("%s: behaviour raised %s", name, type(exc).__name__, exc_info=exc)
             code, details = grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"
+            self.errors.append((name, exc))
         call.code, call.details, call.trailers = code, details, trailers
         self.end(call)  # journalled before the client can see the status
         await grpc_ctx.abort(code, details, trailers)
