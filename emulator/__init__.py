@@ -6,7 +6,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from emulator.behavior.base import Behavior
-from emulator.errors import BehaviorError, ConfigError, ContractError, EmulatorError, RpcAbort
+from emulator.errors import (
+    BehaviorError,
+    BehaviorFailedError,
+    ConfigError,
+    ContractError,
+    EmulatorError,
+    RpcAbort,
+)
 from emulator.metadata import MetadataError
 
 if TYPE_CHECKING:
@@ -18,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Behavior",
     "BehaviorError",
+    "BehaviorFailedError",
     "CallContext",
     "CallList",
     "CallRecord",

@@ -5,10 +5,13 @@
     ├── BehaviorError             a behaviour file, class or method that does not fit the contracts
     └── ConfigError               emulator.yaml, flags or keyword arguments that do not validate
     RpcAbort                      raised by a behaviour to end one call with a gRPC status
+    BehaviorFailedError           a behaviour raised during a test; raised in the test at exit
 
 Setup errors carry a message that already names the file, line or key and says what to do; the CLI
 prints it and exits 2. `RpcAbort` is not an `EmulatorError`: it is the expected way for a behaviour
-to fail a call, and it never stops the server.
+to fail a call, and it never stops the server. `BehaviorFailedError` is not one either: the
+server answered the call (UNKNOWN or INTERNAL) and kept serving, and `Emulator` reports the
+failure to the test so that a bug in a behaviour does not pass unseen.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ if TYPE_CHECKING:
     import grpc
     from google.protobuf.message import Message
 
-__all__ = ["BehaviorError", "ConfigError", "ContractError", "EmulatorError", "RpcAbort"]
+__all__ = [
+    "BehaviorError",
+    "BehaviorFailedError",
+    "ConfigError",
+    "ContractError",
+    "EmulatorError",
+    "RpcAbort",
+]
 
 
 class EmulatorError(Exception):
@@ -84,3 +94,30 @@ class RpcAbort(Exception):
 
     def __repr__(self) -> str:
         return f"RpcAbort({self.code!r}, {self.message!r})"
+
+
+class BehaviorFailedError(Exception):
+    """Behaviours raised (or returned the wrong type) while a test ran; the first exception is
+    the `__cause__`, and `failures` holds every (method, exception)."""
+
+    def __init__(self, failures: Sequence[tuple[str, BaseException]]) -> None:
+        self.failures = tuple(failures)
+        lines = [
+            f"{len(self.failures)} call(s) failed because a behaviour raised "
+            "(the callers got UNKNOWN or INTERNAL):"
+        ]
+        lines.extend(f"  {method}: {_describe(exc)}" for method, exc in self.failures[:5])
+        if len(self.failures) > 5:
+            lines.append(f"  ... and {len(self.failures) - 5} more")
+        lines.append(
+            "(if the test means it, pass raise_behavior_errors=False to Emulator(...) or "
+            "@pytest.mark.emulator(...))"
+        )
+        super().__init__("\n".join(lines))
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # an exception whose __str__ fails still gets reported
+        return type(exc).__name__

@@ -19,17 +19,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import grpc
 from google.protobuf.message import Message
 
 from emulator.chain import Call, Interceptor
+from emulator.matching import message_text
 from emulator.runtime.context import Metadata
 
 __all__ = ["DEFAULT_MAX_BYTES", "REDACTED", "SECRET_HEADERS", "CallList", "CallRecord", "Journal"]
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+M = TypeVar("M", bound=Message)
 
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset(
@@ -109,6 +112,23 @@ class CallRecord:
     def response(self) -> Message | None:
         return self.responses[-1] if self.responses else None
 
+    def request_as(self, cls: type[M]) -> M | None:
+        """The first request as your own generated class (`GetProductRequest` from your
+        `_pb2` module), so that `==` and `isinstance` work with your messages."""
+        return _converted(self.request, cls, self._input, self.method, "request")
+
+    def response_as(self, cls: type[M]) -> M | None:
+        """The last response as your own generated class; see `request_as`."""
+        return _converted(self.response, cls, self._output, self.method, "response")
+
+    def requests_as(self, cls: type[M]) -> list[M]:
+        """Every request message, in order, as your own generated class."""
+        return [_as(m, cls, self._input, self.method, "request") for m in self.requests]
+
+    def responses_as(self, cls: type[M]) -> list[M]:
+        """Every response message, in order, as your own generated class."""
+        return [_as(m, cls, self._output, self.method, "response") for m in self.responses]
+
     @property
     def ok(self) -> bool:
         return bool(self.code == grpc.StatusCode.OK)
@@ -121,7 +141,7 @@ class CallRecord:
     def summary(self) -> str:
         """One line: `#3 acme.shop.v1.Catalog/GetProduct OK 1.2ms {"productId": "p1"}`."""
         status = self.code.name + (f" ({self.details})" if self.details else "")
-        first = _short(self.request) if self.request is not None else ""
+        first = message_text(self.request, limit=120) if self.request is not None else ""
         return f"#{self.index} {self.method} {status} {self.duration * 1000:.1f}ms {first}".strip()
 
     def __repr__(self) -> str:
@@ -174,11 +194,12 @@ class CallList:
 
     def filter(
         self,
-        request: Mapping[str, Any] | None = None,
+        request: Mapping[str, Any] | Message | None = None,
         metadata: Mapping[str, str] | None = None,
         code: grpc.StatusCode | None = None,
     ) -> CallList:
-        """Calls whose request contains `request` (partial, by field) and headers `metadata`."""
+        """Calls whose request contains `request` (partial, by field; or equals a message of
+        any generated module) and whose headers include `metadata`."""
         from emulator.matching import differences
 
         return CallList(
@@ -267,8 +288,24 @@ def _parse(cls: type[Message], data: bytes) -> Message:
         return cls()
 
 
-def _short(message: Message) -> str:
-    from google.protobuf import json_format
+def _converted(
+    message: Message | None, cls: type[M], own: type[Message], method: str, what: str
+) -> M | None:
+    return None if message is None else _as(message, cls, own, method, what)
 
-    text = json_format.MessageToJson(message, indent=None)
-    return text if len(text) <= 120 else text[:117] + "..."
+
+def _as(message: Message, cls: type[M], own: type[Message], method: str, what: str) -> M:
+    """`message` re-read as `cls` through its wire bytes: classes of different generated modules
+    (descriptor pools) never compare equal, even for the same type."""
+    descriptor = getattr(cls, "DESCRIPTOR", None)
+    if not (isinstance(cls, type) and issubclass(cls, Message)) or descriptor is None:
+        raise TypeError(f"{what}_as() takes a generated message class, not {cls!r}")
+    expected = own.DESCRIPTOR.full_name
+    if descriptor.full_name != expected:
+        raise TypeError(
+            f"{what}_as({cls.__name__}): {method} {what}s are {expected}, "
+            f"not {descriptor.full_name}"
+        )
+    if type(message) is cls:
+        return message
+    return cls.FromString(message.SerializeToString())

@@ -3,6 +3,8 @@
 `{"product_id": "42", "price": {"units": 10}}` matches a request whose `product_id` is "42" and
 whose `price.units` is 10, whatever else it holds. Keys may be proto names or JSON names; enums
 may be given by name or number; 64-bit integers as numbers or strings (as JSON writes them).
+A message instead of a dict must be equal as a whole; it may come from any generated module (the
+user's own `_pb2` classes included), since messages are compared by type name and content.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from emulator.chain import first_values
 if TYPE_CHECKING:
     from emulator.journal import CallRecord
 
-__all__ = ["differences", "header_differences", "message_differences"]
+__all__ = [
+    "differences",
+    "header_differences",
+    "message_differences",
+    "message_text",
+    "same_message",
+]
 
 
 def differences(
@@ -33,8 +41,7 @@ def differences(
         if actual is None:
             found.append("no request message was received")
         elif isinstance(request, Message):
-            if request != actual:
-                found.append(f"request: expected {_text(request)}, got {_text(actual)}")
+            found.extend(_message_differences(actual, request, "request"))
         else:
             found.extend(message_differences(actual, request))
     if metadata:
@@ -100,7 +107,7 @@ def _field_differences(message: Message, field: Any, want: Any, name: str) -> li
 def _value_differences(field: Any, got: Any, want: Any, name: str) -> list[str]:
     if field.message_type is not None:
         if isinstance(want, Message):
-            return [] if want == got else [f"{name}: expected {_text(want)}, got {_text(got)}"]
+            return _message_differences(got, want, name)
         if not isinstance(want, Mapping):
             return [f"{name}: expected a mapping of fields to compare with the message"]
         return message_differences(got, want, name + ".")
@@ -118,11 +125,64 @@ def _value_differences(field: Any, got: Any, want: Any, name: str) -> list[str]:
     return [f"{name}: expected {want!r}, got {got!r}"]
 
 
-def _text(message: Message) -> str:
-    from google.protobuf import json_format
+def same_message(actual: Message, expected: Message) -> bool:
+    """Equal content, whichever generated module or descriptor pool `expected` comes from
+    (`==` is False across pools even for identical messages)."""
+    if actual.DESCRIPTOR.full_name != expected.DESCRIPTOR.full_name:
+        return False
+    if type(actual) is not type(expected):
+        try:  # through the wire bytes: fields compare as values (maps in any order)
+            expected = type(actual).FromString(expected.SerializeToString())
+        except Exception:
+            return False
+    return bool(actual == expected)
 
-    return json_format.MessageToJson(message, indent=None)
+
+def _message_differences(actual: Message, expected: Message, name: str) -> list[str]:
+    want, got = expected.DESCRIPTOR.full_name, actual.DESCRIPTOR.full_name
+    if want != got:
+        return [f"{name}: expected a {want}, got a {got}"]
+    if same_message(actual, expected):
+        return []
+    return [f"{name}: expected {message_text(expected)}, got {message_text(actual)}"]
+
+
+def message_text(message: Message, limit: int | None = None) -> str:
+    """`message` as one line of JSON for reports, resolving `Any` types through the pool the
+    message comes from; never raises. A message JSON cannot show (an out-of-range Timestamp,
+    an `Any` of an unknown type) falls back to the text format, then to its name and size:
+    a report must never take a test run down."""
+    try:
+        from google.protobuf import json_format
+
+        pool: Any = message.DESCRIPTOR.file.pool  # the contracts' pool, for Any types
+        text = json_format.MessageToJson(message, indent=None, descriptor_pool=pool)
+    except Exception:
+        text = _fallback_text(message)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def _fallback_text(message: Message) -> str:
+    try:
+        from google.protobuf import text_format
+
+        pool: Any = message.DESCRIPTOR.file.pool
+        body = text_format.MessageToString(message, as_one_line=True, descriptor_pool=pool)
+        return "{" + body + "}"
+    except Exception:
+        pass
+    try:
+        return f"<{message.DESCRIPTOR.full_name}, {message.ByteSize()} bytes>"
+    except Exception:
+        return f"<{type(message).__name__}>"
 
 
 def _plain(value: Any) -> str:
-    return repr(dict(value)) if isinstance(value, Mapping) else repr(value)
+    if isinstance(value, Message):
+        return message_text(value)
+    try:
+        return repr(dict(value)) if isinstance(value, Mapping) else repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"

@@ -9,7 +9,11 @@
 Configure with the marker or the ini options `emulator_protos`, `emulator_behaviors`,
 `emulator_seed` (the marker wins). By default one server per configuration is shared across the
 session and reset before and after each test; `@pytest.mark.emulator(fresh=True)` gives the test
-a server of its own. When a test fails, its report lists the calls it made.
+a server of its own. When a test fails, its report lists the calls it made; when a behaviour
+raised during a test, the test errors at teardown (`raise_behavior_errors=False` opts out).
+
+pytest loads this module in every run of a project that installs grpc-emulator, so it imports
+nothing heavy (grpc, protobuf, the server) until a test asks for the fixture.
 """
 
 from __future__ import annotations
@@ -17,15 +21,16 @@ from __future__ import annotations
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from emulator.testing import Emulator
+if TYPE_CHECKING:
+    from emulator.testing import Emulator
 
 __all__ = ["EmulatorPool"]
 
-_EMULATOR = pytest.StashKey[Emulator]()
+_EMULATOR = pytest.StashKey["Emulator"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,7 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "emulator(protos=..., behaviors=..., seed=..., fresh=False, **config): configure the "
-        "`emulator` fixture; fresh=True gives the test a server of its own",
+        "`emulator` fixture; fresh=True gives the test a server of its own; "
+        "raise_behavior_errors=False lets behaviours raise without failing the test",
     )
 
 
@@ -49,6 +55,8 @@ class EmulatorPool:
         self._running: dict[Any, Emulator] = {}
 
     def get(self, options: dict[str, Any]) -> Emulator:
+        from emulator.testing import Emulator
+
         key = _frozen(options)
         emu = self._running.get(key)
         if emu is None:
@@ -57,6 +65,7 @@ class EmulatorPool:
 
     def close(self) -> None:
         for emu in self._running.values():
+            emu.reset()  # a failure after the last test's teardown is no test's to report
             emu.__exit__(None, None, None)
         self._running.clear()
 
@@ -72,9 +81,12 @@ def emulator_pool() -> Iterator[EmulatorPool]:
 @pytest.fixture
 def emulator(request: pytest.FixtureRequest, emulator_pool: EmulatorPool) -> Iterator[Emulator]:
     """A running emulator, configured by `@pytest.mark.emulator(...)` or the ini options."""
+    __tracebackhide__ = True  # a behaviour failure at teardown shows the behaviour's frames
     options = _options(request)
     if options.pop("fresh", False):
-        with Emulator(**options) as emu:
+        from emulator.testing import Emulator
+
+        with Emulator(**options) as emu:  # raises behaviour failures at exit, if any
             request.node.stash[_EMULATOR] = emu
             yield emu
         return
@@ -83,6 +95,8 @@ def emulator(request: pytest.FixtureRequest, emulator_pool: EmulatorPool) -> Ite
     request.node.stash[_EMULATOR] = emu
     try:
         yield emu
+        if emu.raise_behavior_errors:
+            emu.check_behavior_errors()  # fails this test at teardown, naming the behaviour
     finally:
         emu.reset()  # overrides and state never leak into the next test
 
@@ -94,8 +108,16 @@ def pytest_runtest_makereport(
     report = yield
     emu = item.stash.get(_EMULATOR, None)
     if emu is not None and report.when == "call" and report.failed:
-        report.sections.append(("emulator calls", emu.calls().describe()))
+        report.sections.append(("emulator calls", _calls_section(emu)))
     return report
+
+
+def _calls_section(emu: Emulator) -> str:
+    # An exception here would be an INTERNALERROR that ends the whole session: never let it.
+    try:
+        return emu.calls().describe()
+    except Exception as exc:
+        return f"(the calls could not be listed: {type(exc).__name__}: {exc})"
 
 
 def _options(request: pytest.FixtureRequest) -> dict[str, Any]:

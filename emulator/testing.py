@@ -21,10 +21,11 @@ from google.protobuf.message import Message
 from emulator.behavior.base import Behavior
 from emulator.behavior.discovery import BehaviorSource
 from emulator.behavior.registry import Implementation, Registry, Style, bind, check_shape
+from emulator.channels import PemValue, channel_security
 from emulator.client import DynamicStub
 from emulator.config import Config
 from emulator.contracts.model import MethodSpec
-from emulator.errors import EmulatorError
+from emulator.errors import BehaviorFailedError, EmulatorError
 from emulator.faults.engine import FaultInterceptor
 from emulator.faults.rules import Rule, compile_rule
 from emulator.journal import CallList
@@ -93,6 +94,12 @@ class Emulator:
 
     `behaviors` may be paths, modules, `Behavior` classes or instances; other keyword arguments
     are emulator.yaml keys (`defaults={"stream_messages": 5}`, `journal={"limit": 100}`, ...).
+
+    With `tls=...`, `channel()`, `aio_channel()` and `stub()` speak TLS: `client_tls={"ca": ...,
+    "cert": ..., "key": ...}` gives the CA they trust and, for mutual TLS, the client identity
+    they present (see `emulator.channels`). A behaviour that raises (its caller gets UNKNOWN)
+    fails the test when the `with` block ends, with `BehaviorFailedError`, unless
+    `raise_behavior_errors=False`.
     """
 
     def __init__(
@@ -101,6 +108,8 @@ class Emulator:
         behaviors: BehaviorSource | Sequence[BehaviorSource] = (),
         *,
         seed: int = 0,
+        client_tls: Mapping[str, PemValue] | None = None,
+        raise_behavior_errors: bool = True,
         **config: Any,
     ) -> None:
         proto_list = [protos] if isinstance(protos, str | os.PathLike) else list(protos)
@@ -110,6 +119,8 @@ class Emulator:
         server = {"host": "127.0.0.1", "port": 0, **dict(config.pop("server", {}))}
         data = {"protos": [os.fspath(p) for p in proto_list], "seed": seed, "server": server}
         self.config = Config.from_mapping({**data, **config}, source="Emulator(...)")
+        self._client_tls = channel_security(self.config, client_tls)
+        self.raise_behavior_errors = raise_behavior_errors
         self._server = EmulatorServer(self.config, behaviors=sources)
         self._baseline = self._server.registry.snapshot()
         self._overrides: list[Override] = []
@@ -145,19 +156,37 @@ class Emulator:
         """The `ctx.state` every behaviour shares."""
         return self._server.state
 
-    def channel(self) -> grpc.Channel:
-        """A grpc.Channel to the emulator, closed when the emulator stops."""
-        channel = grpc.insecure_channel(self.target)
+    def channel(
+        self, *, client_cert: PemValue | None = None, client_key: PemValue | None = None
+    ) -> grpc.Channel:
+        """A grpc.Channel to the emulator, closed when the emulator stops. With TLS it trusts
+        `client_tls["ca"]` and presents the client certificate of `client_tls`, or
+        `client_cert`/`client_key` (PEM or paths) to call as someone else."""
+        channel: grpc.Channel = self._open(grpc, client_cert, client_key)
         self._channels.append(channel)
         return channel
 
-    def aio_channel(self) -> grpc.aio.Channel:
-        """A grpc.aio.Channel for asyncio tests, on the caller's event loop. Inside
-        `async with Emulator(...)` it is closed for you; otherwise use `async with` on it."""
-        channel = grpc.aio.insecure_channel(self.target)
+    def aio_channel(
+        self, *, client_cert: PemValue | None = None, client_key: PemValue | None = None
+    ) -> grpc.aio.Channel:
+        """A grpc.aio.Channel for asyncio tests, on the caller's event loop, speaking TLS as
+        `channel()` does. Inside `async with Emulator(...)` it is closed for you; otherwise use
+        `async with` on it."""
+        channel: grpc.aio.Channel = self._open(grpc.aio, client_cert, client_key)
         if self._loop is None:
             self._aio_channels.append(channel)
         return channel
+
+    def _open(self, kind: Any, client_cert: PemValue | None, client_key: PemValue | None) -> Any:
+        """A channel from `kind` (grpc or grpc.aio, which open channels alike)."""
+        target = self.target
+        tls = self._client_tls
+        if tls is None:
+            if client_cert is not None or client_key is not None:
+                raise EmulatorError("client_cert and client_key need an emulator serving TLS")
+            return kind.insecure_channel(target)
+        creds = tls.credentials(client_cert, client_key)
+        return kind.secure_channel(target, creds, options=tls.options())
 
     def stub(self, service: str) -> DynamicStub:
         """A client for `service` (full name) whose methods take dicts or messages. Inside
@@ -254,13 +283,31 @@ class Emulator:
         self._faults.append(handle)
         return handle
 
+    @property
+    def behavior_errors(self) -> list[tuple[str, BaseException]]:
+        """(method, exception) of each call a behaviour failed by raising (or by returning the
+        wrong type) since the last reset; RpcAbort is not a failure."""
+        return list(self._server.dispatcher.errors)
+
+    def check_behavior_errors(self) -> None:
+        """Raise `BehaviorFailedError` (the first exception as its cause) if a behaviour failed
+        since the last reset, and forget those failures; the `with` block's end does this too."""
+        __tracebackhide__ = True  # pytest shows the behaviour's traceback, not these frames
+        failures = self.behavior_errors
+        if not failures:
+            return
+        self._server.dispatcher.errors.clear()
+        for _, exc in failures:
+            exc.__traceback__ = _from_the_behavior(exc.__traceback__)
+        raise BehaviorFailedError(failures) from failures[0][1]
+
     def fault_stats(self) -> dict[str, dict[str, int]]:
         """Per fault rule: calls it `matched` and faults it `injected`."""
         return self._server.faults.stats()
 
     def reset(self) -> None:
-        """Journal, overrides, faults (and their counters), shared state, clock and per-call
-        rngs back to the start."""
+        """Journal, overrides, faults (and their counters), shared state, clock, per-call rngs
+        and behaviour failures back to the start."""
         for override in reversed(self._overrides):
             override.undo()
         self._overrides.clear()
@@ -279,6 +326,7 @@ class Emulator:
         self._server.clock.reset()
         self._server.dispatcher.reset()
         self._server.defaults.release()  # big cached defaults: memory a test run should not keep
+        self._server.dispatcher.errors.clear()
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -343,6 +391,7 @@ class Emulator:
         asyncio.run_coroutine_threadsafe(self._server.stop(0), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
+        self._raise_failures(exc)
 
     # -- async: on the caller's loop ---------------------------------------------------------
 
@@ -365,6 +414,13 @@ class Emulator:
         self._aio_channels.clear()
         await self._server.stop(0)
         await _settle(self._tasks_before)
+        self._raise_failures(exc)
+
+    def _raise_failures(self, exc: BaseException | None) -> None:
+        # Only when the block itself ended well: its own exception says more, and is kept.
+        __tracebackhide__ = True
+        if exc is None and self.raise_behavior_errors:
+            self.check_behavior_errors()
 
     def _close_sync_channels(self) -> None:
         self._state = "stopped"
@@ -391,6 +447,24 @@ async def _settle(tasks_before: set[asyncio.Task[Any]], timeout: float = 1.0) ->
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_SERVING = (os.path.join(_PACKAGE, "runtime", ""), os.path.dirname(asyncio.__file__) + os.sep)
+_STDLIB = os.path.dirname(threading.__file__) + os.sep
+
+
+def _from_the_behavior(tb: TracebackType | None) -> TracebackType | None:
+    """A behaviour's traceback without the server's frames above it: what the test author wants
+    to read, and no live references to finished calls' grpc objects (their frames' locals),
+    which a test report may keep until the interpreter shuts down."""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not (filename.startswith(_SERVING) or _in_stdlib(filename)):
+            return tb
+        tb = tb.tb_next
+    return None
+
+
+def _in_stdlib(filename: str) -> bool:
+    return filename.startswith(_STDLIB) and "site-packages" not in filename
 
 
 def _serves_calls(task: asyncio.Task[Any]) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from emulator.journal import CallList, CallRecord
-from emulator.matching import differences
+from emulator.matching import differences, message_text
 
 __all__ = ["check_called"]
 
@@ -66,15 +66,24 @@ def _condition(
 ) -> str:
     parts = []
     if request is not None:
-        text = (
-            json.dumps(dict(request), default=str)
-            if isinstance(request, Mapping)
-            else type(request).__name__
-        )
+        if isinstance(request, Message):
+            text = f"{request.DESCRIPTOR.full_name} {message_text(request, limit=200)}"
+        else:
+            text = _json(request)
         parts.append(f"request {text}")
     if metadata:
         parts.append(f"metadata {json.dumps(dict(metadata))}")
     return " with " + " and ".join(parts) if parts else ""
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    def plain(item: Any) -> Any:
+        return message_text(item) if isinstance(item, Message) else str(item)
+
+    try:
+        return json.dumps(dict(value), default=plain)
+    except Exception:  # keys json cannot write: the message is still worth having
+        return repr(dict(value))
 
 
 def _fail(lines: list[str]) -> CallList:

@@ -160,7 +160,9 @@ def test_rpc_abort_carries_rich_details_and_trailers() -> None:
 def test_exceptions_become_unknown_and_the_server_keeps_serving(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with Emulator(protos=PROTOS, behaviors=Aborting) as emu:
+    # This test means the behaviours to fail: raise_behavior_errors=False keeps the `with`
+    # block's end from failing it (tests/test_behavior_errors.py covers that).
+    with Emulator(protos=PROTOS, behaviors=Aborting, raise_behavior_errors=False) as emu:
         with caplog.at_level(logging.ERROR, logger="emulator"), pytest.raises(grpc.RpcError) as err:
             emu.stub(CATALOG).UpdateProduct({})
         assert err.value.code() == grpc.StatusCode.UNKNOWN

@@ -7,6 +7,8 @@ the outer session's contract cache through GRPC_EMULATOR_CACHE_DIR.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -450,3 +452,170 @@ def test_passing_tests_get_no_calls_section(project: pytest.Pytester) -> None:
     result = run(project, "-rA")
     result.assert_outcomes(passed=1)
     assert "emulator calls" not in result.stdout.str()
+
+
+def test_a_request_json_cannot_show_still_gets_its_report(project: pytest.Pytester) -> None:
+    """A Timestamp past year 9999 made json_format raise inside the report hook: INTERNALERROR,
+    and the rest of the session never ran."""
+    write(
+        project,
+        """
+        import pytest
+
+        pytestmark = pytest.mark.emulator(protos="protos")
+
+        def test_fails(emulator):
+            emulator.stub("acme.shop.v1.Catalog").UpdateProduct(
+                {"product": {"product_id": "p1", "created_at": {"seconds": 10**13}}}
+            )
+            assert False, "boom"
+
+        def test_after(emulator):
+            assert emulator.calls().count == 0
+        """,
+    )
+    result = run(project)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*- emulator calls -*",
+            "#1 acme.shop.v1.Catalog/UpdateProduct OK *{product { product_id: *p1* seconds: 1000*",
+        ]
+    )
+
+
+def test_a_report_that_cannot_be_made_is_one_line(project: pytest.Pytester) -> None:
+    write(
+        project,
+        """
+        import pytest
+
+        from emulator.journal import CallList
+
+        pytestmark = pytest.mark.emulator(protos="protos")
+
+        def test_fails(emulator, monkeypatch):
+            def broken(self):
+                raise RuntimeError("cannot describe")
+
+            monkeypatch.setattr(CallList, "describe", broken)
+            assert False, "boom"
+
+        def test_after(emulator):
+            pass
+        """,
+    )
+    result = run(project)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*- emulator calls -*", "(the calls could not be listed: RuntimeError: cannot describe)"]
+    )
+
+
+# -- behaviours that raise ---------------------------------------------------------------------
+
+BUGGY = """
+import grpc
+import pytest
+
+from emulator import Behavior
+
+
+class Buggy(Behavior):
+    service = "acme.shop.v1.Catalog"
+
+    def GetProduct(self, request, ctx):
+        raise KeyError(request.product_id)
+
+
+def fail_call(emulator):
+    with pytest.raises(grpc.RpcError) as failed:
+        emulator.stub("acme.shop.v1.Catalog").GetProduct({"product_id": "p9"})
+    assert failed.value.code() == grpc.StatusCode.UNKNOWN
+"""
+
+
+def test_a_behaviour_that_raises_fails_its_test_at_teardown(project: pytest.Pytester) -> None:
+    write(
+        project,
+        BUGGY
+        + """
+pytestmark = pytest.mark.emulator(protos="protos", behaviors=[Buggy])
+seen = {}
+
+
+def test_hits_the_bug(emulator):
+    seen["target"] = emulator.target
+    fail_call(emulator)
+
+
+def test_next_on_the_same_server(emulator):
+    assert emulator.target == seen["target"]  # shared, and the failure did not leak here
+
+
+@pytest.mark.emulator(protos="protos", behaviors=[Buggy], fresh=True)
+def test_fresh_server(emulator):
+    fail_call(emulator)
+
+
+@pytest.mark.emulator(protos="protos", behaviors=[Buggy], raise_behavior_errors=False)
+def test_means_it(emulator):
+    fail_call(emulator)
+    assert [m for m, _ in emulator.behavior_errors] == ["acme.shop.v1.Catalog/GetProduct"]
+""",
+    )
+    result = run(project)
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_hits_the_bug*",
+            "*KeyError: 'p9'*",
+            "*The above exception was the direct cause of the following exception*",
+            "*BehaviorFailedError: 1 call(s) failed because a behaviour raised*",
+            "*acme.shop.v1.Catalog/GetProduct: KeyError: 'p9'",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_fresh_server*"])
+    errored = {
+        r.nodeid.rsplit("::", 1)[1]
+        for r in result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
+        if r.failed
+    }
+    assert errored == {"test_hits_the_bug", "test_fresh_server"}
+
+
+# -- cost of the plugin --------------------------------------------------------------------------
+
+
+def test_loading_the_plugin_imports_nothing_heavy() -> None:
+    """pytest loads the plugin in every run of a project that installs grpc-emulator: grpc,
+    protobuf and the server load only when a test takes the fixture."""
+    code = (
+        "import sys, emulator.pytest_plugin as p\n"
+        "assert hasattr(p, 'EmulatorPool')\n"
+        "heavy = ('grpc', 'google.protobuf', 'emulator.testing', 'emulator.runtime')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_session_without_the_fixture_never_imports_the_emulator(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+
+        def test_plain(pytestconfig):
+            assert pytestconfig.pluginmanager.has_plugin("emulator")
+            assert "emulator.testing" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

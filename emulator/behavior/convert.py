@@ -76,7 +76,26 @@ def _proto_keys(value: Mapping[str, Any], descriptor: Any) -> dict[str, Any]:
         if sub is not None and not sub.GetOptions().map_entry:
             if isinstance(item, Mapping):
                 converted = _proto_keys(item, sub)
+            elif isinstance(item, Message):
+                converted = _in_pool(item, sub)
             elif isinstance(item, list):
-                converted = [_proto_keys(v, sub) if isinstance(v, Mapping) else v for v in item]
+                converted = [
+                    _proto_keys(v, sub)
+                    if isinstance(v, Mapping)
+                    else _in_pool(v, sub)
+                    if isinstance(v, Message)
+                    else v
+                    for v in item
+                ]
         out[field.name] = converted
     return out
+
+
+def _in_pool(message: Message, descriptor: Any) -> Message:
+    """A nested message from another generated module (`any_pb2.Any`, the user's `_pb2`) as the
+    contracts' class of the same type, which is all the constructor takes."""
+    if message.DESCRIPTOR is descriptor or message.DESCRIPTOR.full_name != descriptor.full_name:
+        return message  # the right class already, or the wrong type for the constructor to name
+    from google.protobuf import message_factory
+
+    return message_factory.GetMessageClass(descriptor).FromString(message.SerializeToString())

@@ -14,7 +14,7 @@ import datetime
 import functools
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Executor
 from typing import Any, NoReturn, TypeAlias
@@ -92,6 +92,10 @@ class Dispatcher:
         self.max_duration = dict(max_duration or {})  # method path → seconds a behaviour may take
         self.keep_messages = keep_messages  # first and last messages a call keeps per direction
         self._calls: defaultdict[str, int] = defaultdict(int)
+        # (method, exception) of each behaviour that failed in a way no test means to:
+        # `Emulator` raises them in the test (RpcAbort and bad requests are not among them).
+        # Bounded: a long-running server that nobody reads them from must not grow.
+        self.errors: deque[tuple[str, BaseException]] = deque(maxlen=100)
 
     def reset(self) -> None:
         """Per-method call counts back to zero, so each test's `ctx.rng` replays."""
@@ -250,21 +254,23 @@ class Dispatcher:
         elif isinstance(exc, ReturnTypeError):
             log.error("%s: %s", name, exc)
             code, details = grpc.StatusCode.INTERNAL, str(exc)
+            self.errors.append((name, exc))
         else:
             cause = exc.original if isinstance(exc, _Escaped) else exc
             log.error("%s: behaviour raised %s", name, type(cause).__name__, exc_info=cause)
             text = str(exc) if isinstance(exc, _Escaped) else f"{type(exc).__name__}: {exc}"
             code, details = grpc.StatusCode.UNKNOWN, text
+            self.errors.append((name, cause))
         details = truncated(details)
         if size(trailers) + len(details.encode()) > MAX_STATUS_BYTES:
             # Sent as is, the client would refuse the trailers (RESOURCE_EXHAUSTED) and see
             # something the journal never recorded: send, and record, this instead.
             log.error("%s: the status's trailers are over 8 KiB: sending INTERNAL", name)
-            code = grpc.StatusCode.INTERNAL
             details = (
                 f"the {code.name} status of {name} carries {size(trailers)} bytes of trailers "
                 f"and details, over gRPC's {MAX_STATUS_BYTES} byte metadata limit: send less"
             )
+            code = grpc.StatusCode.INTERNAL
             trailers = ()
         call.code, call.details, call.trailers = code, details, trailers
         await self.headers(call, grpc_ctx)
