@@ -402,3 +402,17 @@ def test_initial_metadata_is_sent_when_a_call_ends_without_a_message() -> None:
         chat = stub.Chat([{}, {}], timeout=5)
         assert list(chat) == []
         assert ("x-grpc-test-echo-initial", "bidi") in chat.initial_metadata()
+
+
+async def test_an_async_test_reads_a_call_past_its_deadline_at_once() -> None:
+    slow = {"name": "slow", "match": {"method": PING}, "delay": {"fixed": "5s"}}
+    async with Emulator(protos=PROTOS, faults=[slow]) as emu:
+        stub = emu.stub(ORDERS)
+        for _ in range(8):
+            with pytest.raises(grpc.RpcError) as info:
+                await stub.Ping({}, timeout=0.2)
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            last = emu.calls(PING).last
+            assert last is not None
+            assert last.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            emu.reset()

@@ -84,7 +84,7 @@ class Dispatcher:
         # Sync behaviours that read a request stream wait on the client between messages: they
         # get threads of their own, so idle streams never starve the pool of other calls.
         self.stream_executor = stream_executor or executor
-        self.inflight = InFlight()
+        self.inflight = InFlight(self.expire)
         self.state = state
         self.clock = clock
         self.chain = chain or Chain()
@@ -272,7 +272,8 @@ class Dispatcher:
             )
             code = grpc.StatusCode.INTERNAL
             trailers = ()
-        call.code, call.details, call.trailers = code, details, trailers
+        if not call.ended:  # (a call that expired keeps the DEADLINE_EXCEEDED it recorded)
+            call.code, call.details, call.trailers = code, details, trailers
         await self.headers(call, grpc_ctx)
         self.end(call)  # journalled before the client can see the status
         await grpc_ctx.abort(code, details, trailers)
@@ -302,9 +303,16 @@ class Dispatcher:
             grpc_ctx.set_trailing_metadata(ctx.trailing_metadata)
             call.trailers = ctx.trailing_metadata
 
+    def expire(self, call: Call) -> None:
+        """End a call the client has given up on (its deadline passed) before grpc gets to it."""
+        self.cancelled(call)
+        self.end(call)
+
     def cancelled(self, call: Call) -> None:
         # The client cancels at its own deadline, a moment before the server's: a cancellation
         # that close is the deadline, as the client saw it.
+        if call.ended:
+            return
         past_deadline = call.deadline is not None and time.time() >= call.deadline - DEADLINE_SLACK
         call.code = (
             grpc.StatusCode.DEADLINE_EXCEEDED if past_deadline else grpc.StatusCode.CANCELLED
