@@ -16,14 +16,10 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from emulator._yaml import SECRET_KEYED
 from emulator.errors import ConfigError
-
-if TYPE_CHECKING:
-    import yaml
-
-SECRET_KEYED = frozenset({"auth.tokens"})  # mappings whose keys must never appear in messages
 
 __all__ = [
     "SECRET_KEYED",
@@ -32,13 +28,13 @@ __all__ = [
     "build",
     "invalid",
     "parse_duration",
+    "parse_integer",
     "parse_size",
-    "plain",
     "where",
 ]
 
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m)\s*$", re.ASCII)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE | re.ASCII)
 _SIZE_UNITS = {
     "b": 1,
     "kb": 10**3,
@@ -48,6 +44,15 @@ _SIZE_UNITS = {
     "mib": 2**20,
     "gib": 2**30,
 }
+# ASCII digits only: str.isdigit() is true for '²' and int() takes '٣' or '1_000'.
+_INTEGER = re.compile(r"^\s*-?[0-9]+\s*$", re.ASCII)
+
+
+def parse_integer(value: str) -> int:
+    """An integer written in ASCII digits (an optional minus sign, spaces around)."""
+    if not _INTEGER.match(value):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return int(value)
 
 
 def parse_duration(value: object) -> float:
@@ -93,31 +98,6 @@ def parse_size(value: object) -> int:
 
 
 ByteSize = typing.Annotated[int, "bytes"]
-
-
-def plain(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> Any:
-    """YAML node → Python data, remembering the line of every key for messages."""
-    import yaml
-
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for index, (key_node, value_node) in enumerate(node.value):
-            key = str(yaml.safe_load(yaml.serialize(key_node)))
-            child = f"{path}.{key}" if path else key
-            if key in out:
-                # A secret key (a static token) is named by its position, never shown.
-                shown = f"{path}[#{index + 1}]" if path in SECRET_KEYED else child
-                raise ConfigError(
-                    f"{source}:{key_node.start_mark.line + 1}: {shown}: duplicate key"
-                )
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = plain(value_node, child, lines, source)
-            lines[child] = key_node.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [plain(item, f"{path}[{i}]", lines, source) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
 
 
 def invalid(location: str, key: str, problem: str) -> ConfigError:
@@ -206,7 +186,7 @@ def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, i
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            if isinstance(value, str) and _INTEGER.match(value):
                 return int(value)
             raise invalid(here, key, f"expected an integer, got {value!r}")
         return value

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.config import Config, load_config_file
-from emulator.errors import EmulatorError
+from emulator.errors import ConfigError, EmulatorError
 
 __all__ = ["main"]
 
@@ -64,7 +64,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="a Python file or directory of Behavior classes; repeatable",
     )
     parser.add_argument("--config", metavar="FILE", help="emulator.yaml; flags override it")
-    parser.add_argument("--seed", type=int, help="seed for default responses (default 0)")
+    parser.add_argument("--seed", type=_integer, help="seed for default responses (default 0)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM)")
@@ -97,6 +97,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
     auth.add_argument("--authz-policy", metavar="FILE", help="gRFC A43 authorization policy (JSON)")
 
 
+def _integer(text: str) -> int:
+    from emulator._schema import parse_integer
+
+    try:
+        return parse_integer(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    try:
+        port = _integer(text)
+    except argparse.ArgumentTypeError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number 0 to 65535 (0 picks a free one), got {text!r}"
+        )
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emulate",
@@ -107,13 +128,19 @@ def _parser() -> argparse.ArgumentParser:
     _common(parser)
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, help="port to listen on; 0 picks a free one (default 50051)"
+        "--port", type=_port, help="port to listen on; 0 picks a free one (default 50051)"
     )
-    parser.add_argument("--workers", type=int, help="threads for sync behaviour methods")
+    parser.add_argument("--workers", type=_integer, help="threads for sync behaviour methods")
     parser.add_argument(
-        "--stream-messages", type=int, help="messages in a default server stream (default 3)"
+        "--stream-messages", type=_integer, help="messages in a default server stream (default 3)"
     )
     parser.add_argument("--grace-period", help="how long SIGTERM waits for in-flight calls (5s)")
+    parser.add_argument(
+        "--max-metadata-size",
+        type=_integer,
+        metavar="BYTES",
+        help="largest request headers accepted (grpc's default is 8192: raise it for big JWTs)",
+    )
     parser.add_argument(
         "--header-faults",
         action="store_const",
@@ -133,12 +160,19 @@ def _check_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    from emulator.environment import CONFIG_VARIABLE, env_overrides
+    from emulator.environment import CONFIG_VARIABLE, env_overrides, variables_for
 
     config_file = args.config or os.environ.get(CONFIG_VARIABLE)
     config = load_config_file(config_file) if config_file else Config()
-    config = config.with_overrides(env_overrides(os.environ), source="environment (EMULATOR_*)")
-    overrides: dict[str, Any] = {}
+    env = env_overrides(os.environ)  # each value already checked, naming its variable
+    pending: dict[str, Any] = {}
+    try:
+        config = config.with_overrides(env, source="environment (EMULATOR_*)")
+    except ConfigError:
+        # Something the flags may complete (EMULATOR_AUTH_JWT_ISSUER with --jwt-key): judge
+        # the environment together with the flags below, naming its variables if it still fails.
+        pending = env
+    overrides: dict[str, Any] = dict(pending)
     for flag, key in (
         ("proto", "protos"),
         ("import_path", "import_paths"),
@@ -149,6 +183,7 @@ def _config(args: argparse.Namespace) -> Config:
         ("port", "server.port"),
         ("workers", "server.workers"),
         ("grace_period", "server.grace_period"),
+        ("max_metadata_size", "server.max_metadata_size"),
         ("stream_messages", "defaults.stream_messages"),
         ("header_faults", "header_faults"),
     ):
@@ -156,7 +191,11 @@ def _config(args: argparse.Namespace) -> Config:
         if value is not None:
             overrides[key] = value
     overrides.update(_security_overrides(args, config))
-    config = config.with_overrides(overrides, source="command line")
+    source = "command line"
+    if pending:
+        names = ", ".join(variables_for(os.environ, pending))
+        source = f"environment ({names})" + (" and command line" if overrides != pending else "")
+    config = config.with_overrides(overrides, source=source)
     if not config.protos:
         raise EmulatorError("no contracts: pass --proto PATH (or `protos:` in --config FILE)")
     return config
@@ -182,12 +221,14 @@ def _security_overrides(args: argparse.Namespace, config: Config) -> dict[str, A
     keys = [{"file": f} for f in getattr(args, "jwt_key", None) or []]
     if getattr(args, "jwt_secret_env", None):
         keys.append({"secret_env": args.jwt_secret_env})
-    jwt_flags = {"issuer": args.jwt_issuer, "audience": args.jwt_audience}
-    if keys or any(jwt_flags.values()):
-        jwt = dataclasses.asdict(config.auth.jwt) if config.auth.jwt else {}
-        jwt["keys"] = [*jwt.get("keys", ()), *keys]
-        jwt.update({k: v for k, v in jwt_flags.items() if v})
-        overrides["auth.jwt"] = jwt
+    # Dotted keys, not a whole `auth.jwt`: settings from the environment stay unless a flag
+    # sets the same one.
+    if keys:
+        known = [dataclasses.asdict(k) for k in config.auth.jwt.keys] if config.auth.jwt else []
+        overrides["auth.jwt.keys"] = [*known, *keys]
+    for flag, key in (("jwt_issuer", "auth.jwt.issuer"), ("jwt_audience", "auth.jwt.audience")):
+        if getattr(args, flag, None):
+            overrides[key] = getattr(args, flag)
     if getattr(args, "authz_policy", None):
         overrides["authorization"] = _json_file(args.authz_policy, "--authz-policy")
     return overrides

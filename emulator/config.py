@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from emulator._schema import ByteSize, Duration, build, invalid, parse_duration, plain, where
+from emulator._schema import ByteSize, Duration, build, invalid, parse_duration, where
 from emulator.errors import ConfigError
 from emulator.faults.config import FaultConfig, RateLimitConfig
 
@@ -51,6 +51,8 @@ class ServerConfig:
     max_concurrent_streams: int | None = None
     # An async behaviour that never awaits freezes every call: say so after this long (0: never).
     loop_block_warning: Duration = 1.0
+    # Request headers grpc accepts, in bytes (grpc's default is 8 KiB: too small for big JWTs).
+    max_metadata_size: ByteSize | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,6 +148,10 @@ class Config:
     ) -> Config:
         """Validate `data` (nested mappings keyed as in emulator.yaml)."""
         result: Config = build(cls, data, "", source, lines or {})
+        host = result.server.host
+        if host.startswith("[") and host.endswith("]"):  # `[::1]`, as in a URL, is `::1`
+            server = dataclasses.replace(result.server, host=host[1:-1])
+            result = dataclasses.replace(result, server=server)
         _check_values(result, source, lines or {})
         return result
 
@@ -156,6 +162,8 @@ class Config:
             *parents, last = dotted.split(".")
             target = data
             for part in parents:
+                if target.get(part) is None:  # an optional section not set yet (auth.jwt)
+                    target[part] = {}
                 target = target[part]
             target[last] = value
         return Config.from_mapping(data, source=source)
@@ -163,24 +171,12 @@ class Config:
 
 def load_config_file(path: str | Path) -> Config:
     """Read and validate emulator.yaml; relative paths in it are relative to the file."""
-    import yaml  # only a config file needs it: keeps start-up without one fast
+    from emulator._yaml import read_yaml
 
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: cannot be read: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
-    if node is None:
+    data, lines = read_yaml(path)
+    if data is None:
         return Config()
-    lines: dict[str, int] = {}
-    data = plain(node, "", lines, str(path))
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}:1: the file must be a mapping of keys such as protos, seed, server"
@@ -196,14 +192,20 @@ def load_config_file(path: str | Path) -> Config:
         values = data.get(section)
         if isinstance(values, dict):
             for key in keys:
-                if isinstance(values.get(key), str) and values[key]:
-                    values[key] = str(base / values[key])
+                value = values.get(key)
+                # Inline PEM is the certificate itself, never a path relative to the file.
+                if isinstance(value, str) and value and not _inline_pem(value):
+                    values[key] = str(base / value)
     jwt = data.get("auth", {}).get("jwt") if isinstance(data.get("auth"), dict) else None
     if isinstance(jwt, dict) and isinstance(jwt.get("keys"), list):
         for entry in jwt["keys"]:
             if isinstance(entry, dict) and isinstance(entry.get("file"), str):
                 entry["file"] = str(base / entry["file"])
     return Config.from_mapping(data, source=str(path), lines=lines)
+
+
+def _inline_pem(value: str) -> bool:
+    return value.lstrip().startswith("-----BEGIN")
 
 
 def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None:
@@ -214,6 +216,9 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
 
     if not 0 <= config.server.port <= 65535:
         raise bad("server.port", f"must be 0 (any free port) to 65535, got {config.server.port}")
+    size = config.server.max_metadata_size
+    if size is not None and not 1024 <= size <= 16 * 1024 * 1024:
+        raise bad("server.max_metadata_size", f"must be 1024 to 16777216 (bytes), got {size}")
     if config.server.workers < 1:
         raise bad("server.workers", f"must be at least 1, got {config.server.workers}")
     if not 0 <= config.defaults.stream_messages <= 10_000:
@@ -239,10 +244,31 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
             problem = "a static token must not be empty nor start or end with a space"
             raise bad(f"auth.tokens[#{i + 1}]", problem)
     if config.auth.jwt is not None and not config.auth.jwt.keys:
-        raise bad("auth.jwt.keys", "list at least one key (file or secret_env)")
+        raise bad(
+            "auth.jwt.keys",
+            "JWT settings need at least one key: list auth.jwt.keys (file or secret_env) "
+            "in the config file, or pass --jwt-key FILE or --jwt-secret-env NAME",
+        )
     _check_faults(config, bad)
-    if not config.server.host:
+    _check_host(config.server.host, bad)
+
+
+def _check_host(host: str, bad: Any) -> None:
+    import ipaddress
+
+    if not host:
         raise bad("server.host", "must not be empty")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad(
+                "server.host",
+                f"{host!r} is not a host name or IP address; an IPv6 address may be written "
+                "::1 or [::1], and the port goes in server.port (--port)",
+            ) from None
+    elif any(c.isspace() or c in "[]/" for c in host):
+        raise bad("server.host", f"{host!r} is not a host name or IP address")
 
 
 _STATUS_NAMES = frozenset(

@@ -13,13 +13,13 @@ import difflib
 import functools
 import logging
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from emulator.config import Config
 from emulator.errors import ConfigError
 
-__all__ = ["CONFIG_VARIABLE", "env_overrides"]
+__all__ = ["CONFIG_VARIABLE", "env_overrides", "variables_for"]
 
 log = logging.getLogger("emulator")
 
@@ -89,7 +89,21 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         try:  # checked one by one, so the message names the variable
             Config().with_overrides({key: overrides[key]}, source=name)
         except ConfigError as exc:
+            if exc.key is not None and not _about(exc.key, key):
+                # About another key (auth.jwt.issuer needs auth.jwt.keys, which the file or a
+                # flag may give): judged once everything is merged, see `variables_for`.
+                continue
             raise ConfigError(
                 f"environment variable {name} ({key}): {exc.problem}", key=key, problem=exc.problem
             ) from None
     return overrides
+
+
+def _about(error_key: str, key: str) -> bool:
+    return error_key == key or error_key.startswith((f"{key}[", f"{key}."))
+
+
+def variables_for(environ: Mapping[str, str], keys: Iterable[str]) -> list[str]:
+    """The `EMULATOR_*` variables in `environ` that set any of `keys`, for messages."""
+    known, wanted = _variables(), set(keys)
+    return sorted(name for name in environ if name in known and known[name][0] in wanted)

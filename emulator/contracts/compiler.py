@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -117,13 +118,15 @@ def _collect(
             raise ContractError(f"--proto {raw}: no such file or directory")
         if path.is_dir():
             add_root(path)
-            found = sorted(p for p in path.rglob("*.proto") if p.is_file())
+            found = sorted(_find_protos(path, raw))
             if not found:
                 raise ContractError(f"--proto {raw}: the directory holds no .proto files")
             files.extend((p, p.relative_to(path).as_posix()) for p in found)
         elif path.suffix in DESCRIPTOR_SET_SUFFIXES:
+            _check_regular(path, f"--proto {raw}")
             sets.append(path)
         elif path.suffix == ".proto":
+            _check_regular(path, f"--proto {raw}")
             # A file under an import path is known by its name there, as its importers know it.
             root = next((p for p in imports if path.is_relative_to(p)), path.parent)
             add_root(root)
@@ -139,6 +142,53 @@ def _collect(
         add_root(path)
     unique = list(dict.fromkeys(files))
     return _Sources(tuple(roots), tuple(unique), tuple(sets))
+
+
+def _find_protos(root: Path, raw: str | os.PathLike[str]) -> Iterator[Path]:
+    """Every `.proto` file under `root`. A folder that cannot be listed or a `.proto` entry
+    that is not a readable file is an error: skipping it would serve some services silently."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            raise ContractError(
+                f"--proto {raw}: cannot list the folder {folder}: {exc.strerror}; "
+                "make it readable or move it out of the contracts"
+            ) from None
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(path)  # linked folders are not followed (they may loop)
+            elif entry.name.endswith(".proto") and not entry.is_dir():
+                _check_regular(path, f"--proto {raw}")
+                yield path
+
+
+def _check_regular(path: Path, flag: str) -> None:
+    """A contract must be a regular file: reading a FIFO would wait forever."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            raise ContractError(
+                f"{flag}: {path}: a broken symbolic link (to {os.readlink(path)}): fix or remove it"
+            ) from None
+        raise ContractError(f"{flag}: {path}: cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ContractError(
+            f"{flag}: {path}: not a regular file (a FIFO, socket or device): give a file"
+        )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ContractError(
+            f"{path}: cannot be read: {exc.strerror}; make it readable for this user"
+        ) from None
 
 
 def _wkt_include() -> Path:
@@ -160,7 +210,7 @@ def _cache_key(sources: _Sources) -> str:
     for root in sources.roots:
         digest.update(b"root\0" + str(root).encode() + b"\0")
     for path, name in sources.files:
-        digest.update(b"file\0" + name.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(b"file\0" + name.encode() + b"\0" + _read(path) + b"\0")
     return digest.hexdigest()
 
 
@@ -314,8 +364,9 @@ def _explain(output: str, sources: _Sources) -> str:
 
 def _read_descriptor_set(path: Path) -> descriptor_pb2.FileDescriptorSet:
     fds = descriptor_pb2.FileDescriptorSet()
+    data = _read(path)
     try:
-        fds.ParseFromString(path.read_bytes())
+        fds.ParseFromString(data)
     except Exception as exc:  # protobuf raises DecodeError or RuntimeError by implementation
         raise ContractError(
             f"{path}: not a FileDescriptorSet ({exc}); write one with "

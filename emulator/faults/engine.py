@@ -18,7 +18,7 @@ import grpc
 from emulator.chain import Call, Interceptor, first_values
 from emulator.errors import RpcAbort
 from emulator.faults.config import RateLimitConfig
-from emulator.faults.headers import header_fault
+from emulator.faults.headers import header_fault, warn_if_ignored
 from emulator.faults.rules import Abort, Rule, method_matches, seeded
 
 __all__ = ["FaultInterceptor", "RateLimiter", "StreamFault"]
@@ -87,6 +87,7 @@ class FaultInterceptor(Interceptor):
         self._active = 0
         self._by_path: dict[str, tuple[list[Rule], list[RateLimiter]]] = {}
         self._header_calls = itertools.count(1)
+        self._header_warned = header_faults  # headers ignored while off: logged once
 
     # -- rules at run time (emu.fault) ---------------------------------------------------------
 
@@ -136,6 +137,8 @@ class FaultInterceptor(Interceptor):
         return found
 
     async def before(self, call: Call) -> None:
+        if not self._header_warned:
+            self._header_warned = warn_if_ignored(call.metadata)
         rules, limits = self._for(call.spec.path)
         if not (rules or limits or self._header_faults):
             return

@@ -7,8 +7,9 @@ x-envoy-fault-delay-request: 200                (milliseconds; + ...-delay-reque
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -16,7 +17,9 @@ import grpc
 from emulator._schema import parse_duration
 from emulator.errors import RpcAbort
 
-__all__ = ["HeaderFault", "header_fault"]
+__all__ = ["HeaderFault", "header_fault", "warn_if_ignored"]
+
+log = logging.getLogger("emulator")
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -90,6 +93,21 @@ def header_fault(headers: Mapping[str, str | bytes]) -> HeaderFault | None:
             "x-envoy-fault-delay-request-percentage",
         ),
     )
+
+
+def warn_if_ignored(metadata: Iterable[tuple[str, object]]) -> bool:
+    """While header faults are off, log that a client sent one; True once logged (the caller
+    keeps that, so it is said once per server and costs nothing afterwards)."""
+    for key, _ in metadata:
+        if key == "x-emulator-fault" or key.startswith("x-envoy-fault-"):
+            log.warning(
+                "ignoring request header %s: header faults are off; enable them with "
+                "`header_faults: true` in the config, --header-faults or "
+                "EMULATOR_HEADER_FAULTS=true (said once)",
+                key,
+            )
+            return True
+    return False
 
 
 def _own(value: str) -> HeaderFault:

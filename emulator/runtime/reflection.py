@@ -9,39 +9,50 @@ from __future__ import annotations
 
 import typing
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 from grpc_reflection.v1alpha import reflection_pb2 as pb
 
 from emulator.contracts.builtin import REFLECTION_SERVICES
 from emulator.contracts.model import Contracts
 
-__all__ = ["ReflectionHandler"]
+__all__ = ["ReflectionHandler", "parse_or_abort"]
+
+M = TypeVar("M", bound=Message)
 
 
 class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     def __init__(self, contracts: Contracts, services: Iterable[str]) -> None:
         self._contracts = contracts
         self._services = sorted(services)
-        handler = grpc.stream_stream_rpc_method_handler(
-            self._info,
-            request_deserializer=pb.ServerReflectionRequest.FromString,
-            response_serializer=pb.ServerReflectionResponse.SerializeToString,
-        )
-        self._paths = {f"/{name}/ServerReflectionInfo": handler for name in REFLECTION_SERVICES}
+        # Requests arrive as bytes and are parsed here: grpcio would answer bytes that do not
+        # parse with UNKNOWN "Unexpected DecodeError" instead of INVALID_ARGUMENT.
+        self._paths = {
+            f"/{name}/ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                self._info_for(name.rpartition(".")[0] + ".ServerReflectionRequest"),
+                response_serializer=pb.ServerReflectionResponse.SerializeToString,
+            )
+            for name in REFLECTION_SERVICES
+        }
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         return self._paths.get(details.method)
 
-    async def _info(
-        self, requests: AsyncIterator[pb.ServerReflectionRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ServerReflectionResponse]:
-        async for request in requests:
-            response = self._answer(request)
-            response.valid_host = request.host
-            response.original_request.CopyFrom(request)
-            yield response
+    def _info_for(self, type_name: str) -> Any:
+        # A closure, not functools.partial: grpc.aio must see an async generator function.
+        async def info(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[pb.ServerReflectionResponse]:
+            async for data in requests:
+                request = await parse_or_abort(pb.ServerReflectionRequest, data, type_name, context)
+                response = self._answer(request)
+                response.valid_host = request.host
+                response.original_request.CopyFrom(request)
+                yield response
+
+        return info
 
     def _answer(self, request: pb.ServerReflectionRequest) -> pb.ServerReflectionResponse:
         kind = request.WhichOneof("message_request")
@@ -108,6 +119,19 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 file_descriptor_proto=[protos[n].SerializeToString() for n in ordered]
             )
         )
+
+
+async def parse_or_abort(
+    cls: type[M], data: bytes, type_name: str, context: grpc.aio.ServicerContext
+) -> M:
+    """`data` parsed as `cls`; a call whose bytes do not parse ends with INVALID_ARGUMENT."""
+    try:
+        return cls.FromString(data)
+    except (DecodeError, RuntimeError) as exc:  # RuntimeError: some protobuf builds
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {type_name}: {exc}"
+        )
+        raise AssertionError("abort() raises") from None
 
 
 def _error(code: grpc.StatusCode, message: str) -> pb.ServerReflectionResponse:

@@ -10,7 +10,7 @@ from types import CodeType
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
 from emulator.behavior.defaults import DefaultResponses
@@ -28,6 +28,7 @@ from emulator.faults.rules import compile_rule, method_matches
 from emulator.journal import Journal
 from emulator.runtime.clock import Clock
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
+from emulator.runtime.health import health_handler
 from emulator.runtime.reflection import ReflectionHandler
 from emulator.runtime.security import (
     BuiltinGuard,
@@ -115,8 +116,7 @@ class EmulatorServer:
 
     @property
     def target(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return _address(self.host, self.port)
 
     @property
     def services(self) -> list[str]:
@@ -136,14 +136,10 @@ class EmulatorServer:
             (
                 EmulatorHandler(self.dispatcher),
                 ReflectionHandler(self.contracts, self.services),
+                health_handler(self.health),
             )
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        address = (
-            f"[{self.host}]:{self.config.server.port}"
-            if ":" in self.host
-            else (f"{self.host}:{self.config.server.port}")
-        )
+        address = _address(self.host, self.config.server.port)
         credentials = self.security.credentials
         try:
             if credentials is None:
@@ -182,6 +178,11 @@ class EmulatorServer:
             options.append(("grpc.max_connection_age_grace_ms", 1000))
         if server.max_concurrent_streams is not None:
             options.append(("grpc.max_concurrent_streams", server.max_concurrent_streams))
+        if server.max_metadata_size is not None:
+            # grpc refuses headers over the soft limit some of the time and over the hard
+            # limit always: raise both, or big tokens fail at random.
+            options.append(("grpc.max_metadata_size", server.max_metadata_size))
+            options.append(("grpc.absolute_max_metadata_size", server.max_metadata_size))
         return options
 
     async def stop(self, grace: float | None = None) -> None:
@@ -205,6 +206,12 @@ class EmulatorServer:
             if code is not None:
                 found.append((code, f"{impl.spec.name} ({impl.origin})"))
         return found
+
+
+def _address(host: str, port: int | None) -> str:
+    """`host:port`, an IPv6 address in brackets (given with or without them)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
 
 
 def build_faults(
