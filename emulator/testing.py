@@ -20,7 +20,14 @@ from google.protobuf.message import Message
 
 from emulator.behavior.base import Behavior
 from emulator.behavior.discovery import BehaviorSource
-from emulator.behavior.registry import Implementation, Registry, Style, bind, check_shape
+from emulator.behavior.registry import (
+    Implementation,
+    Registry,
+    Style,
+    bind,
+    check_parameters,
+    check_shape,
+)
 from emulator.channels import PemValue, channel_security
 from emulator.client import DynamicStub
 from emulator.config import Config
@@ -253,6 +260,7 @@ class Emulator:
             style = Style.of(fn)
             origin = f"override {getattr(fn, '__qualname__', repr(fn))} of {spec.name}"
             check_shape(spec, style, origin)
+            check_parameters(spec, fn, origin)
             impls = [Implementation(spec=spec, func=fn, style=style, origin=origin)]
         else:
             impls = bind(contracts, target)

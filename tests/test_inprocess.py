@@ -1020,3 +1020,11 @@ def test_a_dict_with_an_unknown_field_names_the_field_and_the_type(emu: Emulator
     with pytest.raises(TypeError, match=r"takes a acme\.shop\.v1\.GetProductRequest, not a"):
         catalog.GetProduct(emu.server.contracts.message_class_by_name("acme.shop.v1.Product")())
     assert emu.calls().count == 0  # nothing was sent
+
+
+def test_an_override_that_cannot_take_request_and_ctx_is_refused_at_once() -> None:
+    with Emulator(protos=PROTOS) as emu:
+        with pytest.raises(BehaviorError, match=r"takes \(request\).*fn\(request, ctx\)"):
+            emu.override(GET_PRODUCT, lambda request: {})
+        emu.override(GET_PRODUCT, lambda request, ctx: {"name": "ok"})
+        assert emu.stub(CATALOG).GetProduct({}).name == "ok"

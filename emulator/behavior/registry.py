@@ -159,10 +159,14 @@ def check_parameters(spec: MethodSpec, func: Callable[..., Any], origin: str) ->
     else:
         return
     first = "requests" if spec.kind.client_streaming else "request"
-    shown = ", ".join(["self", *(str(p) for p in signature.parameters.values())])
+    method = inspect.ismethod(func)  # a behaviour's method; an override may be a plain function
+    own = ["self"] if method else []
+    shown = ", ".join([*own, *(str(p) for p in signature.parameters.values())])
+    called = f"{spec.method}(self, {first}, ctx)" if method else f"fn({first}, ctx)"
+    after = " after self" if method else ""
     raise BehaviorError(
         f"{origin}: takes ({shown}), but {spec.name} is {spec.kind.value} and is called as "
-        f"{spec.method}(self, {first}, ctx): give it exactly those two parameters after self"
+        f"{called}: give it exactly those two parameters{after}"
     )
 
 
