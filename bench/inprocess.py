@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 # run.py re-executes with the venv's python when grpc is missing; importing it does the same here.
-from run import HERE, REPO, grpc, verdicts
+from run import HERE, REPO, machine_facts, verdicts
 
 from emulator import Emulator
 
@@ -260,11 +259,7 @@ def main() -> int:
     meta = {
         "reps": args.reps,
         "rounds": args.rounds,
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "cpus": os.cpu_count(),
-        "machine": platform.platform(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **machine_facts(),
     }
     try:
         print("in-process start", flush=True)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import statistics
@@ -33,7 +31,7 @@ import time
 from pathlib import Path
 
 # run.py re-executes with the venv's python when grpc is missing; importing it does the same here.
-from run import HERE, REPO, grpc, verdicts
+from run import HERE, REPO, machine_facts, verdicts
 
 TARGET_MS = 20.0
 TIMEOUT = 120.0
@@ -118,11 +116,7 @@ def main() -> int:
     (work / "test_trivial.py").write_text(TRIVIAL)
     meta = {
         "rounds": args.rounds,
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "cpus": os.cpu_count(),
-        "machine": platform.platform(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **machine_facts(),
     }
     try:
         print("pytest sessions of one trivial test", flush=True)

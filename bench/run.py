@@ -57,6 +57,17 @@ EMULATOR = "emulator (defaults)"
 BEHAVIOUR = "emulator + behaviour"
 
 
+def machine_facts() -> dict[str, Any]:
+    """What every results file says about where and when it was measured."""
+    return {
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
 class BenchError(RuntimeError):
     """The benchmark itself broke (a server did not start, a probe failed...)."""
 
@@ -363,11 +374,7 @@ def main() -> int:
         "duration": args.duration,
         "warmup": args.warmup,
         "reps": args.startup_reps,
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "cpus": os.cpu_count(),
-        "machine": platform.platform(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **machine_facts(),
     }
     try:
         print(f"throughput ({loadgen.describe()})", flush=True)
