@@ -28,7 +28,9 @@ class Messages:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self._keep = keep
         self._head: list[bytes] = []
-        self._tail: deque[bytes] = deque()
+        # Made only once the head is full: most calls have a message or two, and an empty
+        # deque alone costs more than the rest of the record (the journal keeps 10,000).
+        self._tail: deque[bytes] | None = None
         self.count = 0  # every message seen
         self.total_bytes = 0  # their sizes
         self.kept_bytes = 0  # sizes of those still held
@@ -46,6 +48,8 @@ class Messages:
             self._head.append(data)
             self.kept_bytes += len(data)
             return
+        if self._tail is None:
+            self._tail = deque()
         self._tail.append(data)
         self.kept_bytes += len(data)
         if len(self._tail) > self._keep:
@@ -60,7 +64,7 @@ class Messages:
     @property
     def dropped(self) -> int:
         """Messages from the middle of the stream that were counted but not kept."""
-        return self.count - len(self._head) - len(self._tail)
+        return self.count - len(self._head) - len(self._tail or ())
 
     def __len__(self) -> int:
         return self.count
@@ -72,14 +76,15 @@ class Messages:
             raise IndexError(f"message {index} of {self.count}")
         if position < len(self._head):
             return self._head[position]
-        start = self.count - len(self._tail)
+        tail = self._tail or deque()
+        start = self.count - len(tail)
         if position >= start:
-            return self._tail[position - start]
+            return tail[position - start]
         raise IndexError(f"message {index} of {self.count} was not kept (only the first and last)")
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._head
-        yield from self._tail
+        yield from self._tail or ()
 
     def __repr__(self) -> str:
         return f"<Messages {self.count} ({self.dropped} not kept), {self.total_bytes} bytes>"
