@@ -850,3 +850,20 @@ def test_max_concurrent_streams_queues_calls_on_a_connection() -> None:
         assert [f.code() for f in futures] == [OK] * 3
         starts = sorted(c.started_at for c in emu.calls())
         assert all((b - a).total_seconds() >= 0.08 for a, b in itertools.pairwise(starts))
+
+
+def test_a_fault_on_a_header_matches_any_value_of_a_repeated_header() -> None:
+    from emulator import Emulator
+
+    rule = {
+        "name": "evil-tenant",
+        "match": {"method": "acme.shop.v1.Orders/Ping", "metadata": {"x-tenant": "evil"}},
+        "abort": {"code": "UNAVAILABLE"},
+    }
+    with Emulator(protos=PROTOS, faults=[rule]) as emu:
+        ping = emu.stub("acme.shop.v1.Orders").Ping
+        for tenants in (["evil"], ["acme", "evil"], ["evil", "acme"]):
+            with pytest.raises(grpc.RpcError) as info:
+                ping({}, metadata=[("x-tenant", t) for t in tenants], timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        ping({}, metadata=[("x-tenant", "acme")], timeout=5)

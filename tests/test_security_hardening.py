@@ -203,7 +203,7 @@ def test_a43_sees_certificate_principals_on_health_and_reflection(pki: Pki) -> N
 TENANT_POLICY = {
     "name": "tenants",
     "deny_rules": [
-        {"name": "no-evil", "request": {"headers": [{"key": "x-tenant", "values": ["*evil"]}]}}
+        {"name": "no-evil", "request": {"headers": [{"key": "x-tenant", "values": ["evil"]}]}}
     ],
     "allow_rules": [
         {
@@ -222,9 +222,16 @@ TENANT_POLICY = {
     ("method", "tenants", "fragment"),
     [
         (GET_PRODUCT, ["acme", "evil"], "denied by rule 'no-evil' of policy 'tenants'"),
+        (GET_PRODUCT, ["evil", "acme"], "denied by rule 'no-evil' of policy 'tenants'"),
+        (GET_PRODUCT, ["acme,evil"], "denied by rule 'no-evil' of policy 'tenants'"),
         (CREATE_ORDER, ["acme", "globex"], "no allow rule of policy 'tenants'"),
     ],
-    ids=["deny-rule-on-the-second-value", "allow-rule-on-the-first-value-only"],
+    ids=[
+        "deny-rule-on-the-second-value",
+        "deny-rule-on-the-first-value",
+        "deny-rule-on-one-of-joined-values",
+        "allow-rule-on-the-first-value-only",
+    ],
 )
 def test_a43_matches_a_repeated_header_by_all_its_values(
     method: str, tenants: list[str], fragment: str

@@ -158,7 +158,7 @@ class FaultInterceptor(Interceptor):
         for rule in rules:  # `_for` picked them by method
             if rule.needs_request and request is None and call.requests:
                 request = _parse(call)
-            if not rule.matches_call(headers, request):
+            if not rule.matches_call(call.metadata, request):
                 continue
             index = rule.next_index()
             if not rule.gate(index, self.elapsed()):

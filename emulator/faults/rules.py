@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +58,11 @@ class Rule:
         self.matched = 0
         self.injected = 0
 
-    def matches_call(self, metadata: Mapping[str, str | bytes], request: Any) -> bool:
-        """Headers and request fields, for a call whose method is known to match."""
+    def matches_call(self, metadata: Sequence[tuple[str, str | bytes]], request: Any) -> bool:
+        """Headers and request fields, for a call whose method is known to match. A header sent
+        more than once matches when any of its values does."""
         for key, want in self._metadata:
-            if metadata.get(key) != want:
+            if not any(k == key and v == want for k, v in metadata):
                 return False
         match = self.config.match
         if match.request:

@@ -102,14 +102,17 @@ def _closest(word: str, names: Sequence[str]) -> list[str]:
 
 
 def joined_values(metadata: Sequence[tuple[str, str | bytes]]) -> dict[str, str]:
-    """Each header once, its values joined with "," in the order sent: a header sent twice is
-    matched as one value, as A43 (and Envoy) match it, so a second value cannot hide behind an
-    allowed first one."""
-    joined: dict[str, list[str]] = {}
+    """Each header once, its values joined with "," in the order sent, as A43 and Envoy match a
+    repeated header (`acme` then `evil` is `acme,evil`, as if sent so in one header).
+
+    Allow rules match the joined value, so a second value cannot hide behind an allowed first
+    one; deny rules match the joined value or any one of its comma-separated parts, so a value
+    cannot hide behind an innocent one either."""
+    found: dict[str, list[str]] = {}
     for key, value in metadata:
         text = value.decode(errors="replace") if isinstance(value, bytes) else value
-        joined.setdefault(key, []).append(text)
-    return {key: ",".join(values) for key, values in joined.items()}
+        found.setdefault(key, []).append(text)
+    return {key: ",".join(values) for key, values in found.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,14 @@ class Rule:
     paths: tuple[str, ...]  # empty: any method
     headers: tuple[tuple[str, tuple[str, ...]], ...]
 
-    def matches(self, path: str, principals: Sequence[str], headers: Mapping[str, str]) -> bool:
+    def matches(
+        self,
+        path: str,
+        principals: Sequence[str],
+        headers: Mapping[str, str],
+        *,
+        any_value: bool = False,
+    ) -> bool:
         if self.principals and not any(
             matches(p, name) for p in self.principals for name in principals
         ):
@@ -128,7 +138,10 @@ class Rule:
             return False
         for key, values in self.headers:
             got = headers.get(key)
-            if not any(matches(v, got) for v in values):
+            candidates: list[str | None] = [got]
+            if any_value and got is not None and "," in got:
+                candidates += [part.strip() for part in got.split(",")]
+            if not any(matches(v, c) for v in values for c in candidates):
                 return False
         return True
 
@@ -165,7 +178,7 @@ class Policy:
     ) -> str | None:
         """`headers` as `joined_values()` gives them."""
         for rule in self.deny:
-            if rule.matches(path, principals, headers):
+            if rule.matches(path, principals, headers, any_value=True):
                 return f"denied by rule {rule.name!r} of policy {self.name!r}"
         for rule in self.allow:
             if rule.matches(path, principals, headers):
