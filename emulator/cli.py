@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.config import Config, load_config_file
-from emulator.errors import ConfigError, EmulatorError
+from emulator.errors import ConfigError, EmulatorError, Interrupted
 
 __all__ = ["main"]
 
@@ -264,6 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = bool(argv) and argv[0] == "check"
     args = (_check_parser() if check else _parser()).parse_args(argv[1:] if check else argv)
     try:
+        return _run(args, check)
+    except Interrupted as stop:
+        # Compiling contracts or importing behaviours can take a while: a stop asked for then
+        # ends the start-up at once, with the status a signal gives (128 + its number).
+        name = signal.Signals(stop.signum).name
+        print(f"emulate: stopped by {name} while starting", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def _run(args: argparse.Namespace, check: bool) -> int:
+    _starting_signals()
+    try:
         config = _config(args)
         _setup_logging(config)
         from emulator.runtime.server import EmulatorServer
@@ -289,6 +301,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("sync behaviours still running after the grace period: exiting anyway")
         _exit_now(code)
     return code
+
+
+def _starting_signals() -> None:
+    """Until the server's loop takes them over: SIGINT/SIGTERM stop the start-up, SIGHUP (whose
+    default would end the process without a word) is noted and ignored."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    def hangup(signum: int, frame: object) -> None:
+        print(
+            "emulate: SIGHUP while starting: reloading is not supported; ignored", file=sys.stderr
+        )
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (main() run in a test)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, hangup)
 
 
 def _behaviours_still_running(settle: float = 0.5) -> bool:

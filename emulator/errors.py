@@ -5,6 +5,7 @@
     ├── BehaviorError             a behaviour file, class or method that does not fit the contracts
     └── ConfigError               emulator.yaml, flags or keyword arguments that do not validate
     RpcAbort                      raised by a behaviour to end one call with a gRPC status
+    Interrupted (BaseException)   SIGINT or SIGTERM arrived while `emulate` was starting
     BehaviorFailedError           a behaviour raised during a test; raised in the test at exit
 
 Setup errors carry a message that already names the file, line or key and says what to do; the CLI
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "EmulatorError",
+    "Interrupted",
     "RpcAbort",
 ]
 
@@ -121,3 +123,11 @@ def _describe(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}"
     except Exception:  # an exception whose __str__ fails still gets reported
         return type(exc).__name__
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived while `emulate` was still starting (compiling, importing)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

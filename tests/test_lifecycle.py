@@ -365,3 +365,80 @@ def test_flexible_signatures_are_accepted() -> None:
 
     with Emulator(protos=PROTOS, behaviors=Flexible) as emu:
         assert emu.stub("acme.shop.v1.Catalog").GetProduct({}).name == "star-args"
+
+
+def _slow_import(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A behaviour file that marks it is being imported, then waits for a go-ahead file."""
+    importing, go = tmp_path / "importing", tmp_path / "go"
+    behaviors = tmp_path / "behaviors"
+    behaviors.mkdir()
+    (behaviors / "slow.py").write_text(
+        textwrap.dedent(f"""
+        import pathlib, time
+        from emulator import Behavior
+        pathlib.Path({str(importing)!r}).touch()
+        deadline = time.monotonic() + 20
+        while not pathlib.Path({str(go)!r}).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        class Slow(Behavior):
+            service = "acme.shop.v1.Orders"
+        """)
+    )
+    return behaviors, importing, go
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_while_starting_ends_the_start_up(
+    tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
+    import subprocess
+    import sys
+
+    behaviors, importing, _ = _slow_import(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--proto", str(PROTOS), "--behaviors", str(behaviors)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(importing.exists)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == status, err
+    assert f"emulate: stopped by {sig.name} while starting" in err
+    assert "Traceback" not in err and "does not import" not in err
+
+
+def test_sighup_while_starting_is_ignored_and_the_emulator_serves(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    behaviors, importing, go = _slow_import(tmp_path)
+    command = [sys.executable, "-m", "emulator", "--port", "0"]
+    proc = subprocess.Popen(
+        [*command, "--proto", str(PROTOS), "--behaviors", str(behaviors)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(importing.exists)
+        proc.send_signal(signal.SIGHUP)
+        go.touch()
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        assert banner.startswith("emulator listening on "), banner
+        with grpc.insecure_channel(banner.split()[-1]) as channel:
+            assert channel.unary_unary("/acme.shop.v1.Orders/Ping")(b"", timeout=5) == b""
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGHUP while starting: reloading is not supported; ignored" in err

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from emulator.behavior.base import Behavior
-from emulator.errors import BehaviorError
+from emulator.errors import BehaviorError, Interrupted
 
 __all__ = ["BehaviorSource", "discover", "no_service", "where"]
 
@@ -90,6 +90,9 @@ def _import(file: Path) -> ModuleType:
         sys.path.insert(0, str(resolved.parent))
         try:
             spec.loader.exec_module(module)
+        except Interrupted:
+            del sys.modules[name]
+            raise  # the emulator was asked to stop: not the file's fault
         except BaseException as exc:
             del sys.modules[name]
             # sys.exit() or Ctrl-C in a behaviour file is a file that does not load, not a
