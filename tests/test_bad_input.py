@@ -158,6 +158,25 @@ def test_an_unreadable_proto_folder_is_named_not_skipped(contracts: Path) -> Non
     _refused(result, f"cannot list the folder {contracts / 'more'}: Permission denied")
 
 
+def test_an_unreadable_behaviours_folder_is_named_not_skipped(tmp_path: Path) -> None:
+    prefix = _unprivileged()
+    behaviors = tmp_path / "behaviors"
+    (behaviors / "more").mkdir(parents=True)
+    (behaviors / "more" / "orders.py").write_text(
+        "from emulator import Behavior\n"
+        "class Orders(Behavior):\n    service = 'acme.shop.v1.Orders'\n"
+        "    def Ping(self, request, ctx):\n        return None\n"
+    )
+    result = _run("check", "--proto", str(PROTOS), "--behaviors", str(behaviors), prefix=prefix)
+    assert "1 with behaviours" in result.stdout, result.stderr
+    (behaviors / "more").chmod(0)
+    try:
+        result = _run("check", "--proto", str(PROTOS), "--behaviors", str(behaviors), prefix=prefix)
+    finally:
+        (behaviors / "more").chmod(0o755)
+    _refused(result, f"cannot list the folder {behaviors / 'more'}: Permission denied")
+
+
 def test_a_broken_link_named_proto_is_named(contracts: Path) -> None:
     (contracts / "more" / "gone.proto").symlink_to("missing.proto")
     result = _run("check", "--proto", str(contracts))

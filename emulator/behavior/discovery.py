@@ -66,12 +66,22 @@ def _files(path: Path) -> Iterable[Path]:
         if path.suffix != ".py":
             raise BehaviorError(f"--behaviors {path}: not a Python file (.py)")
         return [path]
-    # Private modules (_helpers.py) and tests beside behaviours are imported by them, not by us.
-    return sorted(
-        p
-        for p in path.rglob("*.py")
-        if not p.name.startswith(("_", "test_")) and "__pycache__" not in p.parts
-    )
+
+    def unreadable(exc: OSError) -> None:
+        # Skipping a folder would run without its behaviours, silently: refuse instead.
+        raise BehaviorError(
+            f"--behaviors {path}: cannot list the folder {exc.filename}: {exc.strerror}; "
+            "make it readable or move it out of the behaviours"
+        )
+
+    found = []
+    for folder, subfolders, names in os.walk(path, onerror=unreadable):
+        subfolders[:] = [d for d in subfolders if d != "__pycache__"]
+        # Private modules (_helpers.py) and tests beside behaviours are imported by them.
+        found += [
+            Path(folder, n) for n in names if n.endswith(".py") and not n.startswith(("_", "test_"))
+        ]
+    return sorted(found)
 
 
 def _import(file: Path) -> ModuleType:
