@@ -70,6 +70,20 @@ def test_tls_key_that_does_not_belong_to_the_cert() -> None:
         Emulator(protos=PROTOS, tls={"cert": one.key_pem.decode(), "key": one.key_pem.decode()})
 
 
+def test_a_client_ca_that_is_not_a_certificate_is_refused_at_load() -> None:
+    from emulator import Emulator
+    from emulator.security import CertificateAuthority
+    from tests.conftest import PROTOS
+
+    ca = CertificateAuthority()
+    server = ca.issue("localhost")
+    garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+    for bad in (garbage, server.key_pem.decode()):
+        tls = {"cert": server.cert_pem.decode(), "key": server.key_pem.decode(), "client_ca": bad}
+        with pytest.raises(ConfigError, match=r"tls\.client_ca: not PEM certificates"):
+            Emulator(protos=PROTOS, tls=tls)
+
+
 def test_a_misspelt_request_field_in_a_fault_is_refused() -> None:
     from emulator import Emulator
     from tests.conftest import PROTOS

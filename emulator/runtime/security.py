@@ -71,6 +71,8 @@ def build_security(config: Config) -> Security:
         ca = pem(tls.client_ca, "tls.client_ca") if tls.client_ca else None
         cert, key = pem(tls.cert, "tls.cert"), pem(tls.key, "tls.key")
         _check_pair(cert, key)
+        if ca is not None:
+            _check_ca(ca)
         try:
             security.credentials = grpc.ssl_server_credentials(
                 [(key, cert)],
@@ -168,6 +170,19 @@ def _check_pair(cert: bytes, key: bytes) -> None:
         raise ConfigError(
             "tls.key does not belong to tls.cert: give the key the certificate was made for"
         )
+
+
+def _check_ca(ca: bytes) -> None:
+    """A bad client CA would also only fail at bind time, as "cannot listen": check it here."""
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(ca)
+    except ValueError:
+        raise ConfigError(
+            "tls.client_ca: not PEM certificates: give the CA certificate(s) that sign the "
+            "clients' certificates (`emulate certs` writes ca.pem)"
+        ) from None
 
 
 def _verifier(config: Config) -> TokenVerifier:

@@ -148,7 +148,8 @@ class EmulatorServer:
                 port = int(server.add_secure_port(address, credentials))
         except RuntimeError as exc:
             raise ConfigError(
-                f"cannot listen on {address}: {exc}; choose another --port (0 picks a free one)"
+                f"cannot listen on {address}: {exc}; choose another --port (0 picks a free one) "
+                "or a --host of this machine"
             ) from None
         if port == 0:
             raise ConfigError(
