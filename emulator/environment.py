@@ -66,6 +66,14 @@ def _leaves(cls: Any, prefix: str) -> Iterator[tuple[str, str]]:
             yield key, "text"
 
 
+def _in_a_section(name: str, known: Mapping[str, tuple[str, str]]) -> bool:
+    """Whether `name` (an unknown variable) starts like the variables of a config section."""
+    rest = name[len(PREFIX) :]
+    sections = {key.split(".")[0].upper() for key, _ in known.values()}
+    sections |= {"AUTH", "TLS", "AUTHORIZATION", "FAULTS", "RATE_LIMITS", "MAX_DURATION"}
+    return any(rest == s or rest.startswith(s + "_") for s in sections)
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Dotted config keys and values from `EMULATOR_*` variables (unknown ones are logged)."""
     known = _variables()
@@ -77,6 +85,14 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if entry is None:
             close = difflib.get_close_matches(name, list(known), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
+            if _in_a_section(name, known):
+                # A misspelt EMULATOR_AUTH_... would leave the emulator open: never ignore one
+                # that names a section of the configuration.
+                raise ConfigError(
+                    f"environment variable {name}: not a setting{hint}; maps and lists of "
+                    "objects (auth.tokens, auth.scopes, faults, max_duration, ...) have no "
+                    "variable: set them in emulator.yaml"
+                )
             log.warning("ignoring environment variable %s: not a setting%s", name, hint)
             continue
         key, kind = entry

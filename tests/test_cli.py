@@ -362,3 +362,17 @@ def test_sigterm_exits_within_the_grace_period_despite_a_busy_sync_behaviour(
         channel.close()
     assert code == 0, err
     assert "still running after the grace period" in err
+
+
+@pytest.mark.parametrize(
+    "name", ["EMULATOR_AUTH_TOKENS", "EMULATOR_AUTH_JWT_KEYS", "EMULATOR_TLS_CLIENTCA"]
+)
+def test_an_unknown_variable_of_a_config_section_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv("EMULATOR_PROTOS", str(PROTOS))
+    monkeypatch.setenv(name, "x")
+    result = emulate("check")
+    assert result.returncode == 2
+    assert f"emulate: error: environment variable {name}: not a setting" in result.stderr
+    assert "Traceback" not in result.stderr
