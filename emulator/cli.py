@@ -106,6 +106,15 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _size(text: str) -> int:
+    from emulator._schema import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _port(text: str) -> int:
     try:
         port = _integer(text)
@@ -126,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
         "`emulate certs` writes TLS certificates; `emulate token` mints test tokens.",
     )
     _common(parser)
+    _serving(parser)
+    return parser
+
+
+def _serving(parser: argparse.ArgumentParser) -> None:
+    """Flags of the server; `emulate check` takes them too, so a command line checks as is."""
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument(
         "--port", type=_port, help="port to listen on; 0 picks a free one (default 50051)"
@@ -137,8 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--grace-period", help="how long SIGTERM waits for in-flight calls (5s)")
     parser.add_argument(
         "--max-metadata-size",
-        type=_integer,
-        metavar="BYTES",
+        type=_size,
+        metavar="SIZE",
         help="largest request headers accepted (grpc's default is 8192: raise it for big JWTs)",
     )
     parser.add_argument(
@@ -147,7 +162,6 @@ def _parser() -> argparse.ArgumentParser:
         const=True,
         help="honour x-emulator-fault and Envoy's x-envoy-fault-* request headers",
     )
-    return parser
 
 
 def _check_parser() -> argparse.ArgumentParser:
@@ -156,6 +170,7 @@ def _check_parser() -> argparse.ArgumentParser:
         description="Compile the contracts, load the behaviours and config; serve nothing.",
     )
     _common(parser)
+    _serving(parser)
     return parser
 
 

@@ -376,3 +376,11 @@ def test_an_unknown_variable_of_a_config_section_is_refused(
     assert result.returncode == 2
     assert f"emulate: error: environment variable {name}: not a setting" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_takes_the_serving_flags_and_sizes_with_units() -> None:
+    result = emulate("check", "--proto", str(PROTOS), "--port", "5", "--max-metadata-size", "64KiB")
+    assert result.returncode == 0, result.stderr
+    result = emulate("check", "--proto", str(PROTOS), "--max-metadata-size", "lots")
+    assert result.returncode == 2
+    assert "argument --max-metadata-size: expected a size" in result.stderr
