@@ -416,3 +416,17 @@ async def test_an_async_test_reads_a_call_past_its_deadline_at_once() -> None:
             assert last is not None
             assert last.code == grpc.StatusCode.DEADLINE_EXCEEDED
             emu.reset()
+
+
+class ReturnsOne(Behavior):
+    service = ORDERS
+
+    def WatchOrder(self, request, ctx):  # server streaming, but returns a single message
+        return {"order_id": "o1"}
+
+
+def test_a_stream_method_that_returns_one_message_says_so() -> None:
+    with Emulator(protos=PROTOS, behaviors=[ReturnsOne], raise_behavior_errors=False) as emu:
+        code, details = _status(emu.stub(ORDERS).WatchOrder, {}, timeout=5)
+    assert code == grpc.StatusCode.INTERNAL
+    assert "returned dict" in details and "yield each message" in details

@@ -217,6 +217,14 @@ class Dispatcher:
                 while (item := await self.within(call, anext(source, done))) is not done:
                     yield item
                 return
+            if isinstance(source, Mapping | Message | str | bytes) or not hasattr(
+                source, "__iter__"
+            ):
+                # Iterating a dict would stream its keys: say what a stream method returns.
+                raise ReturnTypeError(
+                    f"{impl.origin}: returned {type(source).__name__}, but {call.spec.name} is "
+                    "server streaming: yield each message, or return a list of them"
+                )
             source = iter(source)
         loop = asyncio.get_running_loop()
         pool = self.pool(call)
