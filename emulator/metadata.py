@@ -12,7 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["MAX_DETAILS", "MAX_STATUS_BYTES", "MetadataError", "checked", "size", "truncated"]
+__all__ = [
+    "MAX_DETAILS",
+    "MAX_STATUS_BYTES",
+    "MetadataError",
+    "checked",
+    "encoded_size",
+    "size",
+    "truncated",
+]
 
 Pairs = tuple[tuple[str, str | bytes], ...]
 
@@ -68,14 +76,32 @@ def checked(
                 f"{type(value).__name__}"
             )
         pairs.append((key, value))
+    total = size(tuple(pairs))
+    if total > MAX_STATUS_BYTES:
+        raise MetadataError(
+            f"{what}: {total} bytes of metadata, over gRPC's {MAX_STATUS_BYTES} byte limit "
+            "(clients refuse more): send less"
+        )
     return tuple(pairs)
 
 
+def encoded_size(message: str) -> int:
+    """Bytes a status message takes as `grpc-message`: UTF-8, percent-encoded outside
+    printable ASCII (so one emoji is 12 bytes)."""
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in message.encode())
+
+
 def truncated(message: str, limit: int = MAX_DETAILS) -> str:
-    """A status message short enough to travel: grpc clients refuse trailers over their limit."""
-    if len(message) <= limit:
+    """A status message short enough to travel, by its encoded size: grpc clients refuse
+    trailers over their limit."""
+    if encoded_size(message) <= limit:
         return message
-    return f"{message[: limit - 40]}... ({len(message) - limit + 40} more characters cut)"
+    budget, kept = limit - 60, 0
+    for index, char in enumerate(message):
+        kept += encoded_size(char)
+        if kept > budget:
+            return f"{message[:index]}... ({len(message) - index} more characters cut)"
+    return message  # pragma: no cover - the loop always cuts
 
 
 def size(pairs: Pairs) -> int:

@@ -290,6 +290,8 @@ class BadMetadata(Behavior):
     service = ORDERS
 
     def Ping(self, request, ctx):
+        if "x-message" in ctx.metadata:
+            raise RpcAbort(grpc.StatusCode.NOT_FOUND, MESSAGES[ctx.metadata["x-message"]])
         if "x-case" not in ctx.metadata:
             return {}
         where = ctx.metadata["x-where"]
@@ -306,6 +308,8 @@ class BadMetadata(Behavior):
             raise RuntimeError("x" * 20_000)
         if request.order_id == "huge-trailers":
             raise RpcAbort(grpc.StatusCode.NOT_FOUND, "nf", trailers={"x-big": "y" * 10_000})
+        if request.order_id == "huge-headers":
+            ctx.set_initial_metadata({"x-big": "y" * 20_000})
         ctx.set_trailing_metadata({"x-big": "y" * 10_000})
         yield {}
 
@@ -344,15 +348,32 @@ def test_long_exception_text_reaches_the_client_truncated(bad_metadata: Emulator
     assert (record.code, record.details) == (code, details)
 
 
-@pytest.mark.parametrize("order_id", ["huge-trailers", "huge-ok-trailers"])
-def test_trailers_over_the_metadata_limit_end_internal_on_both_sides(
+@pytest.mark.parametrize("order_id", ["huge-trailers", "huge-ok-trailers", "huge-headers"])
+def test_metadata_over_the_clients_limit_is_refused_when_set(
     bad_metadata: Emulator, order_id: str
 ) -> None:
     code, details = _status(bad_metadata.stub(ORDERS).WatchOrder, {"order_id": order_id}, timeout=5)
-    assert code == grpc.StatusCode.INTERNAL, details
-    assert "8192 byte" in details
+    assert code == grpc.StatusCode.UNKNOWN, details  # not RESOURCE_EXHAUSTED at the client
+    assert "over gRPC's 8192 byte limit" in details
     record = bad_metadata.calls(f"{ORDERS}/WatchOrder").last
     assert (record.code, record.details) == (code, details)
+
+
+MESSAGES = {"emoji": "\U0001f600" * 2000, "accents": "\u00e9" * 3000, "percent": "%" * 9000}
+
+
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_a_status_message_is_cut_by_its_encoded_size(bad_metadata: Emulator, name: str) -> None:
+    text = MESSAGES[name]
+    for _ in range(3):  # over the client's soft limit, grpc refuses at random: try a few
+        code, details = _status(
+            bad_metadata.stub(ORDERS).Ping, {}, metadata=[("x-message", name)], timeout=5
+        )
+        assert code == grpc.StatusCode.NOT_FOUND, details
+        assert details.endswith("more characters cut)")
+        assert details.startswith(text[:10])
+        record = bad_metadata.calls(PING).last
+        assert (record.code, record.details) == (code, details)
 
 
 def test_bad_fault_trailers_are_refused_at_load() -> None:
@@ -430,3 +451,97 @@ def test_a_stream_method_that_returns_one_message_says_so() -> None:
         code, details = _status(emu.stub(ORDERS).WatchOrder, {}, timeout=5)
     assert code == grpc.StatusCode.INTERNAL
     assert "returned dict" in details and "yield each message" in details
+
+
+# -- a request stream the client abandons is not an answered call -------------------------------
+
+
+class SyncStreams(Behavior):
+    service = ORDERS
+
+    def UploadLineItems(self, requests, ctx):
+        for _ in requests:
+            pass
+        return {}
+
+    def Chat(self, requests, ctx):
+        yield from requests
+
+
+def _slow_requests() -> Iterator[bytes]:
+    yield b""
+    time.sleep(0.8)  # the client's deadline passes while it still has requests to send
+
+
+@pytest.mark.parametrize("behaviors", [[], [SyncStreams]], ids=["defaults", "sync-behaviour"])
+@pytest.mark.parametrize("method", [UPLOAD, CHAT])
+def test_a_request_stream_past_its_deadline_is_journalled_deadline_exceeded(
+    behaviors: list[type[Behavior]], method: str
+) -> None:
+    kind = "stream_unary" if method == UPLOAD else "stream_stream"
+    with (
+        Emulator(protos=PROTOS, behaviors=behaviors) as emu,
+        grpc.insecure_channel(emu.target) as channel,
+    ):
+        call = _raw(channel, f"/{method}", kind)
+        for _ in range(4):
+            code, _ = _status(call, _slow_requests(), timeout=0.3)
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+            record = wait_until(lambda: emu.calls(method).last)
+            assert record.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            emu.reset()
+
+
+def test_a_client_stream_the_client_cancels_is_journalled_cancelled() -> None:
+    started, gate = threading.Event(), threading.Event()
+
+    class Upload(Behavior):
+        service = ORDERS
+
+        async def UploadLineItems(self, requests, ctx):
+            started.set()
+            async for _ in requests:
+                pass
+            return {}
+
+    def requests() -> Iterator[bytes]:
+        yield b""
+        gate.wait(5)
+
+    with Emulator(protos=PROTOS, behaviors=[Upload]) as emu:
+        with grpc.insecure_channel(emu.target) as channel:
+            future = _raw(channel, f"/{UPLOAD}", "stream_unary").future(requests())
+            assert started.wait(5)
+            future.cancel()
+            gate.set()
+            record = wait_until(lambda: emu.calls(UPLOAD).last)
+        assert record.code == grpc.StatusCode.CANCELLED
+
+
+# -- GeneratorExit raised by a behaviour is the behaviour's error, not a close --------------------
+
+
+class RaisesGeneratorExit(Behavior):
+    service = ORDERS
+
+    def Ping(self, request, ctx):
+        raise GeneratorExit
+
+    async def CreateOrder(self, request, ctx):
+        raise GeneratorExit
+
+    def WatchOrder(self, request, ctx):
+        yield {}
+        raise GeneratorExit
+
+
+def test_generator_exit_from_a_behaviour_fails_only_its_call() -> None:
+    with Emulator(
+        protos=PROTOS, behaviors=[RaisesGeneratorExit], raise_behavior_errors=False
+    ) as emu:
+        orders = emu.stub(ORDERS)
+        for method in (orders.Ping, orders.CreateOrder, orders.WatchOrder):
+            code, details = _status(method, {}, timeout=5)
+            assert code == grpc.StatusCode.UNKNOWN, details
+            assert "GeneratorExit" in details
+        assert emu.calls(f"{ORDERS}/WatchOrder").last.code == grpc.StatusCode.UNKNOWN

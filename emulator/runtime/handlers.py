@@ -31,7 +31,7 @@ from emulator.chain import Call, Chain
 from emulator.chain.messages import DEFAULT_KEEP
 from emulator.contracts.model import Contracts, MethodSpec, RpcKind
 from emulator.errors import RpcAbort
-from emulator.metadata import MAX_STATUS_BYTES, size, truncated
+from emulator.metadata import MAX_STATUS_BYTES, encoded_size, size, truncated
 from emulator.runtime.context import CallContext, Metadata
 from emulator.runtime.inflight import DEADLINE_SLACK, InFlight
 
@@ -44,6 +44,11 @@ ServicerContext: TypeAlias = Any  # grpc ships no type hints for its aio context
 
 class _BadRequest(Exception):
     """Request bytes that do not parse as the method's input type."""
+
+
+class _ClientGone(Exception):
+    """The request stream ended because the client cancelled or its deadline passed, not
+    because it finished sending: what follows must not be journalled as an answer."""
 
 
 class _Escaped(Exception):
@@ -178,15 +183,19 @@ class Dispatcher:
     async def within(self, call: Call, step: Awaitable[Any]) -> Any:
         """Await one step of a behaviour inside the method's `max_duration`, if it has one."""
         limit = self.max_duration.get(call.spec.path)
-        if limit is None:
-            return await step
         try:
-            return await asyncio.wait_for(step, max(0.0, limit - (time.time() - call.started)))
-        except TimeoutError:
-            raise RpcAbort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"{call.spec.name} ran longer than its max_duration of {limit:g}s",
-            ) from None
+            if limit is None:
+                return await step
+            try:
+                left = max(0.0, limit - (time.time() - call.started))
+                return await asyncio.wait_for(step, left)
+            except TimeoutError:
+                raise RpcAbort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"{call.spec.name} ran longer than its max_duration of {limit:g}s",
+                ) from None
+        except GeneratorExit as exc:  # raised by the behaviour: not a close of this call
+            raise _Escaped(exc) from exc
 
     def pool(self, call: Call) -> Executor:
         return self.stream_executor if call.spec.kind.client_streaming else self.executor
@@ -270,7 +279,7 @@ class Dispatcher:
             code, details = grpc.StatusCode.UNKNOWN, text
             self.errors.append((name, cause))
         details = truncated(details)
-        if size(trailers) + len(details.encode()) > MAX_STATUS_BYTES:
+        if size(trailers) + encoded_size(details) > MAX_STATUS_BYTES:
             # Sent as is, the client would refuse the trailers (RESOURCE_EXHAUSTED) and see
             # something the journal never recorded: send, and record, this instead.
             log.error("%s: the status's trailers are over 8 KiB: sending INTERNAL", name)
@@ -300,12 +309,6 @@ class Dispatcher:
         ctx = call.context
         if ctx is None:
             return
-        if size(ctx.trailing_metadata) > MAX_STATUS_BYTES:
-            raise RpcAbort(
-                grpc.StatusCode.INTERNAL,
-                f"{call.spec.name} set {size(ctx.trailing_metadata)} bytes of trailing "
-                f"metadata, over gRPC's {MAX_STATUS_BYTES} byte limit: send less",
-            )
         await self.headers(call, grpc_ctx)
         if ctx.trailing_metadata:
             grpc_ctx.set_trailing_metadata(ctx.trailing_metadata)
@@ -380,14 +383,14 @@ class Dispatcher:
             await self.chain.before(call)
             impl = self.registry.get(spec.path)
             if impl is None:
-                async for _ in self._messages(spec, requests, call):
+                async for _ in self._messages(spec, requests, call, grpc_ctx):
                     pass
                 out = default()
             else:
                 ctx = self.context(
                     call, lambda: self.defaults.response(spec, call.requests.digest())
                 )
-                stream = self._messages(spec, requests, call)
+                stream = self._messages(spec, requests, call, grpc_ctx)
                 argument = stream if impl.style.is_async else _SyncIterator(stream, ctx)
                 out = self.encode(await self.run(call, impl, argument, ctx), impl, default)
             return await self.respond(call, grpc_ctx, out)
@@ -403,24 +406,36 @@ class Dispatcher:
             await self.chain.before(call)
             impl = self.registry.get(spec.path)
             if impl is None:
-                async for _ in self._messages(spec, requests, call):
+                async for _ in self._messages(spec, requests, call, grpc_ctx):
                     data = self.defaults.response_bytes(spec, last())
                     yield await self.respond(call, grpc_ctx, data)
             else:
                 ctx = self.context(call, lambda: self.defaults.response(spec, last()))
-                stream = self._messages(spec, requests, call)
+                stream = self._messages(spec, requests, call, grpc_ctx)
                 argument = stream if impl.style.is_async else _SyncIterator(stream, ctx)
                 async for item in self.results(call, impl, argument, ctx):
                     default = functools.partial(self.defaults.response_bytes, spec, last())
                     yield await self.respond(call, grpc_ctx, self.encode(item, impl, default))
 
     async def _messages(
-        self, spec: MethodSpec, requests: AsyncIterator[bytes], call: Call
+        self,
+        spec: MethodSpec,
+        requests: AsyncIterator[bytes],
+        call: Call,
+        grpc_ctx: ServicerContext,
     ) -> AsyncIterator[Message]:
         async for raw in requests:
             message = self.parse(spec, raw)
             call.requests.append(raw)
             yield message
+        # grpc ends the request stream the same way when the client cancels (or its deadline
+        # passes) as when it finishes sending: tell them apart, or a default would answer.
+        # The cancellation comes with the end of the stream: one loop turn lets grpc deliver it
+        # (the task is then cancelled right here).
+        await asyncio.sleep(0)
+        past_deadline = call.deadline is not None and time.time() >= call.deadline - DEADLINE_SLACK
+        if grpc_ctx.cancelled() or past_deadline:
+            raise _ClientGone
 
 
 class _Lifecycle:
@@ -440,7 +455,13 @@ class _Lifecycle:
     ) -> None:
         dispatcher, call = self.dispatcher, self.call
         try:
-            if exc is None:
+            if isinstance(exc, _ClientGone):
+                dispatcher.cancelled(call)
+                dispatcher.end(call)
+                raise asyncio.CancelledError from None  # as grpc ends a call the client left
+            if self.grpc_ctx.cancelled():
+                dispatcher.cancelled(call)  # the client has left: what was answered never arrived
+            elif exc is None:
                 try:
                     await dispatcher.finish(call, self.grpc_ctx)
                 except RpcAbort as error:
@@ -469,6 +490,8 @@ def _sync(func: Callable[..., Any], *args: Any) -> Any:
     future (the call would never end), so it becomes an error that says where it came from."""
     try:
         return func(*args)
+    except GeneratorExit as exc:
+        raise _Escaped(exc) from exc
     except StopIteration as exc:
         raise _Escaped(
             exc, " (did the behaviour call next() past the end of the request stream?)"
