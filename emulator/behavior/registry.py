@@ -121,9 +121,9 @@ def bind(contracts: Contracts, item: type[Behavior] | Behavior) -> list[Implemen
             continue
         func = getattr(instance, name)
         style = Style.of(func)
-        origin = f"{cls.__qualname__}.{name} at {location}"
+        origin = f"{cls.__qualname__}.{name} at {_line_of(func, location)}"
         check_shape(spec, style, origin)
-        check_parameters(spec, func, f"{cls.__qualname__}.{name} at {_line_of(func, location)}")
+        check_parameters(spec, func, origin)
         impls.append(Implementation(spec=spec, func=func, style=style, origin=origin))
     return impls
 
