@@ -42,6 +42,10 @@ _Field: TypeAlias = Any
 _Enum: TypeAlias = Any
 
 
+_SMALL_KEY = 64  # request bytes used as the cache key as they are
+_Key: TypeAlias = tuple[str, "bytes | tuple[str, bytes]", int, tuple[int, int]]
+
+
 class DefaultResponses:
     """Synthesises, and remembers, the default responses of one emulator."""
 
@@ -52,7 +56,7 @@ class DefaultResponses:
         self.time_range = values.TIMESTAMP_RANGE
         # Defaults are pure functions of their key, so a bounded cache is always safe to hit.
         # Keyed by the time range too, so a freeze racing a call never caches stale timestamps.
-        self._cache: OrderedDict[tuple[str, bytes, int, tuple[int, int]], bytes] = OrderedDict()
+        self._cache: OrderedDict[_Key, bytes] = OrderedDict()
         self._cache_bytes = 0
 
     def anchor(self, frozen_at: datetime.datetime | None) -> None:
@@ -93,8 +97,13 @@ class DefaultResponses:
 
     def _key(
         self, method: MethodSpec, request: bytes, index: int
-    ) -> tuple[str, bytes, int, tuple[int, int]]:
-        return (method.name, hashlib.sha256(request).digest(), index, self.time_range)
+    ) -> _Key:
+        # Small requests are their own key (hashing costs more than it saves); a digest for the
+        # rest, so that a key never pins a big request. A digest is a tuple, never equal to bytes.
+        key: bytes | tuple[str, bytes] = (
+            request if len(request) <= _SMALL_KEY else ("sha256", hashlib.sha256(request).digest())
+        )
+        return (method.name, key, index, self.time_range)
 
     def cached(self, method: MethodSpec, request: bytes, index: int = 0) -> bytes | None:
         """The default already computed for this exact request, if any (its bytes parsed fine)."""
@@ -110,7 +119,7 @@ class DefaultResponses:
             self._store(key, data)
         return data
 
-    def _store(self, key: tuple[str, bytes, int, tuple[int, int]], data: bytes) -> None:
+    def _store(self, key: _Key, data: bytes) -> None:
         old = self._cache.pop(key, None)  # a racing call computed it too: count it once
         if old is not None:
             self._cache_bytes -= len(old)
