@@ -95,9 +95,7 @@ class DefaultResponses:
         digest = hashlib.sha256(f"{self.seed}\0{method}\0{index}\0".encode() + data).digest()
         return random.Random(int.from_bytes(digest, "big"))
 
-    def _key(
-        self, method: MethodSpec, request: bytes, index: int
-    ) -> _Key:
+    def _key(self, method: MethodSpec, request: bytes, index: int) -> _Key:
         # Small requests are their own key (hashing costs more than it saves); a digest for the
         # rest, so that a key never pins a big request. A digest is a tuple, never equal to bytes.
         key: bytes | tuple[str, bytes] = (
