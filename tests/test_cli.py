@@ -190,7 +190,7 @@ def test_two_behaviours_for_one_method_are_refused(tmp_path: Path) -> None:
     result = emulate("check", "--proto", str(PROTOS), "--behaviors", str(tmp_path))
     assert result.returncode == 2
     assert "two behaviours for acme.shop.v1.Catalog/GetProduct" in result.stderr
-    assert "one.py:3" in result.stderr and "two.py:3" in result.stderr
+    assert "one.py:5" in result.stderr and "two.py:5" in result.stderr  # the methods
 
 
 def test_config_file_holds_the_same_settings(tmp_path: Path) -> None:
