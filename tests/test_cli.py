@@ -335,21 +335,9 @@ def test_health_command_exits_zero_when_serving() -> None:
 def test_sigterm_exits_within_the_grace_period_despite_a_busy_sync_behaviour(
     tmp_path: Path,
 ) -> None:
-    started = tmp_path / "started"
-    (tmp_path / "busy.py").write_text(
-        textwrap.dedent(f"""
-        import pathlib, time
-        from emulator import Behavior
+    from tests.test_lifecycle import _busy_behavior
 
-        class Busy(Behavior):
-            service = "acme.shop.v1.Catalog"
-
-            def GetProduct(self, request, ctx):
-                pathlib.Path({str(started)!r}).touch()
-                time.sleep(20)  # a thread cannot be cancelled
-    """)
-    )
-    behaviors = str(tmp_path / "busy.py")
+    behaviors, started = _busy_behavior(tmp_path)
     with EmulateProcess(
         "--proto", str(PROTOS), "--behaviors", behaviors, "--grace-period", "200ms"
     ) as proc:
