@@ -341,12 +341,10 @@ def _starting_signals() -> None:
 def _behaviours_still_running(settle: float = 0.5) -> bool:
     """Idle worker threads end by themselves once the pool is shut down, a moment after the
     server stopped: wait that moment, so that only a thread running a behaviour counts."""
+    from emulator.runtime.server import WORKER_THREADS  # loaded already: it served
+
     deadline = time.monotonic() + settle
-    workers = [
-        t
-        for t in threading.enumerate()
-        if t.name.startswith(("emulator-behavior", "emulator-stream"))
-    ]
+    workers = [t for t in threading.enumerate() if t.name.startswith(WORKER_THREADS)]
     for thread in workers:
         thread.join(max(0.0, deadline - time.monotonic()))
     return any(thread.is_alive() for thread in workers)

@@ -106,7 +106,7 @@ def truncated(message: str, limit: int = MAX_DETAILS) -> str:
 
 def size(pairs: Pairs) -> int:
     """Bytes the pairs take in HTTP/2 headers (as HPACK counts them: +32 per entry)."""
+    # A -bin value travels base64-encoded: 4 bytes for every 3.
     return sum(
-        len(k) + (len(v) * 4 + 2) // 3 if k.endswith("-bin") else len(k) + len(v) + 32
-        for k, v in pairs
+        len(k) + 32 + ((len(v) * 4 + 2) // 3 if k.endswith("-bin") else len(v)) for k, v in pairs
     )

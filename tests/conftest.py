@@ -85,6 +85,13 @@ class EmulateProcess:
             self.proc.communicate(timeout=10)
 
 
+def reset_around(emu):  # type: ignore[no-untyped-def]
+    """A module's shared emulator for one test, reset before and after it (yield from this)."""
+    emu.reset()
+    yield emu
+    emu.reset()
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
     """Poll `predicate` until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout

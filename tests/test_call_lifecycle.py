@@ -245,6 +245,14 @@ def test_a_blocked_event_loop_is_reported_naming_the_behaviour(
 # -- 7: the journal has the call when the client has seen it end --------------------------------
 
 
+def _assert_journalled_deadline(emu: Emulator) -> None:
+    """The Ping the client just saw time out is in the journal as DEADLINE_EXCEEDED; reset."""
+    last = emu.calls(PING).last
+    assert last is not None
+    assert last.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    emu.reset()
+
+
 def test_a_call_past_its_deadline_is_journalled_when_the_client_returns() -> None:
     slow = {"name": "slow", "match": {"method": PING}, "delay": {"fixed": "5s"}}
     with Emulator(protos=PROTOS, faults=[slow]) as emu:
@@ -252,10 +260,7 @@ def test_a_call_past_its_deadline_is_journalled_when_the_client_returns() -> Non
         for _ in range(8):
             code, _ = _status(stub.Ping, {}, timeout=0.2)
             assert code == grpc.StatusCode.DEADLINE_EXCEEDED
-            last = emu.calls(PING).last
-            assert last is not None
-            assert last.code == grpc.StatusCode.DEADLINE_EXCEEDED
-            emu.reset()
+            _assert_journalled_deadline(emu)
 
 
 class SlowSync(Behavior):
@@ -433,10 +438,7 @@ async def test_an_async_test_reads_a_call_past_its_deadline_at_once() -> None:
             with pytest.raises(grpc.RpcError) as info:
                 await stub.Ping({}, timeout=0.2)
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            last = emu.calls(PING).last
-            assert last is not None
-            assert last.code == grpc.StatusCode.DEADLINE_EXCEEDED
-            emu.reset()
+            _assert_journalled_deadline(emu)
 
 
 class ReturnsOne(Behavior):

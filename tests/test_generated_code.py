@@ -16,6 +16,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from emulator import Emulator
+from tests.conftest import reset_around
 
 GREETER = "interop.v1.Greeter"
 GREET = f"{GREETER}/Greet"
@@ -90,9 +91,7 @@ def shared(generated: types.SimpleNamespace) -> Iterator[Emulator]:
 
 @pytest.fixture
 def emu(shared: Emulator) -> Iterator[Emulator]:
-    shared.reset()
-    yield shared
-    shared.reset()
+    yield from reset_around(shared)
 
 
 def greet(emu: Emulator, generated: types.SimpleNamespace, request: object) -> object:

@@ -20,7 +20,7 @@ import pytest
 from emulator import Behavior, BehaviorError, Emulator, EmulatorError, RpcAbort
 from emulator.client import DynamicStub
 from emulator.journal import REDACTED, CallList
-from tests.conftest import BEHAVIORS, PROTOS
+from tests.conftest import BEHAVIORS, PROTOS, reset_around
 
 CATALOG = "acme.shop.v1.Catalog"
 ORDERS = "acme.shop.v1.Orders"
@@ -70,9 +70,7 @@ def shared() -> Iterator[Emulator]:
 @pytest.fixture
 def emu(shared: Emulator) -> Iterator[Emulator]:
     """The module's emulator, reset before and after each test."""
-    shared.reset()
-    yield shared
-    shared.reset()
+    yield from reset_around(shared)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import message_factory
 
 from emulator import Emulator
-from tests.conftest import PROTOS
+from tests.conftest import PROTOS, reset_around
 
 INBOX = "reports.v1.Inbox"
 SEND = f"{INBOX}/Send"
@@ -57,9 +57,7 @@ def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 @pytest.fixture
 def emu(inbox: Emulator) -> Iterator[Emulator]:
-    inbox.reset()
-    yield inbox
-    inbox.reset()
+    yield from reset_around(inbox)
 
 
 def contract_class(emu: Emulator, name: str) -> Any:

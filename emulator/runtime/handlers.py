@@ -33,7 +33,7 @@ from emulator.contracts.model import Contracts, MethodSpec, RpcKind
 from emulator.errors import RpcAbort
 from emulator.metadata import MAX_STATUS_BYTES, encoded_size, size, truncated
 from emulator.runtime.context import CallContext, Metadata
-from emulator.runtime.inflight import DEADLINE_SLACK, InFlight
+from emulator.runtime.inflight import InFlight, past_deadline
 
 __all__ = ["Dispatcher", "EmulatorHandler"]
 
@@ -324,9 +324,8 @@ class Dispatcher:
         # that close is the deadline, as the client saw it.
         if call.ended:
             return
-        past_deadline = call.deadline is not None and time.time() >= call.deadline - DEADLINE_SLACK
         call.code = (
-            grpc.StatusCode.DEADLINE_EXCEEDED if past_deadline else grpc.StatusCode.CANCELLED
+            grpc.StatusCode.DEADLINE_EXCEEDED if past_deadline(call) else grpc.StatusCode.CANCELLED
         )
 
     # -- the four kinds --------------------------------------------------------------------
@@ -433,8 +432,7 @@ class Dispatcher:
         # The cancellation comes with the end of the stream: one loop turn lets grpc deliver it
         # (the task is then cancelled right here).
         await asyncio.sleep(0)
-        past_deadline = call.deadline is not None and time.time() >= call.deadline - DEADLINE_SLACK
-        if grpc_ctx.cancelled() or past_deadline:
+        if grpc_ctx.cancelled() or past_deadline(call):
             raise _ClientGone
 
 
@@ -462,10 +460,7 @@ class _Lifecycle:
             if self.grpc_ctx.cancelled():
                 dispatcher.cancelled(call)  # the client has left: what was answered never arrived
             elif exc is None:
-                try:
-                    await dispatcher.finish(call, self.grpc_ctx)
-                except RpcAbort as error:
-                    await dispatcher.fail(self.grpc_ctx, error, call)
+                await dispatcher.finish(call, self.grpc_ctx)
             elif isinstance(exc, Exception):
                 await dispatcher.fail(self.grpc_ctx, exc, call)
             elif isinstance(exc, GeneratorExit) or _cancelled():

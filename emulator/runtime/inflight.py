@@ -16,12 +16,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from emulator.chain import Call
 
-__all__ = ["DEADLINE_SLACK", "InFlight"]
+__all__ = ["DEADLINE_SLACK", "InFlight", "past_deadline"]
 
 # How close to its deadline a cancelled call counts as DEADLINE_EXCEEDED: the client cancels at
 # its own deadline, slightly before the server's.
 DEADLINE_SLACK = 0.05
 _SETTLE_TIMEOUT = 2.0
+
+
+def past_deadline(call: Call) -> bool:
+    """Whether the client has given up on `call`: its deadline is (all but) past."""
+    return call.deadline is not None and time.time() >= call.deadline - DEADLINE_SLACK
 
 
 class InFlight:
@@ -49,9 +54,8 @@ class InFlight:
         if threading.get_ident() == self.loop_thread:
             # An async test reads on the loop that would end those calls, so it cannot wait:
             # end them here instead (the client has given up on them: it saw the deadline).
-            now = time.time() + DEADLINE_SLACK
             with self._changed:
-                due = [c for c in self._calls if c.deadline is not None and c.deadline <= now]
+                due = [c for c in self._calls if past_deadline(c)]
             for call in due:
                 self._expire(call)
             return
@@ -60,10 +64,8 @@ class InFlight:
             self._waiting += 1
             try:
                 while True:
-                    now = time.time() + DEADLINE_SLACK
-                    due = [c for c in self._calls if c.deadline is not None and c.deadline <= now]
                     left = give_up - time.monotonic()
-                    if not due or left <= 0:
+                    if not any(past_deadline(c) for c in self._calls) or left <= 0:
                         return
                     self._changed.wait(min(left, 0.05))
             finally:

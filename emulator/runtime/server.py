@@ -43,6 +43,8 @@ __all__ = ["EmulatorServer"]
 log = logging.getLogger("emulator")
 
 SYNC_STREAM_THREADS = 1024  # sync client/bidi stream behaviours running at once
+# Names of the threads that run sync behaviours: `emulate` looks for them when it exits.
+WORKER_THREADS = ("emulator-behavior", "emulator-stream")
 
 
 class EmulatorServer:
@@ -72,12 +74,12 @@ class EmulatorServer:
         self.faults = build_faults(config, self.contracts, clock=self.clock)
         self.state: dict[str, Any] = {}
         self.executor = ThreadPoolExecutor(
-            max_workers=config.server.workers, thread_name_prefix="emulator-behavior"
+            max_workers=config.server.workers, thread_name_prefix=WORKER_THREADS[0]
         )
         # Sync behaviours reading a request stream hold a thread while the client is idle: a
         # pool of its own, which grows with them, keeps them from starving every other call.
         self.stream_executor = ThreadPoolExecutor(
-            max_workers=SYNC_STREAM_THREADS, thread_name_prefix="emulator-stream"
+            max_workers=SYNC_STREAM_THREADS, thread_name_prefix=WORKER_THREADS[1]
         )
         self.dispatcher = Dispatcher(
             self.contracts,
