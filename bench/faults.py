@@ -158,10 +158,10 @@ def interceptor_cost(calls: int = 100_000) -> dict[str, float]:
     import asyncio
 
     sys.path.insert(0, str(REPO))
-    from emulator.chain import Call
+    from emulator.call import Call
     from emulator.config import Config
     from emulator.contracts import load_contracts
-    from emulator.runtime.server import build_faults
+    from emulator.faults.setup import build_faults
 
     contracts = load_contracts([str(REPO / "protos")], [])
     spec = contracts.methods[METHOD]

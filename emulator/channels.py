@@ -87,7 +87,7 @@ def channel_security(config: Config, given: Mapping[str, Any] | None) -> ClientT
                 key="client_tls",
             )
         return None
-    from emulator.runtime.security import pem
+    from emulator.security.setup import pem
 
     server_chain = pem(config.tls.cert, "tls.cert")
     ca = _pem(given["ca"], "client_tls.ca") if given.get("ca") else _self_signed_root(server_chain)
@@ -113,7 +113,7 @@ def _identity(cert: PemValue | None, key: PemValue | None, where: str) -> tuple[
 
 
 def _pem(value: Any, key: str) -> bytes:
-    from emulator.runtime.security import pem
+    from emulator.security.setup import pem
 
     if isinstance(value, bytes):
         if b"-----BEGIN" not in value:

@@ -155,6 +155,24 @@ class Config:
         _check_values(result, source, lines or {})
         return result
 
+    def method_patterns(self) -> list[tuple[str, str]]:
+        """Every method pattern of this config, with the key that holds it (for error messages),
+        to be checked against the contracts once they are loaded."""
+        patterns: list[tuple[str, str]] = []
+        patterns += [(p, f"auth.exempt[{i}]") for i, p in enumerate(self.auth.exempt)]
+        patterns += [(p, "auth.scopes") for p in self.auth.scopes]
+        allowed = self.tls.allowed_clients
+        if isinstance(allowed, dict):
+            patterns += [(p, "tls.allowed_clients") for p in allowed]
+        patterns += [(p, f"tls.exempt[{i}]") for i, p in enumerate(self.tls.exempt)]
+        for i, rule in enumerate(self.faults):
+            patterns.append((rule.match.method, f"faults[{i}] ({rule.name}).match.method"))
+        for i, limit in enumerate(self.rate_limits):
+            named = f" ({limit.name})" if limit.name else ""
+            patterns.append((limit.match.method, f"rate_limits[{i}]{named}.match.method"))
+        patterns += [(p, "max_duration") for p in self.max_duration]
+        return patterns
+
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "flags") -> Config:
         """A copy with dotted keys (`server.port`) replaced; used for CLI flags over the file."""
         data = dataclasses.asdict(self)

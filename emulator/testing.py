@@ -30,16 +30,17 @@ from emulator.behavior.registry import (
 )
 from emulator.channels import PemValue, channel_security
 from emulator.client import DynamicStub
+from emulator.clock import Clock
 from emulator.config import Config
 from emulator.contracts.model import MethodSpec
+from emulator.contracts.patterns import check_method
 from emulator.errors import BehaviorFailedError, EmulatorError
 from emulator.faults.engine import FaultInterceptor
 from emulator.faults.rules import Rule, compile_rule
+from emulator.faults.setup import check_request_match
 from emulator.journal import CallList
-from emulator.runtime.clock import Clock
-from emulator.runtime.security import check_method
-from emulator.runtime.server import EmulatorServer, check_request_match
-from emulator.verify import check_called
+from emulator.journal.verify import check_called
+from emulator.runtime.server import EmulatorServer
 
 __all__ = ["Emulator", "FaultHandle", "Override"]
 

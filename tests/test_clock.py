@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from emulator import Emulator
-from emulator.runtime.clock import Clock
+from emulator.clock import Clock
 from tests.conftest import PROTOS
 
 CATALOG = "acme.shop.v1.Catalog"

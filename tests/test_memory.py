@@ -14,7 +14,7 @@ import pytest
 
 from emulator import Emulator
 from emulator.behavior.defaults import CACHE_BYTES, CACHE_ENTRIES
-from emulator.chain.messages import Messages
+from emulator.call import Messages
 from emulator.config import Config
 from emulator.environment import env_overrides
 from emulator.errors import ConfigError

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 import grpc
 
-from emulator.chain import Call, Interceptor, first_values
+from emulator.call import Call, first_values
+from emulator.chain import Interceptor
+from emulator.contracts.patterns import method_matches
 from emulator.errors import RpcAbort
 from emulator.faults.config import RateLimitConfig
 from emulator.faults.headers import header_fault, warn_if_ignored
-from emulator.faults.rules import Abort, Rule, method_matches, seeded
+from emulator.faults.rules import Abort, Rule, seeded
 
 __all__ = ["FaultInterceptor", "RateLimiter", "StreamFault"]
 
@@ -180,9 +182,10 @@ class FaultInterceptor(Interceptor):
             rule.counted()
             call.faults.append(rule.name)
             if stream is not None:
-                held = call.stream_fault is None  # released in after(); one per call
-                call.stream_fault = StreamFault(
-                    rule.name, stream.abort_after, stream.message_delay, rule.abort
+                held = self.state(call) is None  # released in after(); one per call
+                self.set_state(
+                    call,
+                    StreamFault(rule.name, stream.abort_after, stream.message_delay, rule.abort),
                 )
                 abort = None  # with `stream`, the abort ends the stream after abort_after
             if delay:
@@ -227,7 +230,7 @@ class FaultInterceptor(Interceptor):
             self._active -= 1
 
     async def before_response(self, call: Call, index: int) -> None:
-        fault = call.stream_fault
+        fault: StreamFault | None = self.state(call)
         if fault is None:
             return
         if fault.abort_after is not None and index >= fault.abort_after:
@@ -240,7 +243,7 @@ class FaultInterceptor(Interceptor):
             await _sleep_within_deadline(call, fault.message_delay)
 
     def after(self, call: Call) -> None:
-        if call.stream_fault is not None:  # the stream is over: its fault no longer active
+        if self.state(call) is not None:  # the stream is over: its fault no longer active
             self._active -= 1
 
     def stats(self) -> dict[str, dict[str, int]]:

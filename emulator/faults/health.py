@@ -17,10 +17,10 @@ from typing import Any
 
 from grpc_health.v1 import health_pb2
 
+from emulator.clock import Clock
 from emulator.contracts.model import Contracts
+from emulator.contracts.patterns import method_matches
 from emulator.faults.config import FaultConfig
-from emulator.faults.rules import method_matches
-from emulator.runtime.clock import Clock
 
 __all__ = ["HealthWindows"]
 

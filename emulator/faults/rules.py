@@ -17,9 +17,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from emulator.contracts.patterns import method_matches
 from emulator.errors import ConfigError, RpcAbort
 from emulator.faults.config import AbortConfig, DelayConfig, FaultConfig
-from emulator.security.authz import method_matches
 
 __all__ = ["Abort", "Rule", "compile_rule", "method_matches", "seeded"]
 
@@ -68,7 +68,7 @@ class Rule:
         if match.request:
             if request is None:
                 return False
-            from emulator.matching import message_differences
+            from emulator.journal.matching import message_differences
 
             if message_differences(request, match.request):
                 return False

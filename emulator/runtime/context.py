@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from emulator.chain import Metadata, first_values
+from emulator.call import Metadata, first_values
 from emulator.metadata import checked
 
 if TYPE_CHECKING:

@@ -11,22 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from emulator.chain import Call
+from emulator.call import Call, past_deadline
 
-__all__ = ["DEADLINE_SLACK", "InFlight", "past_deadline"]
+__all__ = ["InFlight"]
 
-# How close to its deadline a cancelled call counts as DEADLINE_EXCEEDED: the client cancels at
-# its own deadline, slightly before the server's.
-DEADLINE_SLACK = 0.05
 _SETTLE_TIMEOUT = 2.0
-
-
-def past_deadline(call: Call) -> bool:
-    """Whether the client has given up on `call`: its deadline is (all but) past."""
-    return call.deadline is not None and time.time() >= call.deadline - DEADLINE_SLACK
 
 
 class InFlight:

@@ -17,26 +17,22 @@ from emulator.behavior.defaults import DefaultResponses
 from emulator.behavior.discovery import BehaviorSource
 from emulator.behavior.registry import Registry
 from emulator.chain import Chain
+from emulator.clock import Clock
 from emulator.config import Config
 from emulator.contracts import Contracts, load_contracts
 from emulator.contracts.builtin import HEALTH_SERVICE, REFLECTION_SERVICES
+from emulator.contracts.patterns import check_patterns
 from emulator.errors import ConfigError
-from emulator.faults.config import FaultConfig
-from emulator.faults.engine import FaultInterceptor, rate_limiters
 from emulator.faults.health import HealthWindows
-from emulator.faults.rules import compile_rule, method_matches
+from emulator.faults.max_duration import MaxDurationInterceptor
+from emulator.faults.setup import build_faults
 from emulator.journal import Journal
-from emulator.runtime.clock import Clock
+from emulator.respond.behavior import BehaviorResponder
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
 from emulator.runtime.health import health_handler
 from emulator.runtime.reflection import ReflectionHandler
-from emulator.runtime.security import (
-    BuiltinGuard,
-    build_security,
-    check_method_patterns,
-    warn_if_exposed,
-)
 from emulator.runtime.watchdog import LoopWatchdog
+from emulator.security.setup import BuiltinGuard, build_security, check_policy, warn_if_exposed
 
 __all__ = ["EmulatorServer"]
 
@@ -70,7 +66,8 @@ class EmulatorServer:
             config.journal.limit, config.journal.redact_headers, max_bytes=config.journal.max_bytes
         )
         self.security = build_security(config)
-        check_method_patterns(config, self.contracts)
+        check_patterns(config.method_patterns(), self.contracts)
+        check_policy(config, self.contracts)
         self.faults = build_faults(config, self.contracts, clock=self.clock)
         self.state: dict[str, Any] = {}
         self.executor = ThreadPoolExecutor(
@@ -81,24 +78,24 @@ class EmulatorServer:
         self.stream_executor = ThreadPoolExecutor(
             max_workers=SYNC_STREAM_THREADS, thread_name_prefix=WORKER_THREADS[1]
         )
-        self.dispatcher = Dispatcher(
-            self.contracts,
+        behaviours = BehaviorResponder(
             self.registry,
             self.defaults,
+            self.contracts.pool,
             executor=self.executor,
+            stream_executor=self.stream_executor,
+        )
+        budgets = MaxDurationInterceptor(config.max_duration, self.contracts.methods)
+        # Security first: nothing after it sees a call the policy refuses.
+        interceptors = [*self.security.interceptors, self.faults, self.journal]
+        self.dispatcher = Dispatcher(
+            self.contracts,
+            self.defaults,
+            responders=[behaviours],
             state=self.state,
             clock=self.clock.now,
-            # Security first: nothing after it sees a call the policy refuses.
-            chain=Chain([*self.security.interceptors, self.faults, self.journal]),
-            client_certs=self.security.client_certs,
-            stream_executor=self.stream_executor,
+            chain=Chain([*interceptors, budgets] if budgets else interceptors),
             keep_messages=config.journal.keep_messages,
-            max_duration={
-                path: limit
-                for pattern, limit in config.max_duration.items()
-                for path in self.contracts.methods
-                if method_matches(pattern, path)
-            },
         )
         self.journal.settle = self.dispatcher.inflight.settle
         self.watchdog = LoopWatchdog(config.server.loop_block_warning, self._behaviour_code)
@@ -215,35 +212,3 @@ def _address(host: str, port: int | None) -> str:
     """`host:port`, an IPv6 address in brackets (given with or without them)."""
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
-
-
-def build_faults(
-    config: Config, contracts: Contracts, *, clock: Clock | None = None
-) -> FaultInterceptor:
-    """The faults interceptor; windows and rate limits count in `clock`'s monotonic seconds."""
-    monotonic = (clock or Clock()).monotonic
-    rules = [compile_rule(c, f"faults[{i}] ({c.name})") for i, c in enumerate(config.faults)]
-    for index, rule in enumerate(config.faults):
-        check_request_match(rule, contracts, f"faults[{index}] ({rule.name}).match.request")
-    return FaultInterceptor(
-        rules,
-        rate_limiters(config.rate_limits, monotonic),
-        seed=config.seed,
-        header_faults=config.header_faults,
-        max_active=config.max_active_faults,
-        clock=monotonic,
-    )
-
-
-def check_request_match(rule: FaultConfig, contracts: Contracts, where: str) -> None:
-    """A misspelt field in `match.request` would make a rule silently never fire: refuse it."""
-    if not rule.match.request:
-        return
-    from emulator.matching import message_differences
-
-    for path, spec in contracts.methods.items():
-        if not method_matches(rule.match.method, path):
-            continue
-        for problem in message_differences(spec.input_class(), rule.match.request):
-            if "has no field" in problem:
-                raise ConfigError(f"{where}: {problem} (method {spec.name})")

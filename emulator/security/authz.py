@@ -15,90 +15,19 @@ with "," (`joined_values`), as A43 and Envoy match it.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.contracts.patterns import check_method_pattern, matches, method_pattern
 from emulator.errors import ConfigError
 
 __all__ = [
     "Policy",
     "Rule",
     "ScopeRules",
-    "check_method_pattern",
     "joined_values",
-    "matches",
-    "method_matches",
-    "method_pattern",
 ]
-
-
-def matches(pattern: str, value: str | None) -> bool:
-    """A43 string matching: exact, `prefix*`, `*suffix`, or `*` for presence."""
-    if value is None:
-        return False
-    if pattern == "*":
-        return True
-    if pattern.endswith("*"):
-        return value.startswith(pattern[:-1])
-    if pattern.startswith("*"):
-        return value.endswith(pattern[1:])
-    return value == pattern
-
-
-def method_pattern(pattern: str) -> str:
-    """A method pattern as config writes it (`pkg.Svc/Method`, `pkg.Svc/*`, `*/Ping`, `*`) in
-    the form `matches()` compares with call paths (`/pkg.Svc/Method`)."""
-    return pattern if pattern.startswith("*") else "/" + pattern.lstrip("/")
-
-
-def method_matches(pattern: str, path: str) -> bool:
-    """`pkg.Svc/Method`, `pkg.Svc/*` or `*` against `/pkg.Svc/Method`."""
-    return matches(method_pattern(pattern), path)
-
-
-def check_method_pattern(
-    pattern: str, paths: Collection[str], key: str, *, a43: bool = False
-) -> None:
-    """Refuse a pattern that matches none of `paths` (every method served, as `/pkg.Svc/M`).
-
-    A misspelt pattern would leave its rule silently unapplied: a method meant to need a scope
-    or a certificate stays open, a fault never fires. `a43` patterns are compared as written
-    (A43 paths start with `/`); method patterns may leave the `/` out. ConfigError names `key`
-    and the closest real names.
-    """
-    wanted = pattern if a43 else method_pattern(pattern)
-    if any(matches(wanted, path) for path in paths):
-        return
-    if a43 and not pattern.startswith(("/", "*")):
-        problem = (
-            f'"{pattern}" never matches: A43 paths start with "/" (did you mean "/{pattern}"?)'
-        )
-        raise ConfigError(f"{key}: {problem}", key=key, problem=problem)
-    lead = "/" if a43 else ""
-    names = sorted({lead + p.lstrip("/") for p in paths})
-    names += sorted({lead + p.lstrip("/").rpartition("/")[0] + "/*" for p in paths})
-    close = _closest(pattern, names)
-    if close:
-        hint = "; did you mean " + " or ".join(f'"{c}"' for c in close) + "?"
-    else:
-        services = sorted({p.lstrip("/").rpartition("/")[0] for p in paths})
-        shown = ", ".join(services[:6]) + (", ..." if len(services) > 6 else "")
-        hint = f"; write {lead}pkg.Service/Method, {lead}pkg.Service/* or *; services: {shown}"
-    problem = f'"{pattern}" matches no method{hint}'
-    raise ConfigError(f"{key}: {problem}", key=key, problem=problem)
-
-
-def _closest(word: str, names: Sequence[str]) -> list[str]:
-    """The closest names (difflib), ties with the best kept: one answer unless it is a toss-up."""
-    scored = []
-    for name in names:
-        matcher = difflib.SequenceMatcher(None, word, name)
-        if matcher.real_quick_ratio() >= 0.6 and matcher.quick_ratio() >= 0.6:
-            scored.append((matcher.ratio(), name))
-    scored = sorted((s for s in scored if s[0] >= 0.6), key=lambda s: (-s[0], s[1]))
-    return [name for score, name in scored[:3] if score >= scored[0][0] - 0.02]
 
 
 def joined_values(metadata: Sequence[tuple[str, str | bytes]]) -> dict[str, str]:

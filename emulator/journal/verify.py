@@ -12,8 +12,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from emulator.journal import CallList, CallRecord
-from emulator.matching import differences, message_text
+from emulator.journal.matching import differences, message_text
+from emulator.journal.records import CallList, CallRecord
 
 __all__ = ["check_called"]
 
@@ -30,7 +30,7 @@ def check_called(
 ) -> CallList:
     """The matching calls to `method`; AssertionError with near misses when the count is off."""
     to_method = [r for r in records if r.method == method]
-    matching = [r for r in to_method if not differences(r, request, metadata)]
+    matching = [r for r in to_method if not differences(r.request, r.metadata, request, metadata)]
     if (times is None and matching) or (times is not None and len(matching) == times):
         return CallList(matching)
     wanted = "at least 1 call" if times is None else f"{times} call{'s' * (times != 1)}"
@@ -49,7 +49,11 @@ def check_called(
         lines.extend(f"  {r.summary()}" for r in matching)
         return _fail(lines)
     misses = sorted(
-        ((differences(r, request, metadata), r) for r in to_method if r not in matching),
+        (
+            (differences(r.request, r.metadata, request, metadata), r)
+            for r in to_method
+            if r not in matching
+        ),
         key=lambda pair: len(pair[0]),
     )
     lines.append(f"{len(to_method)} call(s) to {method}; closest:")

@@ -14,24 +14,22 @@ import grpc
 
 from emulator.chain import Interceptor
 from emulator.config import Config
-from emulator.contracts.builtin import BUILTIN_SERVICES
+from emulator.contracts.patterns import served_paths
 from emulator.errors import ConfigError, RpcAbort
-from emulator.security.authz import Policy, check_method_pattern
+from emulator.security.authz import Policy
 
 if TYPE_CHECKING:
-    from emulator.chain.auth import AuthInterceptor
-    from emulator.chain.identity import IdentityInterceptor
     from emulator.contracts import Contracts
+    from emulator.security.auth import AuthInterceptor
+    from emulator.security.identity import IdentityInterceptor
     from emulator.security.tokens import TokenVerifier
 
 __all__ = [
     "BuiltinGuard",
     "Security",
     "build_security",
-    "check_method",
-    "check_method_patterns",
+    "check_policy",
     "pem",
-    "served_paths",
     "warn_if_exposed",
 ]
 
@@ -42,7 +40,6 @@ log = logging.getLogger("emulator")
 class Security:
     credentials: grpc.ServerCredentials | None = None
     interceptors: list[Interceptor] = field(default_factory=list)
-    client_certs: bool = False
     identity: IdentityInterceptor | None = None
     auth: AuthInterceptor | None = None
 
@@ -82,13 +79,12 @@ def build_security(config: Config) -> Security:
         except (RuntimeError, ValueError) as exc:  # pragma: no cover - grpc checks lazily
             raise ConfigError(f"tls: the certificate or key is not usable: {exc}") from None
         if ca is not None:
-            from emulator.chain.identity import IdentityInterceptor
+            from emulator.security.identity import IdentityInterceptor
 
             allowed = tls.allowed_clients
             per_method = (
                 allowed if isinstance(allowed, dict) else ({"*": allowed} if allowed else {})
             )
-            security.client_certs = True
             security.identity = IdentityInterceptor(per_method, tls.exempt)
             security.interceptors.append(security.identity)
         if tls.exempt and not tls.allowed_clients:
@@ -98,7 +94,7 @@ def build_security(config: Config) -> Security:
             )
     auth = config.auth
     if auth.enabled or config.authorization is not None or auth.scopes:
-        from emulator.chain.auth import AuthInterceptor
+        from emulator.security.auth import AuthInterceptor
         from emulator.security.authz import ScopeRules
 
         policy = Policy(config.authorization) if config.authorization is not None else None
@@ -110,43 +106,10 @@ def build_security(config: Config) -> Security:
     return security
 
 
-def served_paths(contracts: Contracts) -> frozenset[str]:
-    """Every method path served: the contracts' own, then health and reflection."""
-    builtin = [
-        f"/{name}/{method.name}"
-        for name in sorted(BUILTIN_SERVICES)
-        for method in contracts.pool.FindServiceByName(name).methods
-    ]
-    return frozenset([*contracts.methods, *builtin])
-
-
-def check_method(pattern: str, contracts: Contracts, key: str) -> None:
-    """One method pattern given at runtime (`emu.fault(match=...)`) against the contracts."""
-    check_method_pattern(pattern, served_paths(contracts), key)
-
-
-def check_method_patterns(config: Config, contracts: Contracts) -> None:
-    """Every method pattern of the config must match a method served: a misspelt one would
-    leave a method unprotected (scopes, allowlists), or a rule silently dead (exempt, faults,
-    limits). A43 paths are checked as A43 writes them, with their leading `/`."""
-    paths = served_paths(contracts)
-    patterns: list[tuple[str, str]] = []
-    patterns += [(p, f"auth.exempt[{i}]") for i, p in enumerate(config.auth.exempt)]
-    patterns += [(p, "auth.scopes") for p in config.auth.scopes]
-    allowed = config.tls.allowed_clients
-    if isinstance(allowed, dict):
-        patterns += [(p, "tls.allowed_clients") for p in allowed]
-    patterns += [(p, f"tls.exempt[{i}]") for i, p in enumerate(config.tls.exempt)]
-    for i, rule in enumerate(config.faults):
-        patterns.append((rule.match.method, f"faults[{i}] ({rule.name}).match.method"))
-    for i, limit in enumerate(config.rate_limits):
-        named = f" ({limit.name})" if limit.name else ""
-        patterns.append((limit.match.method, f"rate_limits[{i}]{named}.match.method"))
-    patterns += [(p, "max_duration") for p in config.max_duration]
-    for pattern, key in patterns:
-        check_method_pattern(pattern, paths, key)
+def check_policy(config: Config, contracts: Contracts) -> None:
+    """A43 paths are checked as A43 writes them, with their leading `/`."""
     if config.authorization is not None:
-        Policy(config.authorization).check_paths(paths)
+        Policy(config.authorization).check_paths(served_paths(contracts))
 
 
 def _check_pair(cert: bytes, key: bytes) -> None:
@@ -261,7 +224,7 @@ class BuiltinGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             identities: tuple[str, ...] = ()
             try:
                 if identity is not None:
-                    from emulator.chain.identity import names_in_certificate
+                    from emulator.security.identity import names_in_certificate
 
                     pem = context.auth_context().get("x509_pem_cert")
                     identities = names_in_certificate(pem[0]) if pem else ()

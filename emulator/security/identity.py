@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 import grpc
 from cryptography import x509
 
-from emulator.chain import Call, Interceptor
+from emulator.call import Call
+from emulator.chain import Interceptor
+from emulator.contracts.patterns import matches, method_pattern
 from emulator.errors import RpcAbort
-from emulator.security.authz import matches, method_pattern
 
 __all__ = ["IdentityInterceptor", "names_in_certificate"]
 
@@ -46,7 +47,10 @@ class IdentityInterceptor(Interceptor):
         self._exempt = tuple(method_pattern(p) for p in exempt)
 
     async def before(self, call: Call) -> None:
-        pem = call.peer_cert
+        # The verified client certificate (PEM), which grpc has under mTLS.
+        grpc_ctx = call.servicer_context
+        certs = grpc_ctx.auth_context().get("x509_pem_cert") if grpc_ctx is not None else None
+        pem = certs[0] if certs else None
         call.identities = names_in_certificate(pem) if pem else ()
         self.admit(call.spec.path, call.identities)
 

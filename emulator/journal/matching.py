@@ -10,15 +10,12 @@ user's own `_pb2` classes included), since messages are compared by type name an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from emulator.chain import first_values
-
-if TYPE_CHECKING:
-    from emulator.journal import CallRecord
+from emulator.call import first_values
 
 __all__ = [
     "differences",
@@ -30,14 +27,15 @@ __all__ = [
 
 
 def differences(
-    record: CallRecord,
+    actual: Message | None,
+    headers: Sequence[tuple[str, str | bytes]],
     request: Mapping[str, Any] | Message | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Why `record` does not match; empty when it does."""
+    """Why a call's request message `actual` and `headers` do not match `request` and
+    `metadata`; empty when they do."""
     found: list[str] = []
     if request is not None:
-        actual = record.request
         if actual is None:
             found.append("no request message was received")
         elif isinstance(request, Message):
@@ -45,7 +43,7 @@ def differences(
         else:
             found.extend(message_differences(actual, request))
     if metadata:
-        found.extend(header_differences(record.metadata, metadata))
+        found.extend(header_differences(headers, metadata))
     return found
 
 

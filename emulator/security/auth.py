@@ -11,9 +11,11 @@ from typing import Any
 
 import grpc
 
-from emulator.chain import Call, Interceptor, Metadata
+from emulator.call import Call, Metadata
+from emulator.chain import Interceptor
+from emulator.contracts.patterns import matches, method_pattern
 from emulator.errors import RpcAbort
-from emulator.security.authz import Policy, ScopeRules, joined_values, matches, method_pattern
+from emulator.security.authz import Policy, ScopeRules, joined_values
 from emulator.security.tokens import TokenError, TokenVerifier, bearer_token
 
 __all__ = ["AuthInterceptor"]

@@ -24,9 +24,9 @@ from typing import Any, TypeVar, overload
 import grpc
 from google.protobuf.message import Message
 
-from emulator.chain import Call, Interceptor
-from emulator.matching import message_text
-from emulator.runtime.context import Metadata
+from emulator.call import Call, Metadata
+from emulator.chain import Interceptor
+from emulator.journal.matching import message_text
 
 __all__ = ["DEFAULT_MAX_BYTES", "REDACTED", "SECRET_HEADERS", "CallList", "CallRecord", "Journal"]
 
@@ -200,12 +200,13 @@ class CallList:
     ) -> CallList:
         """Calls whose request contains `request` (partial, by field; or equals a message of
         any generated module) and whose headers include `metadata`."""
-        from emulator.matching import differences
+        from emulator.journal.matching import differences
 
         return CallList(
             r
             for r in self._records
-            if (code is None or r.code == code) and not differences(r, request, metadata)
+            if (code is None or r.code == code)
+            and not differences(r.request, r.metadata, request, metadata)
         )
 
     def __repr__(self) -> str:

@@ -1,0 +1,191 @@
+"""The record of one call in flight (`Call`), gRPC metadata, and the bounded message lists a
+call keeps per direction. A leaf: it imports nothing else of the emulator's (type hints aside),
+so every layer can share it.
+
+`Messages`: a call keeps its first `keep` and last `keep` messages and counts the rest, so a
+stream of a million messages costs what a stream of `2 * keep` does, open or in the journal.
+Positions are those of the whole stream: `messages[0]` is the first message, `messages[-1]` the
+latest, and `len(messages)` counts every message seen; iterating yields only the kept ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+if TYPE_CHECKING:
+    from emulator.contracts.model import MethodSpec
+
+__all__ = [
+    "DEADLINE_SLACK",
+    "DEFAULT_KEEP",
+    "Call",
+    "Messages",
+    "Metadata",
+    "first_values",
+    "past_deadline",
+]
+
+DEFAULT_KEEP = 100  # messages kept at each end of a stream
+# How close to its deadline a cancelled call counts as DEADLINE_EXCEEDED: the client cancels at
+# its own deadline, slightly before the server's.
+DEADLINE_SLACK = 0.05
+
+
+class Messages:
+    """Raw message bytes: the first and last `keep`, the total count and the total size."""
+
+    __slots__ = ("_digest", "_head", "_keep", "_tail", "count", "kept_bytes", "total_bytes")
+
+    def __init__(self, keep: int = DEFAULT_KEEP, *, digest: bool = False) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        self._keep = keep
+        self._head: list[bytes] = []
+        # Made only once the head is full: most calls have a message or two, and an empty
+        # deque alone costs more than the rest of the record (the journal keeps 10,000).
+        self._tail: deque[bytes] | None = None
+        self.count = 0  # every message seen
+        self.total_bytes = 0  # their sizes
+        self.kept_bytes = 0  # sizes of those still held
+        # A running SHA-256 of every message, length-prefixed so that boundaries count: the key
+        # of a client stream's default response, whatever was dropped from the middle.
+        self._digest = hashlib.sha256() if digest else None
+
+    def append(self, data: bytes) -> None:
+        self.count += 1
+        self.total_bytes += len(data)
+        if self._digest is not None:
+            self._digest.update(struct.pack(">I", len(data)))
+            self._digest.update(data)
+        if len(self._head) < self._keep:
+            self._head.append(data)
+            self.kept_bytes += len(data)
+            return
+        if self._tail is None:
+            self._tail = deque()
+        self._tail.append(data)
+        self.kept_bytes += len(data)
+        if len(self._tail) > self._keep:
+            self.kept_bytes -= len(self._tail.popleft())
+
+    def digest(self) -> bytes:
+        """SHA-256 over every message so far (needs `digest=True`)."""
+        if self._digest is None:
+            raise RuntimeError("these messages keep no digest")
+        return self._digest.digest()
+
+    @property
+    def dropped(self) -> int:
+        """Messages from the middle of the stream that were counted but not kept."""
+        return self.count - len(self._head) - len(self._tail or ())
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> bytes:
+        """The message at stream position `index` (negative: from the end), if it was kept."""
+        position = index + self.count if index < 0 else index
+        if not 0 <= position < self.count:
+            raise IndexError(f"message {index} of {self.count}")
+        if position < len(self._head):
+            return self._head[position]
+        tail = self._tail or deque()
+        start = self.count - len(tail)
+        if position >= start:
+            return tail[position - start]
+        raise IndexError(f"message {index} of {self.count} was not kept (only the first and last)")
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._head
+        yield from self._tail or ()
+
+    def __repr__(self) -> str:
+        return f"<Messages {self.count} ({self.dropped} not kept), {self.total_bytes} bytes>"
+
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+class Call:
+    """One call in flight: raw request and response bytes, metadata and, at the end, status.
+
+    `requests` and `responses` keep the first and last `keep` messages of a stream and count
+    the rest (see `Messages`), so a long stream holds bounded memory while open and afterwards.
+    """
+
+    __slots__ = (
+        "budget",
+        "claims",
+        "code",
+        "context",
+        "deadline",
+        "details",
+        "duration",
+        "ended",
+        "faults",
+        "identities",
+        "metadata",
+        "peer",
+        "principal",
+        "requests",
+        "responses",
+        "servicer_context",
+        "slots",
+        "spec",
+        "started",
+        "trailers",
+    )
+
+    def __init__(
+        self,
+        spec: MethodSpec,
+        metadata: Metadata,
+        peer: str,
+        deadline: float | None,
+        *,
+        keep: int = DEFAULT_KEEP,
+    ) -> None:
+        self.spec = spec
+        self.metadata = metadata
+        self.peer = peer
+        self.deadline = deadline  # time.time() seconds
+        self.started = time.time()
+        self.duration = 0.0
+        self.ended = False
+        self.faults: list[str] = []  # names of the fault rules that fired
+        # Per-interceptor state (`Interceptor.state`); made on first use, most calls need none.
+        self.slots: dict[object, Any] | None = None
+        # (seconds from `started`, message): how long the responder may take, when an
+        # interceptor (max_duration) limits it; past it the call ends DEADLINE_EXCEEDED.
+        self.budget: tuple[float, str] | None = None
+        # grpc's ServicerContext while the call runs (interceptors read the peer's TLS
+        # identity from it); dropped when the call ends, as the journal keeps the call.
+        self.servicer_context: Any = None
+        # A client stream's default answer is keyed by all its requests: keep their digest.
+        client_stream = spec.kind.client_streaming and not spec.kind.server_streaming
+        self.requests = Messages(keep, digest=client_stream)
+        self.responses = Messages(keep)
+        self.code = grpc.StatusCode.OK
+        self.details = ""
+        self.trailers: Metadata = ()
+        self.context: Any = None  # the behaviour's CallContext, once it has one
+        self.identities: tuple[str, ...] = ()  # names that certificate proves (SANs, CN)
+        self.principal: str | None = None  # the token's subject
+        self.claims: Mapping[str, Any] = {}
+
+
+def first_values(metadata: Metadata) -> dict[str, str | bytes]:
+    """Each header's first value (gRPC metadata may repeat a key)."""
+    return dict(reversed(metadata))
+
+
+def past_deadline(call: Call) -> bool:
+    """Whether the client has given up on `call`: its deadline is (all but) past."""
+    return call.deadline is not None and time.time() >= call.deadline - DEADLINE_SLACK

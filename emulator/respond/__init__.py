@@ -1,0 +1,136 @@
+"""Responders: what answers a call once the chain has let it through.
+
+A call, whatever its RPC kind, is "requests in, messages out": a responder gets an `Exchange`
+(the call, its request bytes or request stream) and yields the raw bytes of each response
+message. The dispatcher picks the responder once per call, asking each in order:
+
+    unimplemented methods → behaviours (and test overrides) → the default response
+
+Each `Responder.pick(call)` returns the function that answers the call, or None to pass it on;
+a new way to answer (stubs, replay, a proxy) is a new responder in that list, never a branch per
+RPC kind. The four kinds meet grpc in `emulator.runtime.handlers`, and only there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeAlias
+
+from google.protobuf.message import DecodeError, Message
+
+from emulator.call import Call, past_deadline
+from emulator.chain import Chain
+from emulator.contracts.model import RpcKind
+
+__all__ = [
+    "Answer",
+    "BadRequest",
+    "ClientGone",
+    "Escaped",
+    "Exchange",
+    "Responder",
+    "parse",
+]
+
+Answer: TypeAlias = Callable[["Exchange"], AsyncIterator[bytes]]
+
+
+class BadRequest(Exception):
+    """Request bytes that do not parse as the method's input type: INVALID_ARGUMENT."""
+
+
+class ClientGone(Exception):
+    """The request stream ended because the client cancelled or its deadline passed, not
+    because it finished sending: what follows must not be journalled as an answer."""
+
+
+class Escaped(Exception):
+    """A BaseException a behaviour let out (SystemExit, KeyboardInterrupt, its own
+    CancelledError, StopIteration): it fails that call, never the server."""
+
+    def __init__(self, exc: BaseException, hint: str = "") -> None:
+        super().__init__(f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''}{hint}")
+        self.original = exc
+
+
+def parse(call: Call, data: bytes) -> Message:
+    """`data` as the method's input message, or BadRequest."""
+    cls = call.spec.input_class
+    try:
+        return cls.FromString(data)
+    except (DecodeError, RuntimeError) as exc:
+        raise BadRequest(f"request is not a valid {cls.DESCRIPTOR.full_name}: {exc}") from None
+
+
+class Exchange:
+    """One call as a responder sees it: the request (unary request kinds) or the request stream
+    (client and bidi streaming), read once, each message counted in `call.requests` and shown
+    to the chain's `on_request` hooks before the responder gets it."""
+
+    __slots__ = ("_chain", "_grpc_ctx", "_stream", "call", "context_for", "request")
+
+    def __init__(
+        self,
+        call: Call,
+        chain: Chain,
+        context_for: Callable[[Call, Callable[[], Message]], Any],
+        *,
+        request: bytes = b"",
+        stream: AsyncIterator[bytes] | None = None,
+        grpc_ctx: Any = None,
+    ) -> None:
+        self.call = call
+        self.request = request  # the one request's bytes, for unary request kinds
+        self.context_for = context_for  # makes a behaviour's CallContext (ctx)
+        self._chain = chain
+        self._stream = stream
+        self._grpc_ctx = grpc_ctx
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Every request message, parsed, as it arrives (unary request kinds: the one)."""
+        call = self.call
+        if self._stream is None:
+            yield parse(call, self.request)
+            return
+        chain = self._chain
+        checks = chain.checks_requests
+        async for raw in self._stream:
+            message = parse(call, raw)
+            call.requests.append(raw)
+            if checks:
+                await chain.on_request(call, len(call.requests) - 1)
+            yield message
+        # grpc ends the request stream the same way when the client cancels (or its deadline
+        # passes) as when it finishes sending: tell them apart, or a default would answer.
+        # The cancellation comes with the end of the stream: one loop turn lets grpc deliver it
+        # (the task is then cancelled right here).
+        await asyncio.sleep(0)
+        if self._grpc_ctx.cancelled() or past_deadline(call):
+            raise ClientGone
+
+    def default_key(self) -> bytes:
+        """The bytes a default answer is derived from: the request of a unary request, the
+        digest of a whole client stream, the latest message of a bidi stream."""
+        call = self.call
+        kind = call.spec.kind
+        if not kind.client_streaming:
+            return self.request
+        if kind is RpcKind.STREAM_UNARY:
+            return call.requests.digest()
+        return call.requests[-1] if call.requests else b""
+
+    def default_index(self) -> int:
+        """Which message of a default server stream comes next (other kinds: always 0)."""
+        call = self.call
+        return len(call.responses) if call.spec.kind is RpcKind.UNARY_STREAM else 0
+
+
+class Responder:
+    """Answers the calls it picks; `pick` returns None to leave a call to the next one."""
+
+    def pick(self, call: Call) -> Answer | None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Back to the start, between tests (counters, sequences)."""

@@ -1,0 +1,208 @@
+"""The behaviour responder: a method's Python behaviour (or a test's override) answers it.
+
+Behaviours may be sync or async, plain or generators, whatever the RPC kind: sync code runs in a
+thread pool, off the event loop, and a sync behaviour reading a request stream gets a blocking
+iterator over it. Each step of a behaviour runs inside the call's time budget (`max_duration`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from emulator.behavior.convert import ReturnTypeError, to_message
+from emulator.behavior.defaults import DefaultResponses
+from emulator.behavior.registry import Implementation, Registry, Style
+from emulator.call import Call
+from emulator.errors import RpcAbort
+from emulator.respond import Answer, Escaped, Exchange, Responder, parse
+
+__all__ = ["BehaviorResponder"]
+
+
+class BehaviorResponder(Responder):
+    """Picks calls to methods the registry has an implementation for."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        defaults: DefaultResponses,
+        pool: Any,
+        *,
+        executor: Executor,
+        stream_executor: Executor | None = None,
+    ) -> None:
+        self.registry = registry
+        self.defaults = defaults
+        self.descriptor_pool = pool
+        self.executor = executor
+        # Sync behaviours that read a request stream wait on the client between messages: they
+        # get threads of their own, so idle streams never starve the pool of other calls.
+        self.stream_executor = stream_executor or executor
+
+    def pick(self, call: Call) -> Answer | None:
+        impl = self.registry.get(call.spec.path)
+        return None if impl is None else functools.partial(self.answer, impl)
+
+    async def answer(self, impl: Implementation, exchange: Exchange) -> AsyncIterator[bytes]:
+        call, defaults = exchange.call, self.defaults
+        spec = call.spec
+        kind = spec.kind
+        ctx = exchange.context_for(call, lambda: defaults.response(spec, exchange.default_key()))
+        argument: Any
+        if kind.client_streaming:
+            stream = exchange.messages()
+            argument = stream if impl.style.is_async else _SyncIterator(stream, ctx)
+        else:
+            argument = parse(call, exchange.request)
+
+        def default() -> bytes:
+            return defaults.response_bytes(spec, exchange.default_key(), exchange.default_index())
+
+        if kind.server_streaming:
+            async for item in self._results(call, impl, argument, ctx):
+                yield self._encode(item, impl, default)
+        else:
+            yield self._encode(await self._run(call, impl, argument, ctx), impl, default)
+
+    def _encode(self, value: object, impl: Implementation, default: Callable[[], bytes]) -> bytes:
+        if value is None:
+            return default()
+        msg = to_message(value, impl.spec.output_class, self.descriptor_pool, impl.origin)
+        return msg.SerializeToString()
+
+    def _pool(self, call: Call) -> Executor:
+        return self.stream_executor if call.spec.kind.client_streaming else self.executor
+
+    async def _run(self, call: Call, impl: Implementation, *args: Any) -> Any:
+        """Call a plain (non-generator) behaviour: sync ones in the thread pool, off the loop."""
+        if impl.style is Style.ASYNC:
+            return await within(call, impl.func(*args))
+        loop = asyncio.get_running_loop()
+        step = loop.run_in_executor(self._pool(call), functools.partial(_sync, impl.func, *args))
+        return await within(call, step)
+
+    async def _results(self, call: Call, impl: Implementation, *args: Any) -> AsyncIterator[Any]:
+        """The messages a streaming behaviour produces, whatever its style."""
+        done = object()
+        if impl.style is Style.ASYNC_GEN:
+            generator = impl.func(*args)
+            while (item := await within(call, anext(generator, done))) is not done:
+                yield item
+            return
+        if impl.style is Style.SYNC_GEN:
+            source: Any = impl.func(*args)
+        else:
+            source = await self._run(call, impl, *args)
+            if source is None:
+                return
+            if hasattr(source, "__aiter__"):
+                while (item := await within(call, anext(source, done))) is not done:
+                    yield item
+                return
+            if isinstance(source, Mapping | Message | str | bytes) or not hasattr(
+                source, "__iter__"
+            ):
+                # Iterating a dict would stream its keys: say what a stream method returns.
+                raise ReturnTypeError(
+                    f"{impl.origin}: returned {type(source).__name__}, but {call.spec.name} is "
+                    "server streaming: yield each message, or return a list of them"
+                )
+            source = iter(source)
+        loop = asyncio.get_running_loop()
+        pool = self._pool(call)
+        try:
+            while True:
+                step = loop.run_in_executor(pool, _sync, next, source, done)
+                item = await within(call, step)
+                if item is done:
+                    return
+                yield item
+        finally:
+            if hasattr(source, "close"):  # a cancelled call runs the generator's `finally` now
+                loop.run_in_executor(pool, _close, source)
+
+
+async def within(call: Call, step: Awaitable[Any]) -> Any:
+    """Await one step of a behaviour inside the call's time budget (`max_duration`), if any."""
+    budget = call.budget
+    try:
+        if budget is None:
+            return await step
+        limit, message = budget
+        try:
+            left = max(0.0, limit - (time.time() - call.started))
+            return await asyncio.wait_for(step, left)
+        except TimeoutError:
+            raise RpcAbort(grpc.StatusCode.DEADLINE_EXCEEDED, message) from None
+    except GeneratorExit as exc:  # raised by the behaviour: not a close of this call
+        raise Escaped(exc) from exc
+
+
+def _sync(func: Callable[..., Any], *args: Any) -> Any:
+    """Run sync behaviour code in a worker thread. StopIteration cannot cross into an asyncio
+    future (the call would never end), so it becomes an error that says where it came from."""
+    try:
+        return func(*args)
+    except GeneratorExit as exc:
+        raise Escaped(exc) from exc
+    except StopIteration as exc:
+        raise Escaped(
+            exc, " (did the behaviour call next() past the end of the request stream?)"
+        ) from exc
+
+
+class _SyncIterator(Iterator[Message]):
+    """Lets a sync behaviour, running in a thread of its own, iterate an async request stream."""
+
+    def __init__(self, stream: AsyncIterator[Message], ctx: Any) -> None:
+        self._stream = stream
+        self._loop = asyncio.get_running_loop()
+        self._pending: Any = None
+        self._closed = False
+        ctx._request_stream = self  # closed when the call ends
+
+    def __next__(self) -> Message:
+        if self._closed:
+            raise StopIteration
+        future = asyncio.run_coroutine_threadsafe(_next_or_none(self._stream), self._loop)
+        self._pending = future
+        try:
+            item = future.result()
+        except concurrent.futures.CancelledError:
+            raise StopIteration from None  # the call ended while waiting: nothing more comes
+        finally:
+            self._pending = None
+        if item is None:
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        """The call is over: a thread waiting for the next request stops waiting."""
+        self._closed = True
+        pending = self._pending
+        if pending is not None:
+            pending.cancel()
+
+
+async def _next_or_none(stream: AsyncIterator[Message]) -> Message | None:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
+
+
+def _close(generator: Any) -> None:
+    # Still running its last step in another thread (the call was cancelled mid-step): that
+    # step finishes on its own and the generator is collected afterwards.
+    with contextlib.suppress(ValueError):
+        generator.close()

@@ -1,0 +1,50 @@
+"""The default responder: the deterministic, schema-valid answer every method has without code.
+
+What a default is derived from follows the RPC kind (see `Exchange.default_key`): a unary
+request's bytes, a whole client stream, each message of a bidi stream (one answer per request).
+A default server stream has `defaults.stream_messages` messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from emulator.behavior.defaults import DefaultResponses
+from emulator.call import Call
+from emulator.contracts.model import RpcKind
+from emulator.respond import Answer, Exchange, Responder, parse
+
+__all__ = ["DefaultResponder"]
+
+
+class DefaultResponder(Responder):
+    """Answers every call it is asked about: the last responder of the list."""
+
+    def __init__(self, defaults: DefaultResponses) -> None:
+        self.defaults = defaults
+
+    def pick(self, call: Call) -> Answer:
+        return self.answer
+
+    async def answer(self, exchange: Exchange) -> AsyncIterator[bytes]:
+        defaults, call = self.defaults, exchange.call
+        spec = call.spec
+        kind = spec.kind
+        if kind is RpcKind.UNARY_UNARY:
+            # The common case, cached by request digest: parse only to refuse bad bytes once.
+            out = defaults.cached(spec, exchange.request)
+            if out is None:
+                parse(call, exchange.request)
+                out = defaults.response_bytes(spec, exchange.request)
+            yield out
+        elif kind is RpcKind.UNARY_STREAM:
+            parse(call, exchange.request)
+            for index in range(defaults.stream_messages):
+                yield defaults.response_bytes(spec, exchange.request, index)
+        elif kind is RpcKind.STREAM_STREAM:
+            async for _ in exchange.messages():
+                yield defaults.response_bytes(spec, exchange.default_key())
+        else:
+            async for _ in exchange.messages():
+                pass
+            yield defaults.response_bytes(spec, exchange.default_key())
