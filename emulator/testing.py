@@ -7,7 +7,6 @@ Either way it binds 127.0.0.1 on a free port and leaves no thread, task or port 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -20,77 +19,18 @@ from google.protobuf.message import Message
 
 from emulator.behavior.base import Behavior
 from emulator.behavior.discovery import BehaviorSource
-from emulator.behavior.registry import (
-    Implementation,
-    Registry,
-    Style,
-    bind,
-    check_parameters,
-    check_shape,
-)
 from emulator.channels import PemValue, channel_security
 from emulator.client import DynamicStub
 from emulator.clock import Clock
 from emulator.config import Config
-from emulator.contracts.model import MethodSpec
-from emulator.contracts.patterns import check_method
+from emulator.control import ControlPlane, FaultHandle, Override, closest
 from emulator.errors import BehaviorFailedError, EmulatorError
-from emulator.faults.engine import FaultInterceptor
-from emulator.faults.rules import Rule, compile_rule
-from emulator.faults.setup import check_request_match
 from emulator.journal import CallList
-from emulator.journal.verify import check_called
 from emulator.runtime.server import EmulatorServer
 
 __all__ = ["Emulator", "FaultHandle", "Override"]
 
 PathLike = str | os.PathLike[str]
-
-
-class Override:
-    """Behaviour replaced for some methods; `undo()` (or leaving the `with` block) restores it."""
-
-    def __init__(self, registry: Registry, impls: Sequence[Implementation]) -> None:
-        self._registry = registry
-        self._previous = [(i.spec.path, registry.replace(i, i.spec.path)) for i in impls]
-        self.methods = tuple(i.spec.name for i in impls)
-
-    def undo(self) -> None:
-        for path, previous in reversed(self._previous):
-            self._registry.replace(previous, path)
-        self._previous = []
-
-    def __enter__(self) -> Override:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.undo()
-
-
-class FaultHandle:
-    """A fault added with `emu.fault(...)`; `undo()` (or leaving the `with` block) removes it."""
-
-    def __init__(self, engine: FaultInterceptor, rule: Rule) -> None:
-        self._engine = engine
-        self.rule = rule
-        engine.add(rule)
-
-    @property
-    def matched(self) -> int:
-        return self.rule.matched
-
-    @property
-    def injected(self) -> int:
-        return self.rule.injected
-
-    def undo(self) -> None:
-        self._engine.remove(self.rule)
-
-    def __enter__(self) -> FaultHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.undo()
 
 
 class Emulator:
@@ -130,9 +70,7 @@ class Emulator:
         self._client_tls = channel_security(self.config, client_tls)
         self.raise_behavior_errors = raise_behavior_errors
         self._server = EmulatorServer(self.config, behaviors=sources)
-        self._baseline = self._server.registry.snapshot()
-        self._overrides: list[Override] = []
-        self._faults: list[FaultHandle] = []
+        self._control = ControlPlane(self._server)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: list[grpc.Channel] = []
@@ -148,6 +86,12 @@ class Emulator:
         return self._server
 
     @property
+    def control(self) -> ControlPlane:
+        """The control plane this emulator's methods use (overrides, faults, clock, state,
+        health, journal, reset)."""
+        return self._control
+
+    @property
     def target(self) -> str:
         """`127.0.0.1:PORT`, for clients that take an address."""
         self._require_running()
@@ -157,12 +101,12 @@ class Emulator:
     def clock(self) -> Clock:
         """The emulator clock: `freeze(at)`, `advance(seconds)`; drives `ctx.now()` and the
         timestamps of default responses."""
-        return self._server.clock
+        return self._control.clock
 
     @property
     def state(self) -> dict[str, Any]:
         """The `ctx.state` every behaviour shares."""
-        return self._server.state
+        return self._control.state
 
     def channel(
         self, *, client_cert: PemValue | None = None, client_key: PemValue | None = None
@@ -205,7 +149,7 @@ class Emulator:
         spec = contracts.services.get(service)
         if spec is None:
             raise EmulatorError(
-                f"no service {service!r} in the contracts{_closest(service, contracts.services)}"
+                f"no service {service!r} in the contracts{closest(service, contracts.services)}"
             )
         if self._stub_channel is None:
             self._stub_channel = self.channel() if self._loop else self.aio_channel()
@@ -214,13 +158,7 @@ class Emulator:
     def calls(self, method: str | None = None) -> CallList:
         """Calls so far (since the last reset), oldest first: all of them, those of one method
         (`pkg.Service/Method`) or those of one service (`pkg.Service`). Works after exit too."""
-        records = self._server.journal.records()
-        if method is None:
-            return CallList(records)
-        if method in self._server.contracts.services:
-            return CallList(r for r in records if r.method.startswith(method + "/"))
-        name = self._method(method).name
-        return CallList(r for r in records if r.method == name)
+        return self._control.calls(method)
 
     def assert_called(
         self,
@@ -233,9 +171,7 @@ class Emulator:
         """Assert calls to `method` whose request contains `request` (partial, by field) and
         whose headers include `metadata`: `times` of them, or at least one. On failure the
         message shows the closest calls and how each differs."""
-        name = self._method(method).name
-        records = self._server.journal.records()
-        return check_called(records, name, times=times, request=request, metadata=metadata)
+        return self._control.verify(method, times=times, request=request, metadata=metadata)
 
     def assert_not_called(self, method: str) -> None:
         self.assert_called(method, times=0)
@@ -253,21 +189,7 @@ class Emulator:
             ...
         """
         self._require_not_stopped()
-        contracts = self._server.contracts
-        if isinstance(target, str):
-            if fn is None:
-                raise EmulatorError(f"override({target!r}) needs the function that answers it")
-            spec = self._method(target)
-            style = Style.of(fn)
-            origin = f"override {getattr(fn, '__qualname__', repr(fn))} of {spec.name}"
-            check_shape(spec, style, origin)
-            check_parameters(spec, fn, origin)
-            impls = [Implementation(spec=spec, func=fn, style=style, origin=origin)]
-        else:
-            impls = bind(contracts, target)
-        override = Override(self._server.registry, impls)
-        self._overrides.append(override)
-        return override
+        return self._control.override(target, fn)
 
     def fault(self, **rule: Any) -> FaultHandle:
         """Inject a fault now, as one `faults:` entry of emulator.yaml; undone when the `with`
@@ -278,25 +200,13 @@ class Emulator:
                 ...
         """
         self._require_not_stopped()
-        rule.setdefault("name", f"fault-{len(self._faults) + 1}")
-        config = Config.from_mapping({"faults": [rule]}, source="emu.fault(...)").faults[0]
-        if config.health is not None:
-            raise EmulatorError("health faults are set in the configuration (faults=[...])")
-        if any(r.name == config.name for r in self._server.faults.rules):
-            raise EmulatorError(f"a fault named {config.name!r} is already active")
-        check_method(
-            config.match.method, self._server.contracts, f"fault {config.name}: match.method"
-        )
-        check_request_match(config, self._server.contracts, f"fault {config.name}: match.request")
-        handle = FaultHandle(self._server.faults, compile_rule(config, f"fault {config.name}"))
-        self._faults.append(handle)
-        return handle
+        return self._control.add_fault(rule, source="emu.fault(...)")
 
     @property
     def behavior_errors(self) -> list[tuple[str, BaseException]]:
         """(method, exception) of each call a behaviour failed by raising (or by returning the
         wrong type) since the last reset; RpcAbort is not a failure."""
-        return list(self._server.dispatcher.errors)
+        return self._control.behavior_errors
 
     def check_behavior_errors(self) -> None:
         """Raise `BehaviorFailedError` (the first exception as its cause) if a behaviour failed
@@ -305,46 +215,22 @@ class Emulator:
         failures = self.behavior_errors
         if not failures:
             return
-        self._server.dispatcher.errors.clear()
+        self._control.clear_behavior_errors()
         for _, exc in failures:
             exc.__traceback__ = _from_the_behavior(exc.__traceback__)
         raise BehaviorFailedError(failures) from failures[0][1]
 
     def fault_stats(self) -> dict[str, dict[str, int]]:
-        """Per fault rule: calls it `matched` and faults it `injected`."""
-        return self._server.faults.stats()
+        """Per active fault rule: calls it `matched` and faults it `injected` (a handle from
+        `fault()` keeps its own counts after it is undone)."""
+        return self._control.fault_stats()
 
     def reset(self) -> None:
         """Journal, overrides, faults (and their counters), shared state, clock, per-call rngs
         and behaviour failures back to the start."""
-        for override in reversed(self._overrides):
-            override.undo()
-        self._overrides.clear()
-        for handle in reversed(self._faults):
-            handle.undo()
-        self._faults.clear()
-        self._server.faults.reset()
-        registry = self._server.registry
-        if registry.snapshot() != self._baseline:
-            for path in list(registry.snapshot()):
-                registry.replace(None, path)
-            for path, impl in self._baseline.items():
-                registry.replace(impl, path)
-        self._server.journal.clear()
-        self._server.state.clear()
-        self._server.clock.reset()
-        self._server.dispatcher.reset()
-        self._server.defaults.release()  # big cached defaults: memory a test run should not keep
-        self._server.dispatcher.errors.clear()
+        self._control.reset()
 
     # -- checks ------------------------------------------------------------------------------
-
-    def _method(self, name: str) -> MethodSpec:
-        spec = self._server.contracts.method(name)
-        if spec is None:
-            names = [m.name for m in self._server.contracts.methods.values()]
-            raise EmulatorError(f"no method {name!r} in the contracts{_closest(name, names)}")
-        return spec
 
     def _require_running(self) -> None:
         if self._state != "running":
@@ -482,8 +368,3 @@ def _serves_calls(task: asyncio.Task[Any]) -> bool:
         return True
     code = getattr(task.get_coro(), "cr_code", None)
     return code is not None and code.co_filename.startswith(_PACKAGE)
-
-
-def _closest(name: str, candidates: Sequence[str] | Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.4)
-    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""

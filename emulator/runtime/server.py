@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import CodeType
 from typing import Any
@@ -101,6 +102,8 @@ class EmulatorServer:
         self.watchdog = LoopWatchdog(config.server.loop_block_warning, self._behaviour_code)
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._health_windows = HealthWindows(
             self.health,
             self.clock,
@@ -156,6 +159,7 @@ class EmulatorServer:
                 "choose another --port (0 picks a free one) or --host"
             )
         await server.start()
+        self._loop = asyncio.get_running_loop()
         self.dispatcher.inflight.loop_thread = threading.get_ident()
         self.watchdog.start()
         serving = health_pb2.HealthCheckResponse.SERVING
@@ -169,6 +173,20 @@ class EmulatorServer:
         self.faults.restart_clock()  # fault windows count from here
         await self._health_windows.start()  # and health windows too, in the same clock
         return port
+
+    def run_on_loop(self, step: Coroutine[Any, Any, None], timeout: float = 5.0) -> None:
+        """Run `step` on the server's event loop: at once from another thread (a sync test
+        waits for it), as a task from the loop itself (it runs at the next turn)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            step.close()  # not serving: nothing to change
+            return
+        if threading.get_ident() == self.dispatcher.inflight.loop_thread:
+            task = loop.create_task(step)
+            self._tasks.add(task)  # a reference, or the task may be collected mid-way
+            task.add_done_callback(self._tasks.discard)
+            return
+        asyncio.run_coroutine_threadsafe(step, loop).result(timeout)
 
     def _server_options(self) -> list[tuple[str, int]]:
         options = [("grpc.so_reuseport", 0)]  # port 0 must mean a port no one else holds

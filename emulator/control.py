@@ -1,0 +1,285 @@
+"""The control plane: everything a test (and, later, a remote admin client) may change while the
+emulator runs, and the one `reset()` that puts it all back.
+
+    overrides   give methods other logic (a function, a Behavior class or instance)
+    faults      add and remove fault rules; their counts (`fault_stats`)
+    clock       freeze and advance the emulator clock
+    state       the `ctx.state` every behaviour shares
+    health      a service's grpc.health status
+    journal     the calls so far, queries and verification
+    errors      behaviour failures since the last reset
+    reset       all of the above back to the start
+
+`Emulator` (in-process) is one door to it; each operation checks its input against the contracts
+and raises `EmulatorError` (or `ConfigError`, for a rule) naming what is wrong. Stubs, scenario
+state and sessions join here as they arrive.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
+
+from emulator.behavior.base import Behavior
+from emulator.behavior.registry import (
+    Implementation,
+    Registry,
+    Style,
+    bind,
+    check_parameters,
+    check_shape,
+)
+from emulator.clock import Clock
+from emulator.config import Config
+from emulator.contracts.model import MethodSpec
+from emulator.contracts.patterns import check_method
+from emulator.errors import EmulatorError
+from emulator.faults.engine import FaultInterceptor
+from emulator.faults.rules import Rule, compile_rule
+from emulator.faults.setup import check_request_match
+from emulator.journal import CallList
+from emulator.journal.verify import check_called
+
+if TYPE_CHECKING:
+    from emulator.runtime.server import EmulatorServer
+
+__all__ = ["ControlPlane", "FaultHandle", "Override"]
+
+_STATUSES = {
+    name: value
+    for name, value in health_pb2.HealthCheckResponse.ServingStatus.items()
+    if name != "SERVICE_UNKNOWN"  # what the server answers for a name it never set
+}
+
+
+class Override:
+    """Behaviour replaced for some methods; `undo()` (or leaving the `with` block) restores it."""
+
+    def __init__(self, registry: Registry, impls: Sequence[Implementation]) -> None:
+        self._registry = registry
+        self._previous = [(i.spec.path, registry.replace(i, i.spec.path)) for i in impls]
+        self.methods = tuple(i.spec.name for i in impls)
+
+    def undo(self) -> None:
+        for path, previous in reversed(self._previous):
+            self._registry.replace(previous, path)
+        self._previous = []
+
+    def __enter__(self) -> Override:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.undo()
+
+
+class FaultHandle:
+    """A fault added at runtime; `undo()` (or leaving the `with` block) removes it. Its counts
+    stay readable afterwards: they stop at what the rule saw while it was active."""
+
+    def __init__(self, engine: FaultInterceptor, rule: Rule) -> None:
+        self._engine = engine
+        self.rule = rule
+        self.name = rule.name
+        engine.add(rule)
+        self._final: tuple[int, int] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._final is None
+
+    @property
+    def matched(self) -> int:
+        """Calls the rule matched."""
+        return self.rule.matched if self._final is None else self._final[0]
+
+    @property
+    def injected(self) -> int:
+        """Faults the rule injected."""
+        return self.rule.injected if self._final is None else self._final[1]
+
+    def stats(self) -> dict[str, int]:
+        return {"matched": self.matched, "injected": self.injected}
+
+    def undo(self) -> None:
+        if self._final is None:
+            # Kept before the engine may reset the rule's counters (`reset()`), so a test reads
+            # what happened inside its `with` block.
+            self._final = (self.rule.matched, self.rule.injected)
+            self._engine.remove(self.rule)
+
+    def __enter__(self) -> FaultHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.undo()
+
+
+class ControlPlane:
+    """The runtime controls of one `EmulatorServer`."""
+
+    def __init__(self, server: EmulatorServer) -> None:
+        self._server = server
+        self._baseline = server.registry.snapshot()
+        self._overrides: list[Override] = []
+        self._faults: list[FaultHandle] = []
+        self._health_set: set[str] = set()
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def method(self, name: str) -> MethodSpec:
+        """The method `pkg.Service/Method` (or `/pkg.Service/Method`), or EmulatorError."""
+        contracts = self._server.contracts
+        spec = contracts.method(name)
+        if spec is None:
+            names = [m.name for m in contracts.methods.values()]
+            raise EmulatorError(f"no method {name!r} in the contracts{closest(name, names)}")
+        return spec
+
+    # -- overrides ---------------------------------------------------------------------------
+
+    def override(
+        self, target: str | type[Behavior] | Behavior, fn: Callable[..., Any] | None = None
+    ) -> Override:
+        """Give `target` (a method name with `fn`, or a Behavior class or instance) other
+        logic until the override is undone or `reset()`."""
+        if isinstance(target, str):
+            if fn is None:
+                raise EmulatorError(f"override({target!r}) needs the function that answers it")
+            spec = self.method(target)
+            style = Style.of(fn)
+            origin = f"override {getattr(fn, '__qualname__', repr(fn))} of {spec.name}"
+            check_shape(spec, style, origin)
+            check_parameters(spec, fn, origin)
+            impls = [Implementation(spec=spec, func=fn, style=style, origin=origin)]
+        else:
+            impls = bind(self._server.contracts, target)
+        override = Override(self._server.registry, impls)
+        self._overrides.append(override)
+        return override
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def add_fault(self, rule: Mapping[str, Any], *, source: str = "fault") -> FaultHandle:
+        """A fault rule (one `faults:` entry of emulator.yaml), checked against the contracts
+        and active until removed or `reset()`."""
+        data = dict(rule)
+        data.setdefault("name", f"fault-{len(self._faults) + 1}")
+        config = Config.from_mapping({"faults": [data]}, source=source).faults[0]
+        engine = self._server.faults
+        if config.health is not None:
+            raise EmulatorError("health faults are set in the configuration (faults=[...])")
+        if any(r.name == config.name for r in engine.rules):
+            raise EmulatorError(f"a fault named {config.name!r} is already active")
+        contracts = self._server.contracts
+        check_method(config.match.method, contracts, f"fault {config.name}: match.method")
+        check_request_match(config, contracts, f"fault {config.name}: match.request")
+        handle = FaultHandle(engine, compile_rule(config, f"fault {config.name}"))
+        self._faults.append(handle)
+        return handle
+
+    def fault_stats(self) -> dict[str, dict[str, int]]:
+        """Per active fault rule: calls it `matched` and faults it `injected`."""
+        return self._server.faults.stats()
+
+    # -- clock, state, health ----------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self._server.clock
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self._server.state
+
+    async def set_health(self, service: str, status: str) -> None:
+        """Report `status` (SERVING, NOT_SERVING, ...) for `service` ("" for the whole server)
+        through grpc.health, until set again or `reset()`. Runs on the server's loop."""
+        server = self._server
+        if service and service not in server.services:
+            raise EmulatorError(
+                f"no service {service!r} is served{closest(service, server.services)}"
+            )
+        value = _STATUSES.get(status.upper())
+        if value is None:
+            raise EmulatorError(
+                f"health status {status!r}: use one of {', '.join(sorted(_STATUSES))}"
+            )
+        await server.health.set(service, value)
+        self._health_set.add(service)
+
+    # -- journal and failures ----------------------------------------------------------------
+
+    def calls(self, method: str | None = None) -> CallList:
+        """Calls since the last reset, oldest first: all, one method's or one service's."""
+        records = self._server.journal.records()
+        if method is None:
+            return CallList(records)
+        if method in self._server.contracts.services:
+            return CallList(r for r in records if r.method.startswith(method + "/"))
+        name = self.method(method).name
+        return CallList(r for r in records if r.method == name)
+
+    def verify(
+        self,
+        method: str,
+        *,
+        times: int | None = None,
+        request: Mapping[str, Any] | Message | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> CallList:
+        """The calls to `method` that match; AssertionError with near misses when their number
+        is not `times` (or none matched)."""
+        name = self.method(method).name
+        records = self._server.journal.records()
+        return check_called(records, name, times=times, request=request, metadata=metadata)
+
+    @property
+    def behavior_errors(self) -> list[tuple[str, BaseException]]:
+        return list(self._server.dispatcher.errors)
+
+    def clear_behavior_errors(self) -> None:
+        self._server.dispatcher.errors.clear()
+
+    # -- reset -------------------------------------------------------------------------------
+
+    async def _reset_health(self, services: Sequence[str]) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        for service in services:
+            await self._server.health.set(service, serving)
+
+    def reset(self) -> None:
+        """Journal, overrides, faults (and their counters), shared state, clock, per-call rngs,
+        health statuses set at runtime and behaviour failures back to the start."""
+        server = self._server
+        if self._health_set:
+            services, self._health_set = sorted(self._health_set), set()
+            server.run_on_loop(self._reset_health(services))
+        for override in reversed(self._overrides):
+            override.undo()
+        self._overrides.clear()
+        for handle in reversed(self._faults):
+            handle.undo()
+        self._faults.clear()
+        server.faults.reset()
+        registry = server.registry
+        if registry.snapshot() != self._baseline:
+            for path in list(registry.snapshot()):
+                registry.replace(None, path)
+            for path, impl in self._baseline.items():
+                registry.replace(impl, path)
+        server.journal.clear()
+        server.state.clear()
+        server.clock.reset()
+        server.dispatcher.reset()
+        server.defaults.release()  # big cached defaults: memory a test run should not keep
+        server.dispatcher.errors.clear()
+
+
+def closest(name: str, candidates: Sequence[str] | Mapping[str, Any]) -> str:
+    """ "; did you mean ...?" with the names closest to `name`, or nothing."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.4)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
