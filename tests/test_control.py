@@ -4,6 +4,7 @@ overrides, faults and their counts, clock, state, health, journal queries, failu
 from __future__ import annotations
 
 import asyncio
+import re
 import datetime
 from collections.abc import Iterator
 
@@ -73,7 +74,9 @@ def test_override_with_a_behavior_class_and_reset_restores_it(
 
 
 def test_override_refuses_an_unknown_method_and_a_missing_function(control: ControlPlane) -> None:
-    with pytest.raises(EmulatorError, match="did you mean 'acme.shop.v1.Catalog/GetProduct'"):
+    with pytest.raises(
+        EmulatorError, match=re.escape("did you mean 'acme.shop.v1.Catalog/GetProduct'")
+    ):
         control.override("acme.shop.v1.Catalog/GetProdcut", lambda r, c: None)
     with pytest.raises(EmulatorError, match="needs the function"):
         control.override(GET_PRODUCT)
@@ -168,7 +171,7 @@ def test_set_health_reports_a_status_until_reset(emu: Emulator, control: Control
 
 async def test_set_health_refuses_unknown_services_and_statuses() -> None:
     async with Emulator(protos=PROTOS) as emu:
-        with pytest.raises(EmulatorError, match="did you mean 'acme.shop.v1.Catalog'"):
+        with pytest.raises(EmulatorError, match=re.escape("did you mean 'acme.shop.v1.Catalog'")):
             await emu.control.set_health("acme.shop.v1.Catalg", "SERVING")
         with pytest.raises(EmulatorError, match="use one of NOT_SERVING, SERVING, UNKNOWN"):
             await emu.control.set_health(CATALOG, "DOWN")
