@@ -4,8 +4,8 @@ overrides, faults and their counts, clock, state, health, journal queries, failu
 from __future__ import annotations
 
 import asyncio
-import re
 import datetime
+import re
 from collections.abc import Iterator
 
 import grpc
