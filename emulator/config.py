@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from emulator._schema import ByteSize, Duration, build, invalid, parse_duration, where
 from emulator.errors import ConfigError
@@ -58,6 +58,12 @@ class ServerConfig:
 @dataclass(frozen=True, kw_only=True)
 class DefaultsConfig:
     stream_messages: int = 3  # messages in a default server stream
+    # Enum fields: the first declared value other than 0 in every response, or one drawn per
+    # request from the seeded generator (which follows the request bytes, uuids and all).
+    enums: Literal["first", "seeded"] = "first"
+    # "full.message.Name.field" → its value in every default response; checked against the
+    # contracts when the emulator starts (emulator.behavior.pins).
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +143,9 @@ class Config:
     max_duration: dict[str, Duration] = field(default_factory=dict)  # method pattern → limit
     log_format: Literal["text", "json"] = "text"
     log_stream: Literal["stderr", "stdout"] = "stderr"  # containers log to stdout
+    # Where each key was set (`file:line` by dotted key) and the source of the rest: set by
+    # from_mapping and with_overrides, not a key itself.
+    _origin: ClassVar[tuple[str, Mapping[str, str]]] = ("config", {})
 
     @classmethod
     def from_mapping(
@@ -153,6 +162,8 @@ class Config:
             server = dataclasses.replace(result.server, host=host[1:-1])
             result = dataclasses.replace(result, server=server)
         _check_values(result, source, lines or {})
+        located = {key: f"{source}:{line}" for key, line in (lines or {}).items()}
+        object.__setattr__(result, "_origin", (source, located))
         return result
 
     def method_patterns(self) -> list[tuple[str, str]]:
@@ -173,6 +184,17 @@ class Config:
         patterns += [(p, "max_duration") for p in self.max_duration]
         return patterns
 
+    def where(self, key: str) -> str:
+        """Where a dotted key was set, for the checks that need the contracts: `file:line` when
+        a config file set it, else the config's source (`Emulator(...)`, `command line`)."""
+        source, located = self._origin
+        probe = key
+        while probe:
+            if probe in located:
+                return located[probe]
+            probe = probe.rpartition(".")[0]
+        return source
+
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "flags") -> Config:
         """A copy with dotted keys (`server.port`) replaced; used for CLI flags over the file."""
         data = dataclasses.asdict(self)
@@ -184,7 +206,14 @@ class Config:
                     target[part] = {}
                 target = target[part]
             target[last] = value
-        return Config.from_mapping(data, source=source)
+        result = Config.from_mapping(data, source=source)
+        kept = {
+            key: at
+            for key, at in self._origin[1].items()
+            if not any(key == d or key.startswith((f"{d}.", f"{d}[")) for d in overrides)
+        }
+        object.__setattr__(result, "_origin", (source, kept))
+        return result
 
 
 def load_config_file(path: str | Path) -> Config:

@@ -3,8 +3,10 @@
 A default is a pure function of (seed, method, request bytes, message index): the generator is
 seeded from a SHA-256 of those, never from `hash()`, so the same request gets the same response
 bytes in every run, process and machine. Values follow field names (see `values`), enums take
-declared non-zero values, one member of each oneof is set, maps and repeated fields get a few
-entries, recursion is bounded and well-known types are valid.
+declared non-zero values (the first declared one, or one drawn per request: `defaults.enums`),
+fields pinned by `defaults.fields` take their pinned values (see `pins`), one member of each oneof
+is set, maps and repeated fields get a few entries, recursion is bounded and well-known types are
+valid.
 
 Computed defaults are cached by a SHA-256 of the request, never the request itself, and the cache
 is bounded by entries and by the bytes of the responses it holds: distinct big requests cost no
@@ -19,13 +21,17 @@ import hashlib
 import random
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from google.protobuf import message as m
 from google.protobuf import timestamp_pb2
 
 from emulator.behavior import values
+from emulator.behavior.pins import Pins, compile_pins
 from emulator.contracts.model import Contracts, MethodSpec
+
+if TYPE_CHECKING:
+    from emulator.config import Config
 
 __all__ = ["DefaultResponses", "fill"]
 
@@ -49,15 +55,29 @@ _Key: TypeAlias = tuple[str, "bytes | tuple[str, bytes]", int, tuple[int, int]]
 class DefaultResponses:
     """Synthesises, and remembers, the default responses of one emulator."""
 
-    def __init__(self, contracts: Contracts, seed: int, stream_messages: int = 3) -> None:
+    def __init__(
+        self,
+        contracts: Contracts,
+        seed: int,
+        stream_messages: int = 3,
+        pins: Pins | None = None,
+    ) -> None:
         self.contracts = contracts
         self.seed = seed
         self.stream_messages = stream_messages
+        self.pins = pins or Pins()
         self.time_range = values.TIMESTAMP_RANGE
         # Defaults are pure functions of their key, so a bounded cache is always safe to hit.
         # Keyed by the time range too, so a freeze racing a call never caches stale timestamps.
         self._cache: OrderedDict[_Key, bytes] = OrderedDict()
         self._cache_bytes = 0
+
+    @classmethod
+    def from_config(cls, contracts: Contracts, config: Config) -> DefaultResponses:
+        """The defaults `config` asks for; its pins are checked against `contracts` here."""
+        defaults = config.defaults
+        pins = compile_pins(defaults.fields, defaults.enums, contracts, config.where)
+        return cls(contracts, config.seed, defaults.stream_messages, pins)
 
     def anchor(self, frozen_at: datetime.datetime | None) -> None:
         """Generated timestamps fall in the span before a frozen clock's instant, or back in
@@ -137,26 +157,30 @@ class DefaultResponses:
         """The default for one call (`index` numbers the messages of a server stream).
 
         Top-level fields the request also has (same name and type) echo the request's values,
-        so `GetProduct(product_id="p1")` answers with product p1.
+        so `GetProduct(product_id="p1")` answers with product p1, unless they are pinned.
         """
         msg = method.output_class()
-        fill(msg, self.rng(method.name, request, index), time_range or self.time_range)
+        fill(msg, self.rng(method.name, request, index), time_range or self.time_range, self.pins)
         if not method.kind.client_streaming or method.kind.server_streaming:
-            _echo(method, request, msg)
+            _echo(method, request, msg, self.pins.names(msg.DESCRIPTOR.full_name))
         return msg
 
 
 def fill(
-    msg: m.Message, rng: random.Random, time_range: tuple[int, int] = values.TIMESTAMP_RANGE
+    msg: m.Message,
+    rng: random.Random,
+    time_range: tuple[int, int] = values.TIMESTAMP_RANGE,
+    pins: Pins | None = None,
 ) -> None:
     """Set realistic values on every field of `msg`, drawing only from `rng`."""
-    _Filler(rng, time_range).message(msg, (), "")
+    _Filler(rng, time_range, pins or Pins()).message(msg, (), "")
 
 
 class _Filler:
-    def __init__(self, rng: random.Random, time_range: tuple[int, int]) -> None:
+    def __init__(self, rng: random.Random, time_range: tuple[int, int], pins: Pins) -> None:
         self.rng = rng
         self.time_range = time_range
+        self.pins = pins
         self.parent: _Message | None = None  # the message holding the well-known value
 
     def message(
@@ -167,6 +191,7 @@ class _Filler:
         if special is not None:
             self.parent = parent
             special(self, msg, hint)
+            self.pins.apply(msg)
             return
         path = (*path, desc.full_name)
         shallow = len(path) <= MAX_DEPTH and path.count(desc.full_name) <= MAX_REPEATS
@@ -176,6 +201,7 @@ class _Filler:
             self.field(msg, field, path, shallow)
         if desc.full_name == "google.longrunning.Operation":
             msg.done = True  # type: ignore[attr-defined]  # a result (response or error) is set
+        self.pins.apply(msg)
 
     def field(self, msg: m.Message, f: _Field, path: tuple[str, ...], shallow: bool) -> None:
         owner = msg.DESCRIPTOR.name
@@ -210,8 +236,9 @@ class _Filler:
 
     def scalar_or_enum(self, f: _Field, hint: str, owner: str) -> Any:
         if f.enum_type is not None:
-            numbers = _enum_numbers(f.enum_type)
-            return self.rng.choice(numbers)
+            # Drawn in both modes, so that `first` changes the enum fields and nothing else.
+            drawn = self.rng.choice(_enum_numbers(f.enum_type))
+            return _first_number(f.enum_type) if self.pins.enums == "first" else drawn
         return values.scalar(f, self.rng, hint, owner, self.time_range)
 
     # Well-known types: valid by their own rules, not just by schema.
@@ -289,8 +316,12 @@ _WELL_KNOWN: dict[str, Callable[[_Filler, Any, str], None]] = {
 }
 
 
-def _echo(method: MethodSpec, request: bytes, response: m.Message) -> None:
+def _echo(
+    method: MethodSpec, request: bytes, response: m.Message, pinned: tuple[str, ...] = ()
+) -> None:
     pairs = _echo_fields(method.input_class.DESCRIPTOR, method.output_class.DESCRIPTOR)
+    if pinned:
+        pairs = tuple(name for name in pairs if name not in pinned)
     if not pairs:
         return
     try:
@@ -338,6 +369,13 @@ def _is_map(f: _Field) -> bool:
 def _enum_numbers(enum: _Enum) -> list[int]:
     numbers = [v.number for v in enum.values]
     return [n for n in numbers if n != 0] or numbers
+
+
+@functools.cache
+def _first_number(enum: _Enum) -> int:
+    """The first value in declaration order other than 0 (in proto3 0 is "unset", by convention
+    `*_UNSPECIFIED`, and never sent on the wire); 0 when the enum has no other."""
+    return _enum_numbers(enum)[0]
 
 
 @functools.cache

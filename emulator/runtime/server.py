@@ -58,9 +58,7 @@ class EmulatorServer:
         self.config = config
         self.contracts = contracts or load_contracts(config.protos, config.import_paths)
         self.registry = Registry(self.contracts, [*config.behaviors, *behaviors])
-        self.defaults = DefaultResponses(
-            self.contracts, config.seed, config.defaults.stream_messages
-        )
+        self.defaults = DefaultResponses.from_config(self.contracts, config)
         self.clock = Clock()
         self.clock.listeners.append(self.defaults.anchor)
         self.journal = Journal(
