@@ -3,6 +3,9 @@
 Types understood: str, int, float, bool, `Duration`, `ByteSize`, Literal[...], tuple[X, ...],
 dict[str, X], unions (`X | None`, `tuple[str, ...] | dict[str, ...]`), Any, and nested
 dataclasses. Every error names the dotted key and, for a file, its line.
+
+`settings(Config)` lists the keys one text value can set (scalars and lists of scalars): the
+environment variables and the command-line flags are both derived from it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from emulator._yaml import SECRET_KEYED
@@ -25,11 +28,14 @@ __all__ = [
     "SECRET_KEYED",
     "ByteSize",
     "Duration",
+    "Setting",
+    "about",
     "build",
     "invalid",
     "parse_duration",
     "parse_integer",
     "parse_size",
+    "settings",
     "where",
 ]
 
@@ -232,3 +238,92 @@ def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, i
                 errors.append(exc)
         raise errors[0]
     return value
+
+
+_SCALARS = (str, int, float, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """A config key that one text value (an `EMULATOR_*` variable, a flag) sets: a scalar, or a
+    list of scalars. Maps and lists of objects (auth.tokens, faults) have none."""
+
+    key: str  # dotted, as in emulator.yaml: `server.grace_period`
+    hint: Any  # the field's type, `X | None` taken as X
+    field: dataclasses.Field[Any]
+
+    @property
+    def is_list(self) -> bool:
+        return typing.get_origin(self.hint) is tuple
+
+    @property
+    def item(self) -> Any:
+        """The type of one value: the list's items for a list."""
+        return typing.get_args(self.hint)[0] if self.is_list else self.hint
+
+    @property
+    def help(self) -> str:
+        """The field's `metadata["help"]`, or "" when it has none."""
+        return str(self.field.metadata.get("help", ""))
+
+    @property
+    def default(self) -> Any:
+        if self.field.default is not dataclasses.MISSING:
+            return self.field.default
+        if self.field.default_factory is not dataclasses.MISSING:
+            return self.field.default_factory()
+        return None
+
+    def from_text(self, text: str | list[str]) -> Any:
+        """A value for `Config.with_overrides`: true/false and numbers read from their text,
+        everything else left for the schema to parse (durations, sizes, integers)."""
+        if isinstance(text, list):
+            return [self._scalar(part) for part in text]
+        return self._scalar(text)
+
+    def _scalar(self, text: str) -> Any:
+        if self.item is bool and text.strip().lower() in ("true", "false"):
+            return text.strip().lower() == "true"
+        if self.item is float:
+            try:
+                return float(text)
+            except ValueError:
+                return text  # refused by `check`, with the schema's message
+        return text
+
+    def check(self, value: Any) -> None:
+        """Raise the schema's ConfigError (its `key` and `problem` set) for a value of the wrong
+        type; ranges and settings that go together are checked with the whole config."""
+        _convert(self.hint, value, self.key, self.key, {})
+
+
+def about(error_key: str | None, key: str) -> bool:
+    """Whether an error on `error_key` (`protos[0]`, `auth.jwt.keys`) is about `key`'s value."""
+    if error_key is None:
+        return False
+    return error_key == key or error_key.startswith((f"{key}[", f"{key}."))
+
+
+@functools.cache
+def settings(cls: Any) -> tuple[Setting, ...]:
+    """Every key of `cls` (a config dataclass) and its sections that text can set, in order."""
+    return tuple(_settings(cls, ""))
+
+
+def _settings(cls: Any, prefix: str) -> Iterator[Setting]:
+    for field in dataclasses.fields(cls):
+        key = f"{prefix}{field.name}"
+        hint = _hints(cls)[field.name]
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if type(None) in typing.get_args(hint) and len(options) == 1:
+            hint = options[0]  # `X | None`: text sets X
+        if dataclasses.is_dataclass(hint):
+            yield from _settings(hint, key + ".")
+        elif _scalar(hint) or (
+            typing.get_origin(hint) is tuple and _scalar(typing.get_args(hint)[0])
+        ):
+            yield Setting(key=key, hint=hint, field=field)
+
+
+def _scalar(hint: Any) -> bool:
+    return hint in _SCALARS or typing.get_origin(hint) in (typing.Annotated, Literal)

@@ -3,7 +3,9 @@
     emulate --proto protos/ --behaviors behaviors/ [--port 0] [--seed 7] [--config emulator.yaml]
     emulate check --proto protos/ --behaviors behaviors/
 
-Setup errors print one message naming the file, line or key, and exit with status 2.
+Every config key one value can set has a flag named after it (`--server-grace-period`, derived
+in `_flags`), some a shorter name too (`--grace-period`). Setup errors print one message naming
+the file, line, flag or key, and exit with status 2.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from emulator._flags import Flag, add_setting_flags, given
 from emulator.config import Config, load_config_file
 from emulator.errors import ConfigError, EmulatorError, Interrupted
 
@@ -29,52 +32,97 @@ __all__ = ["main"]
 
 EXIT_SETUP = 2
 
-# Subcommands that serve nothing, each in a module of its own.
+# Subcommands that serve nothing, each in a module of its own; `emulate --help` lists them.
 _TOOLS = {
-    "certs": "emulator.commands.certs",
-    "health": "emulator.commands.health",
-    "token": "emulator.commands.token",
+    "certs": ("emulator.commands.certs", "write a test CA, server and client certificates"),
+    "health": ("emulator.commands.health", "exit 0 when a running emulator is SERVING"),
+    "token": ("emulator.commands.token", "mint valid (or deliberately broken) JWTs for tests"),
 }
+_CHECK = "compile the contracts, load the behaviours and config; serve nothing"
 
 log = logging.getLogger("emulator")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--proto",
-        action="append",
-        metavar="PATH",
-        default=None,
-        help="a directory of .proto files, one .proto file or a descriptor set "
-        "(.pb/.binpb/.desc); repeatable",
+def _port(text: str) -> int:
+    from emulator._schema import parse_integer
+
+    try:
+        port = parse_integer(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"expected a port number 0 to 65535 (0 picks a free one), got {text!r}")
+    return port
+
+
+# Every config key text can set has a flag named after it (`--server-grace-period`, see
+# `_flags`); these add the names the command line had before (kept working), metavars and help.
+_FLAGS = {
+    "protos": Flag(
+        ("--proto",),
+        "PATH",
+        "a directory of .proto files, one .proto file or a descriptor set (.pb/.binpb/.desc); "
+        "repeatable",
+    ),
+    "import_paths": Flag(
+        ("-I", "--import-path"), "DIR", "an extra import root for .proto files; repeatable"
+    ),
+    "behaviors": Flag((), "PATH", "a Python file or directory of Behavior classes; repeatable"),
+    "seed": Flag((), "N", "seed for default responses (default 0)"),
+    "log_format": Flag(help="log line format (default text)"),
+    "header_faults": Flag(
+        help="honour x-emulator-fault and Envoy's x-envoy-fault-* request headers"
+    ),
+    "server.host": Flag(("--host",), "HOST", "address to listen on (default 127.0.0.1)"),
+    "server.port": Flag(
+        ("--port",), "PORT", "port to listen on; 0 picks a free one (default 50051)", _port
+    ),
+    "server.workers": Flag(("--workers",), "N", "threads for sync behaviour methods (default 16)"),
+    "server.grace_period": Flag(
+        ("--grace-period",), "DURATION", "how long SIGTERM waits for in-flight calls (5s)"
+    ),
+    "server.max_metadata_size": Flag(
+        ("--max-metadata-size",),
+        "SIZE",
+        "largest request headers accepted (grpc's default is 8192: raise it for big JWTs)",
+    ),
+    "defaults.stream_messages": Flag(
+        ("--stream-messages",), "N", "messages in a default server stream (default 3)"
+    ),
+    "journal.redact_headers": Flag(metavar="HEADER"),
+    "tls.cert": Flag((), "FILE", "server certificate (PEM)"),
+    "tls.key": Flag((), "FILE", "server private key (PEM)"),
+    "tls.client_ca": Flag(
+        (), "FILE", "CA for client certificates: clients must present one (mTLS)"
+    ),
+    "tls.exempt": Flag(metavar="PATTERN"),
+    "auth.exempt": Flag(metavar="PATTERN"),
+    "auth.jwt.issuer": Flag(("--jwt-issuer",), "ISS", "required `iss` claim"),
+    "auth.jwt.audience": Flag(("--jwt-audience",), "AUD", "an accepted `aud` claim; repeatable"),
+    "auth.jwt.required_claims": Flag(metavar="CLAIM"),
+}
+_TITLES = {"tls": "TLS"}
+
+_USAGE = """emulate --proto PATH... [--behaviors PATH...] [--config FILE] [flags below]
+       emulate check ...the same flags...
+       emulate {certs,health,token} ... (see `emulate SUBCOMMAND --help`)"""
+
+
+def _parser(prog: str = "emulate", description: str = "") -> argparse.ArgumentParser:
+    """The flags of the server; `emulate check` takes them too, so a command line checks as is."""
+    subcommands = {"check": _CHECK, **{name: text for name, (_, text) in _TOOLS.items()}}
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        usage=_USAGE if prog == "emulate" else _USAGE.splitlines()[0].replace("emulate", prog),
+        description=description or "Serve .proto contracts as a running gRPC emulator.",
+        epilog="subcommands:\n"
+        + "\n".join(f"  emulate {name:<8} {text}" for name, text in subcommands.items())
+        + "\n\nOrder: emulator.yaml (--config or EMULATOR_CONFIG), then EMULATOR_* variables, "
+        "then flags.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "-I",
-        "--import-path",
-        action="append",
-        metavar="DIR",
-        default=None,
-        help="an extra import root for .proto files; repeatable",
-    )
-    parser.add_argument(
-        "--behaviors",
-        action="append",
-        metavar="PATH",
-        default=None,
-        help="a Python file or directory of Behavior classes; repeatable",
-    )
+    auth = add_setting_flags(parser, Config, _FLAGS, _TITLES)["auth"]
     parser.add_argument("--config", metavar="FILE", help="emulator.yaml; flags override it")
-    parser.add_argument("--seed", type=_integer, help="seed for default responses (default 0)")
-    parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
-    tls = parser.add_argument_group("TLS")
-    tls.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM)")
-    tls.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
-    tls.add_argument(
-        "--tls-client-ca",
-        metavar="FILE",
-        help="CA for client certificates: clients must present one (mTLS)",
-    )
-    auth = parser.add_argument_group("auth")
     auth.add_argument(
         "--auth-token",
         action="append",
@@ -92,86 +140,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="environment variable holding an HS256 secret for JWTs",
     )
-    auth.add_argument("--jwt-issuer", metavar="ISS", help="required `iss` claim")
-    auth.add_argument("--jwt-audience", metavar="AUD", help="required `aud` claim")
     auth.add_argument("--authz-policy", metavar="FILE", help="gRFC A43 authorization policy (JSON)")
-
-
-def _integer(text: str) -> int:
-    from emulator._schema import parse_integer
-
-    try:
-        return parse_integer(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _size(text: str) -> int:
-    from emulator._schema import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _port(text: str) -> int:
-    try:
-        port = _integer(text)
-    except argparse.ArgumentTypeError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"expected a port number 0 to 65535 (0 picks a free one), got {text!r}"
-        )
-    return port
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="emulate",
-        description="Serve .proto contracts as a running gRPC emulator.",
-        epilog="subcommands: `emulate check` validates everything and serves nothing; "
-        "`emulate certs` writes TLS certificates; `emulate token` mints test tokens.",
-    )
-    _common(parser)
-    _serving(parser)
     return parser
-
-
-def _serving(parser: argparse.ArgumentParser) -> None:
-    """Flags of the server; `emulate check` takes them too, so a command line checks as is."""
-    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=_port, help="port to listen on; 0 picks a free one (default 50051)"
-    )
-    parser.add_argument("--workers", type=_integer, help="threads for sync behaviour methods")
-    parser.add_argument(
-        "--stream-messages", type=_integer, help="messages in a default server stream (default 3)"
-    )
-    parser.add_argument("--grace-period", help="how long SIGTERM waits for in-flight calls (5s)")
-    parser.add_argument(
-        "--max-metadata-size",
-        type=_size,
-        metavar="SIZE",
-        help="largest request headers accepted (grpc's default is 8192: raise it for big JWTs)",
-    )
-    parser.add_argument(
-        "--header-faults",
-        action="store_const",
-        const=True,
-        help="honour x-emulator-fault and Envoy's x-envoy-fault-* request headers",
-    )
 
 
 def _check_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="emulate check",
-        description="Compile the contracts, load the behaviours and config; serve nothing.",
-    )
-    _common(parser)
-    _serving(parser)
-    return parser
+    return _parser("emulate check", _CHECK[0].upper() + _CHECK[1:] + ".")
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -179,52 +153,56 @@ def _config(args: argparse.Namespace) -> Config:
 
     config_file = args.config or os.environ.get(CONFIG_VARIABLE)
     config = load_config_file(config_file) if config_file else Config()
-    env = env_overrides(os.environ)  # each value already checked, naming its variable
+    env = env_overrides(os.environ)  # the type of each value checked, naming its variable
     pending: dict[str, Any] = {}
     try:
         config = config.with_overrides(env, source="environment (EMULATOR_*)")
     except ConfigError:
-        # Something the flags may complete (EMULATOR_AUTH_JWT_ISSUER with --jwt-key): judge
-        # the environment together with the flags below, naming its variables if it still fails.
+        # A value out of range, or one the flags may complete (EMULATOR_AUTH_JWT_ISSUER with
+        # --jwt-key, EMULATOR_TLS_CLIENT_CA with --tls-cert): judged with the flags below,
+        # naming its variable if it still fails.
         pending = env
-    overrides: dict[str, Any] = dict(pending)
-    for flag, key in (
-        ("proto", "protos"),
-        ("import_path", "import_paths"),
-        ("behaviors", "behaviors"),
-        ("seed", "seed"),
-        ("log_format", "log_format"),
-        ("host", "server.host"),
-        ("port", "server.port"),
-        ("workers", "server.workers"),
-        ("grace_period", "server.grace_period"),
-        ("max_metadata_size", "server.max_metadata_size"),
-        ("stream_messages", "defaults.stream_messages"),
-        ("header_faults", "header_faults"),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = value
-    overrides.update(_security_overrides(args, config))
+    flags = given(args)
+    overrides: dict[str, Any] = {**pending, **{key: value for key, (_, value) in flags.items()}}
+    flag_names = {key: flag for key, (flag, _) in flags.items()}
+    security, named = _security_overrides(args, config)
+    overrides.update(security)
+    flag_names.update(named)
     source = "command line"
     if pending:
         names = ", ".join(variables_for(os.environ, pending))
         source = f"environment ({names})" + (" and command line" if overrides != pending else "")
-    config = config.with_overrides(overrides, source=source)
+    try:
+        config = config.with_overrides(overrides, source=source)
+    except ConfigError as exc:
+        variables = {key: ", ".join(variables_for(os.environ, [key])) for key in pending}
+        raise _named(exc, flag_names, variables) from None
     if not config.protos:
         raise EmulatorError("no contracts: pass --proto PATH (or `protos:` in --config FILE)")
     return config
 
 
-def _security_overrides(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+def _named(exc: ConfigError, flags: dict[str, str], variables: dict[str, str]) -> ConfigError:
+    """The error, naming the flag or else the variable that set its key, when one did."""
+    from emulator._schema import about
+
+    for key, flag in flags.items():
+        if about(exc.key, key):
+            message = f"argument {flag}: {exc.key}: {exc.problem}"
+            return ConfigError(message, key=exc.key, problem=exc.problem)
+    for key, names in variables.items():
+        if about(exc.key, key):
+            message = f"environment variable {names} ({key}): {exc.problem}"
+            return ConfigError(message, key=exc.key, problem=exc.problem)
+    return exc
+
+
+def _security_overrides(
+    args: argparse.Namespace, config: Config
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Overrides from the flags that set maps and lists of objects, and the flag behind each."""
     overrides: dict[str, Any] = {}
-    for flag, key in (
-        ("tls_cert", "tls.cert"),
-        ("tls_key", "tls.key"),
-        ("tls_client_ca", "tls.client_ca"),
-    ):
-        if getattr(args, flag, None):
-            overrides[key] = getattr(args, flag)
+    named: dict[str, str] = {}
     if getattr(args, "auth_token", None):
         tokens = {k: dataclasses.asdict(v) for k, v in config.auth.tokens.items()}
         for item in args.auth_token:
@@ -232,7 +210,7 @@ def _security_overrides(args: argparse.Namespace, config: Config) -> dict[str, A
             if not token.strip():
                 raise EmulatorError("--auth-token: the token is empty; give TOKEN[=PRINCIPAL]")
             tokens[token] = {"principal": principal or "token-user"}
-        overrides["auth.tokens"] = tokens
+        overrides["auth.tokens"], named["auth.tokens"] = tokens, "--auth-token"
     keys = [{"file": f} for f in getattr(args, "jwt_key", None) or []]
     if getattr(args, "jwt_secret_env", None):
         keys.append({"secret_env": args.jwt_secret_env})
@@ -241,12 +219,10 @@ def _security_overrides(args: argparse.Namespace, config: Config) -> dict[str, A
     if keys:
         known = [dataclasses.asdict(k) for k in config.auth.jwt.keys] if config.auth.jwt else []
         overrides["auth.jwt.keys"] = [*known, *keys]
-    for flag, key in (("jwt_issuer", "auth.jwt.issuer"), ("jwt_audience", "auth.jwt.audience")):
-        if getattr(args, flag, None):
-            overrides[key] = getattr(args, flag)
     if getattr(args, "authz_policy", None):
         overrides["authorization"] = _json_file(args.authz_policy, "--authz-policy")
-    return overrides
+        named["authorization"] = f"--authz-policy {args.authz_policy}"
+    return overrides, named
 
 
 def _json_file(path: str, flag: str) -> Any:
@@ -269,7 +245,7 @@ def _setup_logging(config: Config) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _TOOLS:
-        module = importlib.import_module(_TOOLS[argv[0]])
+        module = importlib.import_module(_TOOLS[argv[0]][0])
         try:
             code: int = module.run(argv[1:])
         except EmulatorError as exc:
@@ -303,7 +279,10 @@ def _run(args: argparse.Namespace, check: bool) -> int:
         described = server.contracts.describe()
         methods = sum(len(m) for m in described.values())
         shaped = len(list(server.registry))
-        print(f"ok: {len(described)} services, {methods} methods, {shaped} with behaviours")
+        print(
+            f"ok: {_count(len(described), 'service')}, {_count(methods, 'method')}, "
+            f"{shaped} with behaviours"
+        )
         return 0
     try:
         code = asyncio.run(_serve(server))
@@ -361,9 +340,13 @@ def _banner(server: Any) -> None:
     for name, spec in server.contracts.services.items():
         shaped = [m for m in spec.methods if server.registry.get(f"/{name}/{m}")]
         note = f", behaviours: {', '.join(shaped)}" if shaped else ""
-        print(f"  {name} ({len(spec.methods)} methods{note})")
+        print(f"  {name} ({_count(len(spec.methods), 'method')}{note})")
     print("  grpc.health.v1.Health, grpc.reflection.v1.ServerReflection (+v1alpha)")
     sys.stdout.flush()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 async def _serve(server: Any) -> int:

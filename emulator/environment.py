@@ -3,23 +3,23 @@
 `server.port` is `EMULATOR_SERVER_PORT`, `defaults.stream_messages` is
 `EMULATOR_DEFAULTS_STREAM_MESSAGES`, and so on for every scalar or list key (lists are
 comma-separated). Short forms: `EMULATOR_PORT`, `EMULATOR_HOST`, `EMULATOR_GRACE_PERIOD`.
-`EMULATOR_CONFIG` names the config file. The order is: file, then environment, then flags.
+`EMULATOR_CONFIG` names the config file. The order is: file, then environment, then flags. The
+keys come from `_schema.settings`, as the command-line flags do (`emulator._flags`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import functools
 import logging
-import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from emulator._schema import Setting, settings
 from emulator.config import Config
 from emulator.errors import ConfigError
 
-__all__ = ["CONFIG_VARIABLE", "env_overrides", "variables_for"]
+__all__ = ["CONFIG_VARIABLE", "env_overrides", "variable", "variables_for"]
 
 log = logging.getLogger("emulator")
 
@@ -34,42 +34,24 @@ _NOT_SETTINGS = {CONFIG_VARIABLE}
 
 
 @functools.cache
-def _variables() -> dict[str, tuple[str, str]]:
-    """Variable name → (dotted key, kind: "list", "bool" or "text")."""
-    kinds = dict(_leaves(Config, ""))
-    found = {name: (key, kinds[key]) for name, key in _ALIASES.items()}
-    for key, kind in kinds.items():
-        found[PREFIX + key.replace(".", "_").upper()] = (key, kind)
+def _variables() -> dict[str, Setting]:
+    """Variable name → the setting it sets."""
+    by_key = {setting.key: setting for setting in settings(Config)}
+    found = {name: by_key[key] for name, key in _ALIASES.items()}
+    for key, setting in by_key.items():
+        found[variable(key)] = setting
     return found
 
 
-def _leaves(cls: Any, prefix: str) -> Iterator[tuple[str, str]]:
-    hints = typing.get_type_hints(cls, include_extras=True)
-    for field in dataclasses.fields(cls):
-        key = f"{prefix}{field.name}"
-        hint = hints[field.name]
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        if type(None) in typing.get_args(hint) and len(options) == 1:
-            hint = options[0]  # `X | None`: the variable sets X
-        if dataclasses.is_dataclass(hint):
-            yield from _leaves(hint, key + ".")
-        elif typing.get_origin(hint) is tuple:
-            item = typing.get_args(hint)[0]
-            if item is str:
-                yield key, "list"
-        elif hint is bool:
-            yield key, "bool"
-        elif hint in (str, int, float) or typing.get_origin(hint) in (
-            typing.Annotated,
-            typing.Literal,
-        ):
-            yield key, "text"
+def variable(key: str) -> str:
+    """`server.grace_period` → `EMULATOR_SERVER_GRACE_PERIOD`."""
+    return PREFIX + key.replace(".", "_").upper()
 
 
-def _in_a_section(name: str, known: Mapping[str, tuple[str, str]]) -> bool:
+def _in_a_section(name: str, known: Mapping[str, Setting]) -> bool:
     """Whether `name` (an unknown variable) starts like the variables of a config section."""
     rest = name[len(PREFIX) :]
-    sections = {key.split(".")[0].upper() for key, _ in known.values()}
+    sections = {setting.key.split(".")[0].upper() for setting in known.values()}
     sections |= {"AUTH", "TLS", "AUTHORIZATION", "FAULTS", "RATE_LIMITS", "MAX_DURATION"}
     return any(rest == s or rest.startswith(s + "_") for s in sections)
 
@@ -95,31 +77,21 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 )
             log.warning("ignoring environment variable %s: not a setting%s", name, hint)
             continue
-        key, kind = entry
-        if kind == "list":
-            overrides[key] = [part.strip() for part in value.split(",") if part.strip()]
-        elif kind == "bool" and value.lower() in ("true", "false"):
-            overrides[key] = value.lower() == "true"
-        else:
-            overrides[key] = value
-        try:  # checked one by one, so the message names the variable
-            Config().with_overrides({key: overrides[key]}, source=name)
+        key = entry.key
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        overrides[key] = entry.from_text(parts if entry.is_list else value)
+        # The type here, so the message names the variable; ranges and keys that go together
+        # are judged with the file and the flags, which may complete them.
+        try:
+            entry.check(overrides[key])
         except ConfigError as exc:
-            if exc.key is not None and not _about(exc.key, key):
-                # About another key (auth.jwt.issuer needs auth.jwt.keys, which the file or a
-                # flag may give): judged once everything is merged, see `variables_for`.
-                continue
             raise ConfigError(
                 f"environment variable {name} ({key}): {exc.problem}", key=key, problem=exc.problem
             ) from None
     return overrides
 
 
-def _about(error_key: str, key: str) -> bool:
-    return error_key == key or error_key.startswith((f"{key}[", f"{key}."))
-
-
 def variables_for(environ: Mapping[str, str], keys: Iterable[str]) -> list[str]:
     """The `EMULATOR_*` variables in `environ` that set any of `keys`, for messages."""
     known, wanted = _variables(), set(keys)
-    return sorted(name for name in environ if name in known and known[name][0] in wanted)
+    return sorted(name for name in environ if name in known and known[name].key in wanted)
