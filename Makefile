@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 50051
 
-.PHONY: run test lint typecheck bench check container-test clean
+.PHONY: run test lint typecheck bench check container-test docs dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,14 +21,23 @@ check: $(STAMP)
 	$(BIN)/emulate check --proto protos/ --behaviors behaviors/
 
 lint: $(STAMP)
-	$(BIN)/ruff check emulator tests behaviors bench
-	$(BIN)/ruff format --check emulator tests behaviors bench
+	$(BIN)/ruff check emulator tests behaviors bench scripts
+	$(BIN)/ruff format --check emulator tests behaviors bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
+
+# The generated parts of docs/ (config keys, variables, flags); tests/test_docs.py checks them.
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_docs.py
+
+# A wheel and an sdist in dist/, to install into another project (not on a package index yet).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -38,4 +47,4 @@ container-test: $(STAMP)
 	scripts/container-test
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

@@ -42,47 +42,113 @@ BUILTIN_EXEMPT = (
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 50051
-    grace_period: Duration = 5.0  # how long SIGTERM waits for in-flight calls
-    workers: int = 16  # threads for sync behaviour methods
+    """The gRPC server: where it listens, its threads and its connection limits."""
+
+    host: str = field(
+        default="127.0.0.1",
+        metadata={"help": "address to listen on; an IPv6 address may be written `::1` or `[::1]`"},
+    )
+    port: int = field(default=50051, metadata={"help": "port to listen on; 0 picks a free one"})
+    grace_period: Duration = field(
+        default=5.0, metadata={"help": "how long SIGTERM and SIGINT wait for in-flight calls"}
+    )
+    workers: int = field(default=16, metadata={"help": "threads that run sync behaviour methods"})
     # Connection-level faults grpc can express: GOAWAY after this age, streams per connection.
-    max_connection_age: Duration | None = None
-    max_concurrent_streams: int | None = None
+    max_connection_age: Duration | None = field(
+        default=None,
+        metadata={"help": "connections older than this get a GOAWAY and clients reconnect"},
+    )
+    max_concurrent_streams: int | None = field(
+        default=None, metadata={"help": "calls in flight at once on one connection"}
+    )
     # An async behaviour that never awaits freezes every call: say so after this long (0: never).
-    loop_block_warning: Duration = 1.0
+    loop_block_warning: Duration = field(
+        default=1.0,
+        metadata={
+            "help": "log an async behaviour that holds the event loop this long, naming its "
+            "line; `0s` turns it off"
+        },
+    )
     # Request headers grpc accepts, in bytes (grpc's default is 8 KiB: too small for big JWTs).
-    max_metadata_size: ByteSize | None = None
+    max_metadata_size: ByteSize | None = field(
+        default=None,
+        metadata={
+            "help": "largest request headers accepted, 1KiB to 16MiB (unset: grpc's 8 KiB); "
+            "raise it for big JWTs"
+        },
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class DefaultsConfig:
-    stream_messages: int = 3  # messages in a default server stream
+    """Default responses: what a method without a behaviour answers."""
+
+    stream_messages: int = field(
+        default=3, metadata={"help": "messages in a default server stream, 0 to 10000"}
+    )
     # Enum fields: the first declared value other than 0 in every response, or one drawn per
     # request from the seeded generator (which follows the request bytes, uuids and all).
-    enums: Literal["first", "seeded"] = "first"
-    # "full.message.Name.field" → its value in every default response; checked against the
-    # contracts when the emulator starts (emulator.behavior.pins).
-    fields: dict[str, Any] = field(default_factory=dict)
+    enums: Literal["first", "seeded"] = field(
+        default="first",
+        metadata={
+            "help": "enum fields of defaults: `first` declared value other than 0, or `seeded` "
+            "(drawn per request)"
+        },
+    )
+    # Checked against the contracts when the emulator starts (emulator.behavior.pins).
+    fields: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "`full.message.Name.field` → its value in every default response"},
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class JournalConfig:
-    limit: int = 10_000  # calls kept; the oldest are dropped
-    # Message bytes the kept calls may hold in all; the oldest calls are dropped beyond it.
-    max_bytes: ByteSize = 64 * 1024 * 1024
-    keep_messages: int = 100  # per stream direction: the first and last this many are kept
-    redact_headers: tuple[str, ...] = ()  # secret headers besides authorization, cookie, ...
+    """The record of every call, bounded so long runs do not grow the emulator's memory."""
+
+    limit: int = field(default=10_000, metadata={"help": "calls kept; the oldest are dropped"})
+    max_bytes: ByteSize = field(
+        default=64 * 1024 * 1024,
+        metadata={
+            "help": "request and response bytes all kept calls may hold; the oldest calls are "
+            "dropped beyond it, the newest is always kept"
+        },
+    )
+    keep_messages: int = field(
+        default=100,
+        metadata={
+            "help": "a stream keeps its first and last this many messages in each direction "
+            "and counts the rest"
+        },
+    )
+    redact_headers: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "more headers shown as redacted (besides authorization, cookies and API keys)"
+        },
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class TlsConfig:
-    cert: str = ""  # server certificate chain (PEM)
-    key: str = ""  # its private key (PEM)
-    client_ca: str = ""  # set: clients must present a certificate this CA issued (mTLS)
-    # SAN or CN identities allowed to call: a list for every method, or method pattern → list.
-    allowed_clients: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
-    exempt: tuple[str, ...] = ()  # method patterns allowed_clients does not cover
+    """TLS and mutual TLS; PEM values are file paths or inline PEM text."""
+
+    cert: str = field(default="", metadata={"help": "server certificate chain (PEM); turns TLS on"})
+    key: str = field(default="", metadata={"help": "the server certificate's private key (PEM)"})
+    client_ca: str = field(
+        default="",
+        metadata={"help": "clients must present a certificate this CA issued (mutual TLS)"},
+    )
+    allowed_clients: tuple[str, ...] | dict[str, tuple[str, ...]] = field(
+        default=(),
+        metadata={
+            "help": "client identities (SAN or CN) allowed to call: a list for every method, "
+            "or method pattern → list"
+        },
+    )
+    exempt: tuple[str, ...] = field(
+        default=(), metadata={"help": "method patterns `allowed_clients` does not cover"}
+    )
 
     @property
     def enabled(self) -> bool:
@@ -91,33 +157,60 @@ class TlsConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class StaticTokenConfig:
-    principal: str
-    scopes: tuple[str, ...] = ()
+    """What a static bearer token stands for."""
+
+    principal: str = field(metadata={"help": "who the token stands for (`ctx.principal`)"})
+    scopes: tuple[str, ...] = field(default=(), metadata={"help": "scopes the token grants"})
 
 
 @dataclass(frozen=True, kw_only=True)
 class JwtKeyConfig:
-    file: str = ""  # PEM public key or JWKS
-    secret_env: str = ""  # environment variable holding an HMAC secret
-    alg: str = ""  # pinned algorithm; default from the key (RS256, ES256, ...) or HS256
-    kid: str = ""
+    """One key that verifies JWTs: a file or a secret from the environment."""
+
+    file: str = field(default="", metadata={"help": "a PEM public key or a JWKS file"})
+    secret_env: str = field(
+        default="", metadata={"help": "environment variable holding an HMAC secret"}
+    )
+    alg: str = field(
+        default="",
+        metadata={"help": "the algorithm pinned to this key; default from the key, or HS256"},
+    )
+    kid: str = field(default="", metadata={"help": "key id; a token's `kid` selects its key"})
 
 
 @dataclass(frozen=True, kw_only=True)
 class JwtConfig:
-    keys: tuple[JwtKeyConfig, ...] = ()
-    issuer: str = ""
-    audience: tuple[str, ...] = ()
-    leeway: Duration = 0.0
-    required_claims: tuple[str, ...] = ("exp",)
+    """JSON Web Tokens: their keys and the claims every token must carry."""
+
+    keys: tuple[JwtKeyConfig, ...] = field(
+        default=(), metadata={"help": "keys that verify tokens (at least one)"}
+    )
+    issuer: str = field(default="", metadata={"help": "required `iss` claim"})
+    audience: tuple[str, ...] = field(
+        default=(), metadata={"help": "accepted `aud` values; a token must name one"}
+    )
+    leeway: Duration = field(
+        default=0.0, metadata={"help": "clock skew allowed on `exp` and `nbf`"}
+    )
+    required_claims: tuple[str, ...] = field(
+        default=("exp",), metadata={"help": "claims every token must carry"}
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class AuthConfig:
-    tokens: dict[str, StaticTokenConfig] = field(default_factory=dict)
-    jwt: JwtConfig | None = None
-    scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # method → required
-    exempt: tuple[str, ...] = BUILTIN_EXEMPT  # method patterns that need no token
+    """Bearer tokens: static ones and JWTs, and the scopes methods require."""
+
+    tokens: dict[str, StaticTokenConfig] = field(
+        default_factory=dict, metadata={"help": "static tokens: token → principal and scopes"}
+    )
+    jwt: JwtConfig | None = field(default=None, metadata={"help": "JWT verification"})
+    scopes: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, metadata={"help": "method pattern → scopes a caller needs"}
+    )
+    exempt: tuple[str, ...] = field(
+        default=BUILTIN_EXEMPT, metadata={"help": "method patterns that need no token"}
+    )
 
     @property
     def enabled(self) -> bool:
@@ -126,23 +219,55 @@ class AuthConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    protos: tuple[str, ...] = ()
-    import_paths: tuple[str, ...] = ()
-    behaviors: tuple[str, ...] = ()
-    seed: int = 0
-    server: ServerConfig = field(default_factory=ServerConfig)
-    defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
-    journal: JournalConfig = field(default_factory=JournalConfig)
-    tls: TlsConfig = field(default_factory=TlsConfig)
-    auth: AuthConfig = field(default_factory=AuthConfig)
-    authorization: dict[str, Any] | None = None  # a gRFC A43 policy
-    faults: tuple[FaultConfig, ...] = ()
-    rate_limits: tuple[RateLimitConfig, ...] = ()
-    header_faults: bool = False  # honour x-emulator-fault and Envoy's x-envoy-fault-* headers
-    max_active_faults: int | None = None
-    max_duration: dict[str, Duration] = field(default_factory=dict)  # method pattern → limit
-    log_format: Literal["text", "json"] = "text"
-    log_stream: Literal["stderr", "stdout"] = "stderr"  # containers log to stdout
+    """Everything `emulate` and `Emulator(...)` take, as emulator.yaml writes it."""
+
+    protos: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "contracts: directories of .proto files, .proto files, descriptor sets"},
+    )
+    import_paths: tuple[str, ...] = field(
+        default=(), metadata={"help": "extra import roots for .proto files"}
+    )
+    behaviors: tuple[str, ...] = field(
+        default=(), metadata={"help": "Python files or directories of Behavior classes"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of default responses and `ctx.rng`"})
+    server: ServerConfig = field(default_factory=ServerConfig, metadata={"help": "the server"})
+    defaults: DefaultsConfig = field(
+        default_factory=DefaultsConfig, metadata={"help": "default responses"}
+    )
+    journal: JournalConfig = field(
+        default_factory=JournalConfig, metadata={"help": "the call journal"}
+    )
+    tls: TlsConfig = field(default_factory=TlsConfig, metadata={"help": "TLS and mutual TLS"})
+    auth: AuthConfig = field(default_factory=AuthConfig, metadata={"help": "bearer tokens"})
+    authorization: dict[str, Any] | None = field(
+        default=None, metadata={"help": "a gRFC A43 authorization policy"}
+    )
+    faults: tuple[FaultConfig, ...] = field(
+        default=(), metadata={"help": "fault rules: which calls, when, and what goes wrong"}
+    )
+    rate_limits: tuple[RateLimitConfig, ...] = field(
+        default=(), metadata={"help": "token-bucket limits; over one: RESOURCE_EXHAUSTED"}
+    )
+    header_faults: bool = field(
+        default=False,
+        metadata={"help": "honour `x-emulator-fault` and Envoy's `x-envoy-fault-*` headers"},
+    )
+    max_active_faults: int | None = field(
+        default=None, metadata={"help": "injected faults in flight at once (unset: no limit)"}
+    )
+    max_duration: dict[str, Duration] = field(
+        default_factory=dict,
+        metadata={"help": "method pattern → longest a call may run; slower: DEADLINE_EXCEEDED"},
+    )
+    log_format: Literal["text", "json"] = field(
+        default="text", metadata={"help": "log lines as text or one JSON object per line"}
+    )
+    log_stream: Literal["stderr", "stdout"] = field(
+        default="stderr",
+        metadata={"help": "where log records go (the container image sets stdout)"},
+    )
     # Where each key was set (`file:line` by dotted key) and the source of the rest: set by
     # from_mapping and with_overrides, not a key itself.
     _origin: ClassVar[tuple[str, Mapping[str, str]]] = ("config", {})

@@ -243,11 +243,11 @@ def test_journal_bounds_come_from_the_environment() -> None:
     assert config.journal.max_bytes == MIB and config.journal.keep_messages == 5
 
 
-def test_the_readme_journal_example_is_valid() -> None:
+def test_the_documented_journal_example_is_valid() -> None:
     import yaml
 
-    readme = (PROTOS.parent / "README.md").read_text()
-    line = next(row for row in readme.splitlines() if row.startswith("journal: {limit"))
-    journal = Config.from_mapping(yaml.safe_load(line), source="README.md").journal
+    docs = (PROTOS.parent / "docs" / "configuration.md").read_text()
+    line = next(row for row in docs.splitlines() if row.startswith("journal: {limit"))
+    journal = Config.from_mapping(yaml.safe_load(line), source="configuration.md").journal
     assert (journal.limit, journal.max_bytes, journal.keep_messages) == (10_000, 64 * MIB, 100)
     assert journal == Config().journal  # the example shows the defaults

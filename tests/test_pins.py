@@ -368,7 +368,7 @@ def test_good_pins_pass_emulate_check_and_serve(tmp_path: Path) -> None:
     path.write_text(CONFIG.replace("HELDD", "HELD"))
     result = emulate("check", "--config", str(path))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok: 1 services, 3 methods")
+    assert result.stdout.startswith("ok: 1 service, 3 methods")
     with EmulateProcess("--config", str(path)) as proc:
         with grpc.insecure_channel(proc.target) as channel:
             call = channel.unary_unary(f"/{SERVICE}/Reserve")

@@ -1,4 +1,4 @@
-"""README, In tests, Journal and verification: querying calls."""
+"""docs/journal.md: querying calls."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ def test_journal_queries() -> None:
         catalog.GetProduct({"product_id": "42"})
         list(catalog.ListProducts({}))
 
+        # region queries
         # or emu.calls() / emu.calls("pkg.Svc")
         calls = emu.calls("acme.shop.v1.Catalog/GetProduct")
         assert (calls.count, calls.last.request.product_id) == (3, "42")
         assert [r.product_id for r in calls.requests] == ["p1", "42", "42"]
         matched = calls.filter(request={"product_id": "p1"}, metadata={"x-tenant": "acme"})
         emu.assert_called("acme.shop.v1.Catalog/GetProduct", times=2, request={"product_id": "42"})
+        # endregion
 
         assert matched.count == 1
         assert emu.calls().count == 4

@@ -1,4 +1,4 @@
-"""README, In tests, Journal and verification: the failure message of `assert_called`."""
+"""docs/journal.md: the failure message of `assert_called`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ import pytest
 
 from emulator import Emulator
 
-README = """\
+# The block docs/journal.md shows, between its region markers.
+MESSAGE = """\
+# region message
 expected 2 calls to acme.shop.v1.Catalog/GetProduct with request {"product_id": "42"}, got 0
 2 call(s) to acme.shop.v1.Catalog/GetProduct; closest:
   #1 acme.shop.v1.Catalog/GetProduct OK 2.9ms {"productId": "41"}
       product_id: expected '42', got '41'
   #2 acme.shop.v1.Catalog/GetProduct OK 1.5ms {"productId": "43"}
-      product_id: expected '42', got '43'"""
+      product_id: expected '42', got '43'
+# endregion
+"""
+README = "\n".join(MESSAGE.splitlines()[1:-1])
 
 
 def _durations(text: str) -> str:

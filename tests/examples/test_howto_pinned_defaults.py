@@ -43,8 +43,18 @@ def test_the_yaml_example_pins_status_and_currency() -> None:
 
 @pytest.mark.usefixtures("in_repo_root")
 def test_the_python_example_runs() -> None:
-    (block,) = _blocks("python")
-    exec(compile(block, str(PAGE), "exec"), {})
+    # region pinned
+    from emulator import Emulator
+
+    pins = {"acme.shop.v1.Order.status": "PAID", "acme.common.v1.Money.currency_code": "EUR"}
+    with Emulator(protos="protos/", defaults={"fields": pins}) as emu:
+        orders = emu.stub("acme.shop.v1.Orders")
+        for key in ("3f6c1c0e-a5b1-4c5e-9d1b-0a7e6c2f9b11", "9b2d7e4a-1f3c-4a8e-b6d5-c4e2a1f08d37"):
+            order = orders.CreateOrder({"idempotency_key": key})
+            assert order.status == 2  # PAID, whatever the request
+            assert order.total.currency_code == "EUR"  # Money, wherever it appears
+            assert {item.unit_price.currency_code for item in order.line_items} == {"EUR"}
+    # endregion
 
 
 def test_the_error_shown_is_the_error_emulate_gives(tmp_path: Path) -> None:

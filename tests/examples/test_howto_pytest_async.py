@@ -1,6 +1,6 @@
-"""README, In tests, pytest: an asyncio test with an aio channel on the test's loop.
+"""docs/testing.md, pytest: an asyncio test with an aio channel on the test's loop.
 
-The README's example relies on the ini options; here the module's marker configures it.
+The example in the docs relies on the ini options; here the module's marker configures it.
 `ShopClient` stands for the user's code under test: a client over a real grpc.aio channel.
 """
 
@@ -26,10 +26,12 @@ class ShopClient:
         return await self._get_product(_get_product_request(product_id), timeout=10)
 
 
+# region async
 async def test_async_client(emulator):
     async with emulator.aio_channel() as channel:
         client = ShopClient(channel)  # your code under test
         await client.fetch("p1")
     emulator.assert_called("acme.shop.v1.Catalog/GetProduct")
+    # endregion
 
     emulator.assert_called("acme.shop.v1.Catalog/GetProduct", times=1, request={"product_id": "p1"})

@@ -1,4 +1,4 @@
-"""README, In tests, pytest: configured once in `pyproject.toml`, paths relative to the ini."""
+"""docs/testing.md, pytest: configured once in `pyproject.toml`, paths relative to the ini."""
 
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ import pytest
 from tests.conftest import BEHAVIORS, PROTOS
 
 PYPROJECT = """
+# region pyproject
 [tool.pytest.ini_options]
 emulator_protos = ["protos"]
 emulator_behaviors = ["behaviors"]
 emulator_seed = "7"
+asyncio_default_fixture_loop_scope = "function"   # only with pytest-asyncio
+# endregion
 """
 
 
 def test_pyproject_configuration(pytester: pytest.Pytester) -> None:
     shutil.copytree(PROTOS, pytester.path / "protos")
     shutil.copytree(BEHAVIORS, pytester.path / "behaviors")
-    pytester.makepyprojecttoml(PYPROJECT + 'asyncio_default_fixture_loop_scope = "function"\n')
+    pytester.makepyprojecttoml(PYPROJECT)
     pytester.makepyfile(
         test_checkout="""
         def test_checkout(emulator):

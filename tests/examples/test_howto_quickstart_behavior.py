@@ -1,4 +1,4 @@
-"""README, Quickstart: the `behaviors/catalog.py` example, loaded from a file like `--behaviors`."""
+"""docs/behaviors.md: the `behaviors/catalog.py` example, loaded from a file like `--behaviors`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from emulator import Emulator
 from tests.conftest import PROTOS
 
 CATALOG_PY = """
+# region catalog
 # behaviors/catalog.py
 import grpc
 from emulator import Behavior, RpcAbort
@@ -28,6 +29,7 @@ class Catalog(Behavior):
     async def ListProducts(self, request, ctx):    # server stream: an (async) generator
         for i in range(3):
             yield {"productId": f"p{i}", "name": f"Product {i}"}
+# endregion
 """
 
 
