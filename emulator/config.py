@@ -53,6 +53,8 @@ class ServerConfig:
     loop_block_warning: Duration = 1.0
     # Request headers grpc accepts, in bytes (grpc's default is 8 KiB: too small for big JWTs).
     max_metadata_size: ByteSize | None = None
+    # Response compression of every call unless a behaviour says otherwise (ctx.set_compression).
+    compression: Literal["none", "gzip", "deflate"] = "none"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +137,8 @@ class Config:
     header_faults: bool = False  # honour x-emulator-fault and Envoy's x-envoy-fault-* headers
     max_active_faults: int | None = None
     max_duration: dict[str, Duration] = field(default_factory=dict)  # method pattern → limit
+    unimplemented: tuple[str, ...] = ()  # method patterns answered UNIMPLEMENTED
+    unimplemented_hidden: tuple[str, ...] = ()  # the same, and left out of reflection
     log_format: Literal["text", "json"] = "text"
     log_stream: Literal["stderr", "stdout"] = "stderr"  # containers log to stdout
 
@@ -171,6 +175,9 @@ class Config:
             named = f" ({limit.name})" if limit.name else ""
             patterns.append((limit.match.method, f"rate_limits[{i}]{named}.match.method"))
         patterns += [(p, "max_duration") for p in self.max_duration]
+        patterns += [(p, f"unimplemented[{i}]") for i, p in enumerate(self.unimplemented)]
+        hidden = self.unimplemented_hidden
+        patterns += [(p, f"unimplemented_hidden[{i}]") for i, p in enumerate(hidden)]
         return patterns
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "flags") -> Config:
