@@ -332,3 +332,46 @@ def test_compressed_requests_arrive_decompressed_and_unmarked() -> None:
         for record in emu.calls("acme.shop.v1.Catalog/GetProduct"):
             assert record.request == request
             assert "grpc-encoding" not in dict(record.metadata)
+
+
+# -- the names, and the context alone ---------------------------------------------------------
+
+
+def test_compression_names() -> None:
+    from emulator.runtime.compression import algorithm, compression_name
+
+    assert compression_name("GZip", "here") == "gzip"
+    assert compression_name("none", "here") == "identity"
+    assert compression_name(grpc.Compression.NoCompression, "here") == "identity"
+    assert compression_name(grpc.Compression.Deflate, "here") == "deflate"
+    assert algorithm("gzip") is grpc.Compression.Gzip
+    assert algorithm("identity") is grpc.Compression.NoCompression
+    with pytest.raises(ValueError, match=r"^here: unknown compression 'br'; use one of 'identity'"):
+        compression_name("br", "here")
+    with pytest.raises(ValueError, match="unknown compression 3"):
+        compression_name(3, "here")
+
+
+def test_the_context_keeps_the_choice_until_the_headers_go() -> None:
+    from emulator.runtime.context import CallContext
+
+    ctx = CallContext(
+        method=None,  # type: ignore[arg-type]
+        invocation_metadata=(),
+        peer="ipv4:127.0.0.1:1",
+        deadline=None,
+        rng=lambda: None,  # type: ignore[arg-type,return-value]
+        state={},
+        clock=lambda: None,  # type: ignore[arg-type,return-value]
+        default_response=lambda: None,  # type: ignore[arg-type,return-value]
+    )
+    ctx.set_compression("deflate")
+    ctx.set_compression(grpc.Compression.Gzip)  # the last choice before the headers counts
+    assert ctx._compression == "gzip"
+    ctx.disable_next_message_compression()
+    assert ctx._uncompressed_next
+    ctx._compression, ctx._compression_sent = None, "gzip"  # as the dispatcher does
+    ctx.set_compression("GZIP")  # the algorithm in force: nothing to do
+    assert ctx._compression is None
+    with pytest.raises(RuntimeError, match="after the first response message"):
+        ctx.set_compression("none")

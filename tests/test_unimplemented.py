@@ -199,6 +199,9 @@ def test_health_does_not_know_a_hidden_service(hidden: Emulator) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             health.Check(health_pb2.HealthCheckRequest(service=ORDERS), timeout=10)
         assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=ORDERS), timeout=10)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        watch.cancel()
         # A service with one hidden method is still there.
         reply = health.Check(health_pb2.HealthCheckRequest(service=CATALOG), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
