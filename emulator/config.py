@@ -77,6 +77,14 @@ class ServerConfig:
             "raise it for big JWTs"
         },
     )
+    # Response compression of every call unless a behaviour says otherwise (ctx.set_compression).
+    compression: Literal["none", "gzip", "deflate"] = field(
+        default="none",
+        metadata={
+            "help": "response compression of the contract's methods (health and reflection stay "
+            "uncompressed); a behaviour may choose otherwise with `ctx.set_compression()`"
+        },
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,6 +269,13 @@ class Config:
         default_factory=dict,
         metadata={"help": "method pattern → longest a call may run; slower: DEADLINE_EXCEEDED"},
     )
+    unimplemented: tuple[str, ...] = field(
+        default=(), metadata={"help": "method patterns answered `UNIMPLEMENTED`"}
+    )
+    unimplemented_hidden: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "method patterns answered `UNIMPLEMENTED` and left out of reflection"},
+    )
     log_format: Literal["text", "json"] = field(
         default="text", metadata={"help": "log lines as text or one JSON object per line"}
     )
@@ -307,6 +322,9 @@ class Config:
             named = f" ({limit.name})" if limit.name else ""
             patterns.append((limit.match.method, f"rate_limits[{i}]{named}.match.method"))
         patterns += [(p, "max_duration") for p in self.max_duration]
+        patterns += [(p, f"unimplemented[{i}]") for i, p in enumerate(self.unimplemented)]
+        hidden = self.unimplemented_hidden
+        patterns += [(p, f"unimplemented_hidden[{i}]") for i, p in enumerate(hidden)]
         return patterns
 
     def where(self, key: str) -> str:

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from emulator.call import Metadata, first_values
 from emulator.metadata import checked
+from emulator.runtime.compression import compression_name
 
 if TYPE_CHECKING:
+    import grpc
     from google.protobuf.message import Message
 
     from emulator.contracts.model import MethodSpec
@@ -57,6 +59,11 @@ class CallContext:
         self.initial_metadata: Metadata = ()
         self.trailing_metadata: Metadata = ()
         self._request_stream: Any = None  # a sync behaviour's request iterator, for the runtime
+        # Response compression, for the runtime: what the behaviour asked for, until the headers
+        # take it; what the headers named, once they went; whether the next message goes plain.
+        self._compression: str | None = None
+        self._compression_sent: str | None = None
+        self._uncompressed_next = False
 
     @property
     def rng(self) -> random.Random:
@@ -90,6 +97,27 @@ class CallContext:
     ) -> None:
         """Trailers sent with the status."""
         self.trailing_metadata = checked(metadata, "ctx.set_trailing_metadata()")
+
+    def set_compression(self, algorithm: str | grpc.Compression) -> None:
+        """Compress this call's response messages: "gzip", "deflate", or "none" ("identity");
+        a `grpc.Compression` also does. The response headers name the algorithm, so it must be
+        chosen before the first message goes (afterwards only the one in force is accepted);
+        `server.compression` is the default."""
+        name = compression_name(algorithm, "ctx.set_compression()")
+        sent = self._compression_sent
+        if sent is None:
+            self._compression = name
+        elif name != sent:
+            raise RuntimeError(
+                f"ctx.set_compression({algorithm!r}) after the first response message: the "
+                f"response headers went out naming {sent!r}; choose the algorithm before the "
+                "first message (ctx.disable_next_message_compression() sends one message "
+                "uncompressed)"
+            )
+
+    def disable_next_message_compression(self) -> None:
+        """Send the next response message uncompressed (those after it are compressed again)."""
+        self._uncompressed_next = True
 
     def __repr__(self) -> str:
         return f"<CallContext {self.method.name} peer={self.peer}>"

@@ -33,6 +33,7 @@ from emulator.errors import RpcAbort
 from emulator.metadata import MAX_STATUS_BYTES, encoded_size, size, truncated
 from emulator.respond import Answer, BadRequest, ClientGone, Escaped, Exchange, Responder
 from emulator.respond.defaults import DefaultResponder
+from emulator.runtime.compression import algorithm
 from emulator.runtime.context import CallContext
 from emulator.runtime.inflight import InFlight
 
@@ -58,6 +59,7 @@ class Dispatcher:
         clock: Callable[[], datetime.datetime],
         chain: Chain | None = None,
         keep_messages: int = DEFAULT_KEEP,
+        compression: str | None = None,
     ) -> None:
         self.contracts = contracts
         self.defaults = defaults
@@ -68,6 +70,8 @@ class Dispatcher:
         self.clock = clock
         self.chain = chain or Chain()
         self.keep_messages = keep_messages  # first and last messages a call keeps per direction
+        # The algorithm of every response unless a behaviour chooses (server.compression).
+        self.compression = compression
         self._calls: defaultdict[str, int] = defaultdict(int)
         # (method, exception) of each behaviour that failed in a way no test means to:
         # `Emulator` raises them in the test (RpcAbort and bad requests are not among them).
@@ -146,13 +150,15 @@ class Dispatcher:
         return Exchange(call, self.chain, self.context, grpc_ctx=grpc_ctx, **request)
 
     async def respond(self, call: Call, grpc_ctx: ServicerContext, data: bytes) -> bytes:
-        """Last steps before a response message leaves: chain, headers, journal."""
+        """Last steps before a response message leaves: chain, headers, compression, journal."""
         if self.chain.checks_responses:
             await self.chain.before_response(call, len(call.responses))
         ctx = call.context
-        if ctx is not None and ctx.initial_metadata:
-            await grpc_ctx.send_initial_metadata(ctx.initial_metadata)
-            ctx.initial_metadata = ()
+        if ctx is not None or self.compression is not None:
+            await self.headers(call, grpc_ctx, first=len(call.responses) == 0)
+        if ctx is not None and ctx._uncompressed_next:
+            grpc_ctx.disable_next_message_compression()
+            ctx._uncompressed_next = False
         call.responses.append(data)
         return data
 
@@ -193,13 +199,27 @@ class Dispatcher:
         await grpc_ctx.abort(code, details, trailers)
         raise AssertionError("grpc's abort() returned")  # pragma: no cover - it always raises
 
-    async def headers(self, call: Call, grpc_ctx: ServicerContext) -> None:
-        """Headers a behaviour set but no response message carried: they still go out, before
-        the status, as Go and C++ servers send them."""
+    async def headers(self, call: Call, grpc_ctx: ServicerContext, *, first: bool = False) -> None:
+        """Headers a behaviour set, sent before the next response message or, if none comes,
+        before the status, as Go and C++ servers send them; with the `first` message, the
+        compression the behaviour (`ctx.set_compression`) or `server.compression` chose."""
         ctx = call.context
-        if ctx is not None and ctx.initial_metadata:
-            await grpc_ctx.send_initial_metadata(ctx.initial_metadata)
-            ctx.initial_metadata = ()
+        metadata: Metadata = ()
+        wanted: str | None = None
+        if ctx is not None:
+            metadata, wanted = ctx.initial_metadata, ctx._compression
+            ctx.initial_metadata, ctx._compression = (), None
+        if first:
+            wanted = wanted or self.compression
+            if ctx is not None:
+                ctx._compression_sent = wanted or "identity"
+        if wanted is not None:
+            grpc_ctx.set_compression(algorithm(wanted))
+            # Sent now even when empty: the headers grpc.aio sends with a unary response by
+            # itself leave the algorithm out, and the message would go uncompressed.
+            await grpc_ctx.send_initial_metadata(metadata)
+        elif metadata:
+            await grpc_ctx.send_initial_metadata(metadata)
 
     async def finish(self, call: Call, grpc_ctx: ServicerContext) -> None:
         """Trailers a behaviour set go out with an OK status."""

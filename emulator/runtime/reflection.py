@@ -3,15 +3,20 @@
 grpcio-reflection only speaks v1alpha and cannot resolve a method symbol (`pkg.Svc.Method`), which
 `grpcurl describe` asks for. Both protocol versions share their messages' wire format, so one
 implementation over the v1alpha message classes answers both paths from the contracts' pool.
+
+Hidden methods (`unimplemented_hidden`) are cut out of the file descriptors it serves, and a
+service left without methods goes with them, as if the contract never had them; their messages
+stay, since other services may use them.
 """
 
 from __future__ import annotations
 
 import typing
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError, Message
 from grpc_reflection.v1alpha import reflection_pb2 as pb
 
@@ -24,9 +29,19 @@ M = TypeVar("M", bound=Message)
 
 
 class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    def __init__(self, contracts: Contracts, services: Iterable[str]) -> None:
+    """`services` are the names listed; `hidden` the method paths (`/pkg.Svc/Method`) left out."""
+
+    def __init__(
+        self, contracts: Contracts, services: Iterable[str], hidden: Collection[str] = ()
+    ) -> None:
         self._contracts = contracts
-        self._services = sorted(services)
+        self._protos = dict(contracts.file_protos)
+        self._hidden_symbols: set[str] = set()
+        for name, proto in contracts.file_protos.items():
+            stripped = _without(proto, hidden, self._hidden_symbols)
+            if stripped is not None:
+                self._protos[name] = stripped
+        self._services = sorted(s for s in services if s not in self._hidden_symbols)
         # Requests arrive as bytes and are parsed here: grpcio would answer bytes that do not
         # parse with UNKNOWN "Unexpected DecodeError" instead of INVALID_ARGUMENT.
         self._paths = {
@@ -88,6 +103,8 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         return _error(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported reflection request {kind!r}")
 
     def _file_of_symbol(self, symbol: str) -> str:
+        if symbol in self._hidden_symbols:
+            raise KeyError(f"symbol {symbol}")
         pool = self._contracts.pool
         try:
             return str(pool.FindFileContainingSymbol(symbol).name)
@@ -103,7 +120,7 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             raise KeyError(f"symbol {symbol}") from None
 
     def _files(self, name: str) -> pb.ServerReflectionResponse:
-        protos = self._contracts.file_protos
+        protos = self._protos
         if name not in protos:
             raise KeyError(f"file {name}")
         ordered: list[str] = []
@@ -132,6 +149,67 @@ async def parse_or_abort(
             grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {type_name}: {exc}"
         )
         raise AssertionError("abort() raises") from None
+
+
+_SERVICE = descriptor_pb2.FileDescriptorProto.SERVICE_FIELD_NUMBER
+_METHOD = descriptor_pb2.ServiceDescriptorProto.METHOD_FIELD_NUMBER
+
+
+def _without(
+    proto: descriptor_pb2.FileDescriptorProto, hidden: Collection[str], symbols: set[str]
+) -> descriptor_pb2.FileDescriptorProto | None:
+    """A copy of `proto` without the `hidden` methods, and without the services that leaves
+    empty (their names, and the hidden methods' `pkg.Svc.Method`, are added to `symbols`);
+    None when it declares none of them."""
+    prefix = f"{proto.package}." if proto.package else ""
+    # Old index → new index, of each service kept and of each method it keeps.
+    kept: dict[int, tuple[int, dict[int, int]]] = {}
+    for s, service in enumerate(proto.service):
+        name = prefix + service.name
+        shown = []
+        for m, method in enumerate(service.method):
+            if f"/{name}/{method.name}" in hidden:
+                symbols.add(f"{name}.{method.name}")
+            else:
+                shown.append(m)
+        if service.method and not shown:
+            symbols.add(name)
+        else:
+            kept[s] = (len(kept), {old: new for new, old in enumerate(shown)})
+    if len(kept) == len(proto.service) and all(
+        len(kept[s][1]) == len(service.method) for s, service in enumerate(proto.service)
+    ):
+        return None
+    out = descriptor_pb2.FileDescriptorProto()
+    out.CopyFrom(proto)
+    del out.service[:]
+    for s, (_, renumbered) in kept.items():
+        service = out.service.add()
+        service.CopyFrom(proto.service[s])
+        del service.method[:]
+        service.method.extend(proto.service[s].method[m] for m in renumbered)
+    # Comments are located by index path (service 2, method 1): renumber them, or grpcurl
+    # would show a hidden method's comment on the method that took its place.
+    locations = []
+    for location in proto.source_code_info.location:
+        path = list(location.path)
+        if len(path) >= 2 and path[0] == _SERVICE:
+            if path[1] not in kept:
+                continue
+            path[1], methods = kept[path[1]]
+            if len(path) >= 4 and path[2] == _METHOD:
+                if path[3] not in methods:
+                    continue
+                path[3] = methods[path[3]]
+        moved = type(location)()
+        moved.CopyFrom(location)
+        moved.path[:] = path
+        locations.append(moved)
+    del out.source_code_info.location[:]
+    out.source_code_info.location.extend(locations)
+    if not locations:
+        out.ClearField("source_code_info")
+    return out
 
 
 def _error(code: grpc.StatusCode, message: str) -> pb.ServerReflectionResponse:

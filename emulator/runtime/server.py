@@ -29,6 +29,8 @@ from emulator.faults.max_duration import MaxDurationInterceptor
 from emulator.faults.setup import build_faults
 from emulator.journal import Journal
 from emulator.respond.behavior import BehaviorResponder
+from emulator.respond.unimplemented import UnimplementedResponder
+from emulator.runtime.compression import compression_name
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
 from emulator.runtime.health import health_handler
 from emulator.runtime.reflection import ReflectionHandler
@@ -77,6 +79,16 @@ class EmulatorServer:
         self.stream_executor = ThreadPoolExecutor(
             max_workers=SYNC_STREAM_THREADS, thread_name_prefix=WORKER_THREADS[1]
         )
+        self.unimplemented = UnimplementedResponder(
+            self.contracts.methods, config.unimplemented, config.unimplemented_hidden
+        )
+        for impl in self.registry:
+            if impl.spec.path in self.unimplemented.messages:
+                log.warning(
+                    "%s (%s) never runs: the config marks the method unimplemented",
+                    impl.spec.name,
+                    impl.origin,
+                )
         behaviours = BehaviorResponder(
             self.registry,
             self.defaults,
@@ -87,14 +99,19 @@ class EmulatorServer:
         budgets = MaxDurationInterceptor(config.max_duration, self.contracts.methods)
         # Security first: nothing after it sees a call the policy refuses.
         interceptors = [*self.security.interceptors, self.faults, self.journal]
+        compression = compression_name(config.server.compression, "server.compression")
         self.dispatcher = Dispatcher(
             self.contracts,
             self.defaults,
-            responders=[behaviours],
+            # Unimplemented methods first: nothing else answers them.
+            responders=[self.unimplemented, behaviours] if self.unimplemented else [behaviours],
             state=self.state,
             clock=self.clock.now,
             chain=Chain([*interceptors, budgets] if budgets else interceptors),
             keep_messages=config.journal.keep_messages,
+            # Health and reflection stay uncompressed: probes and grpcurl read them whatever
+            # the contract's clients are made to cope with.
+            compression=None if compression == "identity" else compression,
         )
         self.journal.settle = self.dispatcher.inflight.settle
         self.watchdog = LoopWatchdog(config.server.loop_block_warning, self._behaviour_code)
@@ -120,8 +137,11 @@ class EmulatorServer:
 
     @property
     def services(self) -> list[str]:
-        """Every service served: the contracts' own, then health and reflection."""
-        return [*self.contracts.services, HEALTH_SERVICE, *REFLECTION_SERVICES]
+        """Every service reflection lists: the contracts' own (less those `unimplemented_hidden`
+        hides), then health and reflection."""
+        hidden = self.unimplemented.hidden_services
+        own = [name for name in self.contracts.services if name not in hidden]
+        return [*own, HEALTH_SERVICE, *REFLECTION_SERVICES]
 
     async def start(self, on_listening: Callable[[], None] | None = None) -> int:
         """Bind and serve; `on_listening` runs once the port is known, before any warning, so
@@ -135,7 +155,7 @@ class EmulatorServer:
         server.add_generic_rpc_handlers(
             (
                 EmulatorHandler(self.dispatcher),
-                ReflectionHandler(self.contracts, self.services),
+                ReflectionHandler(self.contracts, self.services, self.unimplemented.hidden),
                 health_handler(self.health),
             )
         )
@@ -163,7 +183,10 @@ class EmulatorServer:
         serving = health_pb2.HealthCheckResponse.SERVING
         await self.health.set("", serving)
         for name in self.contracts.services:
-            await self.health.set(name, serving)
+            # A hidden service is one the server does not have: health answers NOT_FOUND
+            # (Watch: SERVICE_UNKNOWN) for it, as grpc servers do for any unknown name.
+            if name not in self.unimplemented.hidden_services:
+                await self.health.set(name, serving)
         self._server, self.port = server, port
         if on_listening is not None:
             on_listening()
