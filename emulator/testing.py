@@ -68,23 +68,34 @@ class Override:
 
 
 class FaultHandle:
-    """A fault added with `emu.fault(...)`; `undo()` (or leaving the `with` block) removes it."""
+    """A fault added with `emu.fault(...)`; `undo()` (or leaving the `with` block) removes it.
+
+    `matched`, `injected` and `stats()` count its calls. Once it is removed (the block's end,
+    `undo()`, `emu.reset()`) they keep the counts it ended with, while `emu.fault_stats()` lists
+    only the rules still in force."""
 
     def __init__(self, engine: FaultInterceptor, rule: Rule) -> None:
         self._engine = engine
         self.rule = rule
+        self._final: tuple[int, int] | None = None  # (matched, injected) when it was removed
         engine.add(rule)
 
     @property
     def matched(self) -> int:
-        return self.rule.matched
+        return self.rule.matched if self._final is None else self._final[0]
 
     @property
     def injected(self) -> int:
-        return self.rule.injected
+        return self.rule.injected if self._final is None else self._final[1]
+
+    def stats(self) -> dict[str, int]:
+        """`{"matched": ..., "injected": ...}`, the entry `emu.fault_stats()` has for a rule."""
+        return {"matched": self.matched, "injected": self.injected}
 
     def undo(self) -> None:
-        self._engine.remove(self.rule)
+        if self._final is None:
+            self._engine.remove(self.rule)
+            self._final = (self.rule.matched, self.rule.injected)
 
     def __enter__(self) -> FaultHandle:
         return self
@@ -311,7 +322,8 @@ class Emulator:
         raise BehaviorFailedError(failures) from failures[0][1]
 
     def fault_stats(self) -> dict[str, dict[str, int]]:
-        """Per fault rule: calls it `matched` and faults it `injected`."""
+        """Per fault rule in force (configured, or `emu.fault()` not yet undone): calls it
+        `matched` and faults it `injected`. A removed fault's counts stay on its handle."""
         return self._server.faults.stats()
 
     def reset(self) -> None:
