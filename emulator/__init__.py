@@ -14,6 +14,7 @@ from emulator.errors import (
     EmulatorError,
     RpcAbort,
 )
+from emulator.headers import Headers
 from emulator.metadata import MetadataError
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ __all__ = [
     "ContractError",
     "Emulator",
     "EmulatorError",
+    "Headers",
     "MetadataError",
     "RpcAbort",
     "__version__",

@@ -221,8 +221,8 @@ class Emulator:
         raise BehaviorFailedError(failures) from failures[0][1]
 
     def fault_stats(self) -> dict[str, dict[str, int]]:
-        """Per active fault rule: calls it `matched` and faults it `injected` (a handle from
-        `fault()` keeps its own counts after it is undone)."""
+        """Per fault rule in force (configured, or `emu.fault()` not yet undone): calls it
+        `matched` and faults it `injected`. A removed fault's counts stay on its handle."""
         return self._control.fault_stats()
 
     def reset(self) -> None:

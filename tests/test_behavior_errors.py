@@ -4,6 +4,11 @@ fixture's side is in tests/test_pytest_plugin.py."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -28,7 +33,7 @@ class Buggy(Behavior):
         yield {"product_id": "first"}
         raise RuntimeError("the stream broke")
 
-    def GetCategoryTree(self, request, ctx):
+    def GetCategoryTree(self, request, ctx):  # @wrong-type
         return 42  # not a Category
 
 
@@ -114,3 +119,97 @@ def test_reset_forgets_failures_and_check_raises_at_once() -> None:
         with pytest.raises(BehaviorFailedError, match="KeyError: 'p5'"):
             emu.check_behavior_errors()
         assert emu.behavior_errors == []  # raised once, then forgotten
+
+
+# -- where it went wrong: the behaviour's method and line -----------------------------------------
+
+
+def line_of(mark: str) -> str:
+    """`file:line` of the line of this file marked `# @mark`, the file as the emulator shows it
+    (relative to the working directory), so the tests survive edits above them."""
+    text = Path(__file__).read_text().splitlines()
+    (line,) = [n for n, source in enumerate(text, 1) if source.endswith(f"# @{mark}")]
+    path = Path(__file__).resolve()
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return f"{path}:{line}"
+
+
+def _lookup(product_id: str) -> str:
+    return {"p1": "x"}[product_id]
+
+
+class Located(Behavior):
+    service = CATALOG
+
+    def GetProduct(self, request, ctx):
+        if request.product_id == "long":
+            raise ValueError("x" * 5000)  # @long
+        return {"product_id": _lookup(request.product_id)}  # the helper raises # @helper
+
+    def ListProducts(self, request, ctx):
+        yield {"product_id": "first"}
+        raise RuntimeError("sync stream broke")  # @stream
+
+    async def GetCategoryTree(self, request, ctx):
+        raise SystemExit(4)  # a BaseException out of async code # @exit
+
+
+def status_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as failed:
+        call()
+    return failed.value.code(), failed.value.details() or ""
+
+
+@pytest.fixture(scope="module")
+def located() -> Iterator[Emulator]:
+    with Emulator(protos=PROTOS, behaviors=[Located], raise_behavior_errors=False) as emu:
+        yield emu
+
+
+UNKNOWN_CASES = {  # method: (request, what the caller reads, which line)
+    "GetProduct": ({"product_id": "p9"}, "KeyError: 'p9'", "helper"),
+    "ListProducts": ({}, "RuntimeError: sync stream broke", "stream"),
+    "GetCategoryTree": ({}, "SystemExit: 4", "exit"),
+}
+
+
+@pytest.mark.parametrize("method", list(UNKNOWN_CASES))
+def test_unknown_names_the_behaviours_method_and_line(
+    located: Emulator, caplog: pytest.LogCaptureFixture, method: str
+) -> None:
+    request, raised, mark = UNKNOWN_CASES[method]
+    where = f"Located.{method} at {line_of(mark)}"
+    stub = located.stub(CATALOG)
+    with caplog.at_level(logging.ERROR, logger="emulator"):
+        code, details = status_of(lambda: list(getattr(stub, method)(request)))
+    assert (code, details) == (grpc.StatusCode.UNKNOWN, f"{raised} (in {where})")
+    assert located.calls(f"{CATALOG}/{method}").last.details == details
+    logged = [r.getMessage() for r in caplog.records]
+    exception = raised.partition(":")[0]
+    assert f"{CATALOG}/{method}: behaviour raised {exception} in {where}" in logged
+
+
+def test_a_long_message_is_cut_but_keeps_the_place(located: Emulator) -> None:
+    code, details = status_of(lambda: located.stub(CATALOG).GetProduct({"product_id": "long"}))
+    assert code == grpc.StatusCode.UNKNOWN
+    assert details.startswith("ValueError: xxx") and "more characters cut" in details
+    assert details.endswith(f"(in Located.GetProduct at {line_of('long')})")
+    assert len(details.encode()) <= 2048
+
+
+def test_an_override_that_raises_names_its_own_line(located: Emulator) -> None:
+    def broken(request, ctx):  # type: ignore[no-untyped-def]
+        raise LookupError("not in the fixture")  # @override
+
+    with located.override(GET_PRODUCT, broken):
+        _, details = status_of(lambda: located.stub(CATALOG).GetProduct({"product_id": "p1"}))
+    name = "test_an_override_that_raises_names_its_own_line.<locals>.broken"
+    assert details == f"LookupError: not in the fixture (in {name} at {line_of('override')})"
+
+
+def test_a_wrong_return_type_names_the_methods_line() -> None:
+    with Emulator(protos=PROTOS, behaviors=[Buggy], raise_behavior_errors=False) as emu:
+        code, details = status_of(lambda: emu.stub(CATALOG).GetCategoryTree({}))
+    assert code == grpc.StatusCode.INTERNAL
+    assert details.startswith(f"Buggy.GetCategoryTree at {line_of('wrong-type')} returned int")

@@ -487,6 +487,78 @@ def test_error_in_an_imported_file_names_its_real_path(
     assert "app/main.proto:3:" in text
 
 
+# -- a missing import says what to add ------------------------------------------------------------
+
+ADD_IT = "add the directory that holds it with -I DIR (import_paths: in emulator.yaml)"
+
+
+def test_a_missing_import_says_to_add_its_directory() -> None:
+    done = emulate("check", "--proto", "tests/protos/contracts/broken/missing_import")
+    assert done.returncode == 2
+    _no_traceback(done)
+    importer = "tests/protos/contracts/broken/missing_import/bad_import.proto"
+    assert done.stderr.rstrip().splitlines()[-1] == (
+        f"{importer}:5: imports does/not/exist.proto, which is in no import root "
+        f"(tests/protos/contracts/broken/missing_import and the well-known types): {ADD_IT}"
+    )
+    assert "fix the .proto files above" not in done.stderr  # what to do is said: this one thing
+
+
+@pytest.fixture
+def vendored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """protos/svc/v1/books.proto imports common/money.proto, which is at protos/common/."""
+    (tmp_path / "protos" / "common").mkdir(parents=True)
+    (tmp_path / "protos" / "common" / "money.proto").write_text(
+        'syntax = "proto3";\npackage common;\nmessage Money { int64 units = 1; }\n'
+    )
+    (tmp_path / "protos" / "svc" / "v1").mkdir(parents=True)
+    (tmp_path / "protos" / "svc" / "v1" / "books.proto").write_text(
+        'syntax = "proto3";\npackage svc.v1;\n\nimport "common/money.proto";\n'
+        "message Book { common.Money price = 1; }\n"
+        "service Books { rpc Get(Book) returns (Book); }\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("given", ["protos/svc/v1/books.proto", "protos/svc"])
+def test_a_missing_import_found_above_an_import_root_names_the_directory(
+    vendored: Path, given: str
+) -> None:
+    with pytest.raises(ContractError) as caught:
+        Emulator(protos=[given])  # `protos:` as emulator.yaml and Emulator take it
+    last = str(caught.value).splitlines()[-1]
+    assert last == (
+        "protos/svc/v1/books.proto:4: imports common/money.proto, which is in no import root "
+        "but at protos/common/money.proto: add -I protos (import_paths: in emulator.yaml)"
+    )
+    with Emulator(protos=[given], import_paths=["protos"]) as emu:  # ...and that is the fix
+        assert "svc.v1.Books" in emu.server.contracts.services
+
+
+def test_an_import_found_with_errors_of_its_own_gets_no_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "dep.proto").write_text('syntax = "proto3";\nmessage Dep { Nope x = 1; }\n')
+    (tmp_path / "main.proto").write_text('syntax = "proto3";\nimport "dep.proto";\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ContractError) as caught:
+        compile_contracts(["main.proto"])
+    assert "-I" not in str(caught.value)
+    assert str(caught.value).endswith("fix the .proto files above and start again")
+
+
+def test_emulator_yaml_protos_get_the_same_hint(vendored: Path) -> None:
+    (vendored / "emulator.yaml").write_text("protos: [protos/svc]\n")
+    done = emulate("check", "--config", str(vendored / "emulator.yaml"), cwd=vendored)
+    assert done.returncode == 2
+    _no_traceback(done)
+    assert "add -I protos (import_paths: in emulator.yaml)" in done.stderr
+    (vendored / "emulator.yaml").write_text("protos: [protos/svc]\nimport_paths: [protos]\n")
+    done = emulate("check", "--config", str(vendored / "emulator.yaml"), cwd=vendored)
+    assert done.returncode == 0, done.stderr
+
+
 UNUSABLE = ("missing", "empty-dir", "wrong-suffix", "corrupt-set", "empty-set")
 
 

@@ -685,6 +685,49 @@ def test_emu_fault_rolls_back_and_reset_starts_counting_again() -> None:
         assert code_of(lambda: ping(b"")) == OK  # emu.fault() rules are gone
 
 
+def test_a_fault_handle_keeps_its_counts_after_the_block_and_reset() -> None:
+    with Emulator(protos=PROTOS) as emu:
+        ping = unary(emu, PING)
+        rule = {"match": {"method": f"{ORDERS}/Ping"}, "abort": {"code": "INTERNAL"}}
+        with emu.fault(name="ping-down", when={"calls": [1]}, **rule) as handle:
+            assert [code_of(lambda: ping(b"")) for _ in range(3)] == [
+                grpc.StatusCode.INTERNAL,
+                OK,
+                OK,
+            ]
+            assert handle.stats() == emu.fault_stats()["ping-down"] == {"matched": 3, "injected": 1}
+        assert "ping-down" not in emu.fault_stats()  # only the rules in force
+        assert (handle.matched, handle.injected) == (3, 1)
+        assert handle.stats() == {"matched": 3, "injected": 1}
+        left = emu.fault(name="left-over", **rule)  # never undone: reset() removes it
+        assert code_of(lambda: ping(b"")) == grpc.StatusCode.INTERNAL
+        emu.reset()
+        assert handle.stats() == {"matched": 3, "injected": 1}
+        assert left.stats() == {"matched": 1, "injected": 1}
+        assert code_of(lambda: ping(b"")) == OK
+        left.undo()  # again: nothing changes
+        assert left.stats() == {"matched": 1, "injected": 1}
+    assert handle.stats() == {"matched": 3, "injected": 1}  # the emulator has stopped
+
+
+def test_a_fault_removed_while_a_call_is_delayed_does_not_fire_on_it() -> None:
+    slow = {"name": "slow", "match": {"method": f"{ORDERS}/Ping"}, "delay": {"fixed": "300ms"}}
+    with Emulator(protos=PROTOS, faults=[slow]) as emu:
+        ping = unary(emu, PING)
+        results: list[grpc.StatusCode] = []
+        with emu.fault(
+            name="down", match={"method": f"{ORDERS}/Ping"}, abort={"code": "INTERNAL"}
+        ) as handle:
+            caller = threading.Thread(target=lambda: results.append(code_of(lambda: ping(b""))))
+            caller.start()
+            # The call is inside `slow`'s delay, past the point where the rules were looked up.
+            wait_until(lambda: emu.fault_stats()["slow"]["injected"] == 1)
+        caller.join(timeout=10)
+        assert results == [OK]  # the block had ended: `down` no longer applies
+        assert handle.stats() == {"matched": 0, "injected": 0}
+        assert emu.calls(f"{ORDERS}/Ping").last.faults == ("slow",)
+
+
 def test_emu_fault_refuses_bad_rules() -> None:
     with Emulator(protos=PROTOS) as emu:
         with pytest.raises(ConfigError, match="wehn"):

@@ -17,7 +17,7 @@ from typing import Any
 from emulator.behavior.base import Behavior
 from emulator.errors import BehaviorError, Interrupted
 
-__all__ = ["BehaviorSource", "discover", "no_service", "where"]
+__all__ = ["BehaviorSource", "at", "discover", "no_service", "where"]
 
 BehaviorSource = str | os.PathLike[str] | ModuleType | type[Behavior] | Behavior
 
@@ -49,6 +49,11 @@ def where(obj: type | Callable[..., Any]) -> str:
         line = inspect.getsourcelines(obj)[1]
     except (OSError, TypeError):
         return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
+    return at(file, line)
+
+
+def at(file: str, line: int) -> str:
+    """`file:line`, the file relative to the working directory when it is under it."""
     return f"{_shown(Path(file))}:{line}"
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import difflib
 import enum
 import inspect
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from emulator.behavior.base import Behavior
-from emulator.behavior.discovery import BehaviorSource, discover, no_service, where
+from emulator.behavior.discovery import BehaviorSource, at, discover, no_service, where
 from emulator.contracts.model import Contracts, MethodSpec
 from emulator.errors import BehaviorError
 
@@ -50,6 +51,19 @@ class Implementation:
     func: Callable[..., Any]
     style: Style
     origin: str  # "Class.Method at file:line", for messages and logs
+
+    def raised_at(self, exc: BaseException) -> str:
+        """Where `exc` left the method, as `Class.Method at file:line` with the line of the method
+        it was raised at (or passed through); the method's own origin when its frame is not on
+        the traceback (a callable without source, an error raised before the method ran)."""
+        code = getattr(inspect.unwrap(getattr(self.func, "__func__", self.func)), "__code__", None)
+        line = None
+        for frame, lineno in traceback.walk_tb(exc.__traceback__):
+            if frame.f_code is code:
+                line = lineno  # the innermost: a recursive method's deepest call
+        if code is None or line is None:
+            return self.origin
+        return f"{code.co_qualname} at {at(code.co_filename, line)}"
 
 
 class Registry:

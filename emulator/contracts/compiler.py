@@ -337,6 +337,11 @@ def _captured_stderr() -> Iterator[IO[bytes]]:
 
 
 _LOCATION = re.compile(r"^(?P<name>[^:\s]+\.proto)(?=:)", re.MULTILINE)
+_NOT_FOUND = re.compile(r"^(?P<name>\S+\.proto): File not found\.$", re.MULTILINE)
+_IMPORT = re.compile(
+    r'^(?P<file>[^:\s]+\.proto):(?P<line>\d+):\d+: Import "(?P<name>[^"]+)" was not found',
+    re.MULTILINE,
+)
 
 
 def _explain(output: str, sources: _Sources) -> str:
@@ -344,22 +349,55 @@ def _explain(output: str, sources: _Sources) -> str:
     path and the files it found through imports by their name under an import root."""
     known = {name: path for path, name in sources.files}
     known.update({str(path): path for path, _ in sources.files})
-    cwd = Path.cwd().resolve()
 
     def real(match: re.Match[str]) -> str:
         name = match.group("name")
         path = known.get(name)
         if path is None:
             path = next((r / name for r in sources.roots if (r / name).is_file()), None)
-        if path is None:
-            return name
-        with contextlib.suppress(ValueError):
-            return str(path.relative_to(cwd))
-        return str(path)
+        return name if path is None else _shown(path)
 
     lines = [line for line in output.strip().splitlines() if line.strip()]
     text = _LOCATION.sub(real, "\n".join(lines)) or "protoc failed without a message"
-    return f"contracts do not compile:\n{text}\nfix the .proto files above and start again"
+    hints = _missing_imports(text, sources)
+    if not hints:
+        return f"contracts do not compile:\n{text}\nfix the .proto files above and start again"
+    # protoc's own lines first (the importer's line and column), then what to do about each.
+    return "contracts do not compile:\n" + "\n".join([text, *hints])
+
+
+def _missing_imports(text: str, sources: _Sources) -> list[str]:
+    """A line per import protoc found on no import root: the importer, the import and the
+    directory to add (an import that was found but has errors of its own is shown above)."""
+    missing = set(_NOT_FOUND.findall(text))
+    roots = ", ".join(_shown(root) for root in sources.roots)
+    hints = []
+    for match in _IMPORT.finditer(text):
+        name = match.group("name")
+        if name not in missing:
+            continue
+        where = f"{match.group('file')}:{match.group('line')}: imports {name}"
+        holder = next(
+            (up for root in sources.roots for up in root.parents if (up / name).is_file()), None
+        )
+        if holder is None:
+            hints.append(
+                f"{where}, which is in no import root ({roots} and the well-known types): "
+                "add the directory that holds it with -I DIR (import_paths: in emulator.yaml)"
+            )
+        else:
+            hints.append(
+                f"{where}, which is in no import root but at {_shown(holder / name)}: "
+                f"add -I {_shown(holder)} (import_paths: in emulator.yaml)"
+            )
+    return hints
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is under it, as users type paths."""
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd().resolve()))
+    return str(path)
 
 
 def _read_descriptor_set(path: Path) -> descriptor_pb2.FileDescriptorSet:

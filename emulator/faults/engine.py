@@ -99,10 +99,14 @@ class FaultInterceptor(Interceptor):
 
     def add(self, rule: Rule) -> None:
         self._by_path = {}
+        rule.removed = False
         self._rules = [*self._rules, rule]
         self._by_path = {}
 
     def remove(self, rule: Rule) -> None:
+        # A call already past `_for` holds the old list: the flag keeps the rule from firing
+        # there once it is gone (a `with emu.fault()` block ended while the call was delayed).
+        rule.removed = True
         self._by_path = {}
         self._rules = [r for r in self._rules if r is not rule]
         self._by_path = {}
@@ -158,6 +162,8 @@ class FaultInterceptor(Interceptor):
             await self._header(call, headers)
         request = None
         for rule in rules:  # `_for` picked them by method
+            if rule.removed:
+                continue
             if rule.needs_request and request is None and call.requests:
                 request = _parse(call)
             if not rule.matches_call(call.metadata, request):

@@ -57,6 +57,7 @@ class Rule:
         self._lock = threading.Lock()
         self.matched = 0
         self.injected = 0
+        self.removed = False  # taken out at run time (`emu.fault()` undone): it fires no more
 
     def matches_call(self, metadata: Sequence[tuple[str, str | bytes]], request: Any) -> bool:
         """Headers and request fields, for a call whose method is known to match. A header sent

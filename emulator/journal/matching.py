@@ -9,13 +9,11 @@ user's own `_pb2` classes included), since messages are compared by type name an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-
-from emulator.call import first_values
 
 __all__ = [
     "differences",
@@ -28,7 +26,7 @@ __all__ = [
 
 def differences(
     actual: Message | None,
-    headers: Sequence[tuple[str, str | bytes]],
+    headers: Mapping[str, str | bytes],
     request: Mapping[str, Any] | Message | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> list[str]:
@@ -47,13 +45,11 @@ def differences(
     return found
 
 
-def header_differences(
-    actual: Sequence[tuple[str, str | bytes]], expected: Mapping[str, str]
-) -> list[str]:
-    values = first_values(tuple(actual))
+def header_differences(actual: Mapping[str, str | bytes], expected: Mapping[str, str]) -> list[str]:
+    """How the first value of each `expected` header differs (`actual`: a record's `Headers`)."""
     found = []
     for key, want in expected.items():
-        got = values.get(key.lower())
+        got = actual.get(key.lower())
         if got != want:
             found.append(f"header {key.lower()}: expected {want!r}, got {got!r}")
     return found

@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 
 from emulator.call import Call, Metadata
 from emulator.chain import Interceptor
+from emulator.headers import Headers
 from emulator.journal.matching import message_text
 
 __all__ = ["DEFAULT_MAX_BYTES", "REDACTED", "SECRET_HEADERS", "CallList", "CallRecord", "Journal"]
@@ -42,6 +43,9 @@ SECRET_HEADERS = frozenset(
 
 class CallRecord:
     """One finished call. Read-only; `request`/`response` are the first and last messages.
+
+    `metadata` (the request headers) and `trailers` are `Headers`: read-only mappings from each
+    key to its first value, with `get_all(key)` for every value; secret headers are redacted.
 
     `requests`/`responses` are the messages kept: all of a unary call or short stream, the first
     and last `journal.keep_messages` of a longer one; `request_count`/`response_count` count them
@@ -72,8 +76,8 @@ class CallRecord:
         spec = call.spec
         self.index = index  # position in the journal since the last reset, from 1
         self.method = spec.name
-        self.metadata: Metadata = _redact(call.metadata, secrets)
-        self.trailers: Metadata = _redact(call.trailers, secrets)
+        self.metadata = Headers(_redact(call.metadata, secrets))
+        self.trailers = Headers(_redact(call.trailers, secrets))
         self.peer = call.peer
         self.code: grpc.StatusCode = call.code
         self.details = call.details
@@ -134,9 +138,8 @@ class CallRecord:
         return bool(self.code == grpc.StatusCode.OK)
 
     def header(self, name: str) -> str | bytes | None:
-        """The first value of a request header (redacted if secret)."""
-        name = name.lower()
-        return next((v for k, v in self.metadata if k == name), None)
+        """The first value of a request header (redacted if secret): `metadata.get(name)`."""
+        return self.metadata.get(name)
 
     def summary(self) -> str:
         """One line: `#3 acme.shop.v1.Catalog/GetProduct OK 1.2ms {"productId": "p1"}`."""

@@ -46,12 +46,14 @@ class ClientGone(Exception):
 
 
 class Escaped(Exception):
-    """A BaseException a behaviour let out (SystemExit, KeyboardInterrupt, its own
-    CancelledError, StopIteration): it fails that call, never the server."""
+    """An exception a behaviour let out, BaseExceptions included (SystemExit, KeyboardInterrupt,
+    its own CancelledError, StopIteration): it fails that call (UNKNOWN), never the server.
+    `where` names the behaviour's method and line, once the behaviour responder knows it."""
 
-    def __init__(self, exc: BaseException, hint: str = "") -> None:
+    def __init__(self, exc: BaseException, hint: str = "", *, where: str = "") -> None:
         super().__init__(f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''}{hint}")
         self.original = exc
+        self.where = where
 
 
 def parse(call: Call, data: bytes) -> Message:

@@ -24,9 +24,20 @@ from emulator.behavior.defaults import DefaultResponses
 from emulator.behavior.registry import Implementation, Registry, Style
 from emulator.call import Call
 from emulator.errors import RpcAbort
-from emulator.respond import Answer, Escaped, Exchange, Responder, parse
+from emulator.respond import (
+    Answer,
+    BadRequest,
+    ClientGone,
+    Escaped,
+    Exchange,
+    Responder,
+    parse,
+)
 
 __all__ = ["BehaviorResponder"]
+
+# Ends a call with a status of its own, or is located already (ReturnTypeError names the method).
+_ANSWERED = (RpcAbort, BadRequest, ClientGone, ReturnTypeError)
 
 
 class BehaviorResponder(Responder):
@@ -68,11 +79,20 @@ class BehaviorResponder(Responder):
         def default() -> bytes:
             return defaults.response_bytes(spec, exchange.default_key(), exchange.default_index())
 
-        if kind.server_streaming:
-            async for item in self._results(call, impl, argument, ctx):
-                yield self._encode(item, impl, default)
-        else:
-            yield self._encode(await self._run(call, impl, argument, ctx), impl, default)
+        try:
+            if kind.server_streaming:
+                async for item in self._results(call, impl, argument, ctx):
+                    yield self._encode(item, impl, default)
+            else:
+                yield self._encode(await self._run(call, impl, argument, ctx), impl, default)
+        except Escaped as exc:
+            exc.where = impl.raised_at(exc.original)
+            raise
+        except _ANSWERED:
+            raise
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # Said where, the UNKNOWN status and the log line point at the behaviour's line.
+            raise Escaped(exc, where=impl.raised_at(exc)) from exc
 
     def _encode(self, value: object, impl: Implementation, default: Callable[[], bytes]) -> bytes:
         if value is None:

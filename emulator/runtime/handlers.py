@@ -30,7 +30,7 @@ from emulator.call import DEFAULT_KEEP, Call, Metadata, past_deadline
 from emulator.chain import Chain
 from emulator.contracts.model import Contracts, MethodSpec, RpcKind
 from emulator.errors import RpcAbort
-from emulator.metadata import MAX_STATUS_BYTES, encoded_size, size, truncated
+from emulator.metadata import MAX_DETAILS, MAX_STATUS_BYTES, encoded_size, size, truncated
 from emulator.respond import Answer, BadRequest, ClientGone, Escaped, Exchange, Responder
 from emulator.respond.defaults import DefaultResponder
 from emulator.runtime.compression import algorithm
@@ -177,9 +177,14 @@ class Dispatcher:
             self.errors.append((name, exc))
         else:
             cause = exc.original if isinstance(exc, Escaped) else exc
-            log.error("%s: behaviour raised %s", name, type(cause).__name__, exc_info=cause)
             text = str(exc) if isinstance(exc, Escaped) else f"{type(exc).__name__}: {exc}"
-            code, details = grpc.StatusCode.UNKNOWN, text
+            where = exc.where if isinstance(exc, Escaped) else ""
+            at = f" in {where}" if where else ""
+            log.error("%s: behaviour raised %s%s", name, type(cause).__name__, at, exc_info=cause)
+            # Cut the exception's text, never the place: that is what the caller looks for.
+            place = f" ({at[1:]})" if at else ""
+            code = grpc.StatusCode.UNKNOWN
+            details = truncated(text, MAX_DETAILS - encoded_size(place)) + place
             self.errors.append((name, cause))
         details = truncated(details)
         if size(trailers) + encoded_size(details) > MAX_STATUS_BYTES:
