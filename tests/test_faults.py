@@ -337,6 +337,87 @@ def test_match_on_metadata_and_partial_request() -> None:
         assert emu.fault_stats()["c1-orders"] == {"matched": 1, "injected": 1}
 
 
+def stop_chat(**extra: Any) -> dict[str, Any]:
+    """A rule that aborts a Chat stream at a message whose text is "stop"."""
+    return {
+        "name": "stop",
+        "match": {"method": CHAT.lstrip("/"), "request": {"text": "stop"}},
+        "abort": {"code": "ABORTED", "message": "stopped"},
+        **extra,
+    }
+
+
+def test_match_request_fires_at_the_matching_message_of_a_bidi_stream() -> None:
+    with Emulator(protos=PROTOS, faults=[stop_chat()]) as emu:
+        answered = threading.Event()
+
+        def lockstep() -> Iterator[dict[str, str]]:
+            yield {"text": "hello"}
+            # The second message leaves only once the first one's answer has arrived.
+            assert answered.wait(10)
+            yield {"text": "stop"}
+            yield {"text": "never read"}
+
+        got: list[Any] = []
+        with pytest.raises(grpc.RpcError) as err:
+            for reply in emu.stub(ORDERS).Chat(lockstep()):
+                got.append(reply)
+                answered.set()
+        assert (err.value.code(), err.value.details()) == (grpc.StatusCode.ABORTED, "stopped")
+        assert len(got) == 1
+        record = emu.calls(CHAT.lstrip("/")).last
+        assert (record.request_count, record.response_count) == (2, 1)
+        assert record.faults == ("stop",)
+        assert emu.fault_stats()["stop"] == {"matched": 1, "injected": 1}
+
+        # No message matches: the stream runs to its end.
+        got, code, _ = drain(emu.stub(ORDERS).Chat([{"text": "a"}, {"text": "b"}]))
+        assert (len(got), code) == (2, OK)
+        assert emu.fault_stats()["stop"] == {"matched": 1, "injected": 1}
+
+
+def test_match_request_counts_streams_not_messages() -> None:
+    # `calls: [2]`: the second stream with a matching message, however many messages matched.
+    with Emulator(protos=PROTOS, faults=[stop_chat(when={"calls": [2]})]) as emu:
+        orders = emu.stub(ORDERS)
+        got, code, _ = drain(orders.Chat([{"text": "stop"}, {"text": "stop"}, {"text": "x"}]))
+        assert (len(got), code) == (3, OK)  # matched (twice over), counted once, not its turn
+        assert emu.fault_stats()["stop"] == {"matched": 1, "injected": 0}
+        got, code, _ = drain(orders.Chat([{"text": "x"}, {"text": "stop"}]))
+        assert (len(got), code) == (1, grpc.StatusCode.ABORTED)
+        assert emu.fault_stats()["stop"] == {"matched": 2, "injected": 1}
+
+
+class CountingOrders(Behavior):
+    service = ORDERS
+
+    def UploadLineItems(self, requests, ctx):  # sync: reads the stream from a worker thread
+        return {"item_count": sum(1 for _ in requests)}
+
+
+def test_match_request_on_a_client_stream_with_metadata() -> None:
+    rule = {
+        "name": "no-p2",
+        "match": {
+            "method": UPLOAD.lstrip("/"),
+            "metadata": {"x-tenant": "acme"},
+            "request": {"product_id": "p2"},
+        },
+        "abort": {"code": "FAILED_PRECONDITION"},
+    }
+    with Emulator(protos=PROTOS, faults=[rule], behaviors=[CountingOrders]) as emu:
+        upload = emu.stub(ORDERS).UploadLineItems
+        items = [{"product_id": p} for p in ("p1", "p2", "p3")]
+        acme = [("x-tenant", "acme")]
+        refused = error_of(lambda: upload(items, metadata=acme))
+        assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert emu.calls().last.request_count == 2  # the third message was never read
+        assert upload(items).item_count == 3  # another tenant: the metadata does not match
+        assert upload(items[::2], metadata=acme).item_count == 2  # no message matches
+        assert emu.fault_stats()["no-p2"] == {"matched": 1, "injected": 1}
+        assert [c.faults for c in emu.calls()] == [("no-p2",), (), ()]
+
+
 # -- deadlines and max_duration -----------------------------------------------------------------
 
 

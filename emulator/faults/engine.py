@@ -2,6 +2,13 @@
 
 It runs in the chain after security and before the responder. Rules are looked up per method
 once (and again only when rules change), so rules that match nothing cost a dict lookup a call.
+
+A rule with `match.request` is checked against the request message. A unary request is there
+before the call starts, so such a rule is checked then, in order with the others. A client or
+bidi stream's messages come later: the rule is checked against each message as it arrives
+(`on_request`) and fires on the first one that matches, once per call, at that point in the
+stream (the messages before it went through, and bidi responses to them were sent). As for unary
+calls, its `when` counts calls that matched, not messages.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 
@@ -34,6 +42,21 @@ class StreamFault:
     abort_after: int | None
     message_delay: float
     abort: Abort | None
+
+
+@dataclass(slots=True)
+class _CallFaults:
+    """The interceptor's state for one call (its `Interceptor.state` slot)."""
+
+    stream: StreamFault | None = None  # the stream fault applied, if any (one per call)
+    # Rules with `match.request` that no message of this request stream has matched yet.
+    waiting: list[Rule] | None = None
+
+
+class _ForMethod(NamedTuple):
+    rules: list[Rule]
+    limits: list[RateLimiter]
+    by_request: list[Rule]  # those of `rules` with `match.request`
 
 
 class RateLimiter:
@@ -87,7 +110,7 @@ class FaultInterceptor(Interceptor):
         self._clock = clock
         self._started = clock()
         self._active = 0
-        self._by_path: dict[str, tuple[list[Rule], list[RateLimiter]]] = {}
+        self._by_path: dict[str, _ForMethod] = {}
         self._header_calls = itertools.count(1)
         self._header_warned = header_faults  # headers ignored while off: logged once
 
@@ -128,24 +151,32 @@ class FaultInterceptor(Interceptor):
 
     # -- the chain hooks -------------------------------------------------------------------
 
-    def _for(self, path: str) -> tuple[list[Rule], list[RateLimiter]]:
+    def _for(self, path: str) -> _ForMethod:
         # Read the cache before the rules: a concurrent add()/remove() replaces both, and a
         # lookup built from old rules must land in the old cache, never the new one.
         cache = self._by_path
         found = cache.get(path)
         if found is None:
-            rules = self._rules
-            found = (
-                [r for r in rules if method_matches(r.config.match.method, path)],
+            rules = [r for r in self._rules if method_matches(r.config.match.method, path)]
+            found = _ForMethod(
+                rules,
                 [lim for lim in self._limits if method_matches(lim.config.match.method, path)],
+                [r for r in rules if r.needs_request],
             )
             cache[path] = found
         return found
 
+    def _call_state(self, call: Call) -> _CallFaults:
+        state: _CallFaults | None = self.state(call)
+        if state is None:
+            state = _CallFaults()
+            self.set_state(call, state)
+        return state
+
     async def before(self, call: Call) -> None:
         if not self._header_warned:
             self._header_warned = warn_if_ignored(call.metadata)
-        rules, limits = self._for(call.spec.path)
+        rules, limits, by_request = self._for(call.spec.path)
         if not (rules or limits or self._header_faults):
             return
         headers = first_values(call.metadata)
@@ -160,17 +191,41 @@ class FaultInterceptor(Interceptor):
                 )
         if self._header_faults:
             await self._header(call, headers)
+        streamed = call.spec.kind.client_streaming  # no request yet: see on_request
+        if streamed and by_request:
+            waiting = [r for r in by_request if r.matches_metadata(call.metadata)]
+            if waiting:
+                self._call_state(call).waiting = waiting
         request = None
         for rule in rules:  # `_for` picked them by method
             if rule.removed:
                 continue
-            if rule.needs_request and request is None and call.requests:
-                request = _parse(call)
+            if rule.needs_request:
+                if streamed:
+                    continue
+                if request is None and call.requests:
+                    request = _parse(call, 0)
             if not rule.matches_call(call.metadata, request):
                 continue
-            index = rule.next_index()
-            if not rule.gate(index, self.elapsed()):
-                continue
+            await self._matched(call, rule)
+
+    async def on_request(self, call: Call, index: int) -> None:
+        state: _CallFaults | None = self.state(call)
+        if state is None or not state.waiting:
+            return  # unary calls, and streams no rule with `match.request` waits on
+        request = _parse(call, index)
+        matched = [r for r in state.waiting if not r.removed and r.matches_request(request)]
+        if not matched:
+            return
+        # Once per call: a rule that matched leaves the waiting list, whatever its gate says.
+        state.waiting = [r for r in state.waiting if r not in matched]
+        for rule in matched:
+            await self._matched(call, rule)
+
+    async def _matched(self, call: Call, rule: Rule) -> None:
+        """`rule` matched `call`: count the call, and apply the rule if its gate lets it."""
+        index = rule.next_index()
+        if rule.gate(index, self.elapsed()):
             await self._apply(call, rule, index)
 
     async def _apply(self, call: Call, rule: Rule, index: int) -> None:
@@ -188,10 +243,10 @@ class FaultInterceptor(Interceptor):
             rule.counted()
             call.faults.append(rule.name)
             if stream is not None:
-                held = self.state(call) is None  # released in after(); one per call
-                self.set_state(
-                    call,
-                    StreamFault(rule.name, stream.abort_after, stream.message_delay, rule.abort),
+                state = self._call_state(call)
+                held = state.stream is None  # released in after(); one per call
+                state.stream = StreamFault(
+                    rule.name, stream.abort_after, stream.message_delay, rule.abort
                 )
                 abort = None  # with `stream`, the abort ends the stream after abort_after
             if delay:
@@ -236,7 +291,8 @@ class FaultInterceptor(Interceptor):
             self._active -= 1
 
     async def before_response(self, call: Call, index: int) -> None:
-        fault: StreamFault | None = self.state(call)
+        state: _CallFaults | None = self.state(call)
+        fault = None if state is None else state.stream
         if fault is None:
             return
         if fault.abort_after is not None and index >= fault.abort_after:
@@ -249,7 +305,8 @@ class FaultInterceptor(Interceptor):
             await _sleep_within_deadline(call, fault.message_delay)
 
     def after(self, call: Call) -> None:
-        if self.state(call) is not None:  # the stream is over: its fault no longer active
+        state: _CallFaults | None = self.state(call)
+        if state is not None and state.stream is not None:  # over: its fault no longer active
             self._active -= 1
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -269,9 +326,9 @@ async def _sleep_within_deadline(call: Call, seconds: float) -> None:
     raise RpcAbort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded during an injected delay")
 
 
-def _parse(call: Call) -> object:
+def _parse(call: Call, index: int) -> object:
     try:
-        return call.spec.input_class.FromString(call.requests[0])
+        return call.spec.input_class.FromString(call.requests[index])
     except Exception:  # the responder answers INVALID_ARGUMENT for it
         return None
 

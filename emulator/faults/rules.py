@@ -60,20 +60,23 @@ class Rule:
         self.removed = False  # taken out at run time (`emu.fault()` undone): it fires no more
 
     def matches_call(self, metadata: Sequence[tuple[str, str | bytes]], request: Any) -> bool:
-        """Headers and request fields, for a call whose method is known to match. A header sent
-        more than once matches when any of its values does."""
-        for key, want in self._metadata:
-            if not any(k == key and v == want for k, v in metadata):
-                return False
-        match = self.config.match
-        if match.request:
-            if request is None:
-                return False
-            from emulator.journal.matching import message_differences
+        """Headers and request fields, for a call whose method is known to match."""
+        return self.matches_metadata(metadata) and self.matches_request(request)
 
-            if message_differences(request, match.request):
-                return False
-        return True
+    def matches_metadata(self, metadata: Sequence[tuple[str, str | bytes]]) -> bool:
+        """`match.metadata`: a header sent more than once matches when any of its values does."""
+        return all(any(k == key and v == want for k, v in metadata) for key, want in self._metadata)
+
+    def matches_request(self, request: Any) -> bool:
+        """`match.request` against one request message (None: none, or one that did not parse)."""
+        wanted = self.config.match.request
+        if not wanted:
+            return True
+        if request is None:
+            return False
+        from emulator.journal.matching import message_differences
+
+        return not message_differences(request, wanted)
 
     def next_index(self) -> int:
         with self._lock:
