@@ -114,7 +114,7 @@ def where(source: str, lines: Mapping[str, int], key: str) -> str:
     return source
 
 
-@functools.cache
+@functools.lru_cache(maxsize=128)  # the schema's own dataclasses: a few dozen
 def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls, include_extras=True)
 

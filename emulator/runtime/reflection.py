@@ -3,13 +3,15 @@
 grpcio-reflection only speaks v1alpha and cannot resolve a method symbol (`pkg.Svc.Method`), which
 `grpcurl describe` asks for. Both protocol versions share their messages' wire format, so one
 implementation over the v1alpha message classes answers both paths from the contracts' pool.
+Each request is answered from the snapshot served at that moment: after a swap, the next
+request of an open stream already lists the new services.
 """
 
 from __future__ import annotations
 
 import typing
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -18,15 +20,17 @@ from grpc_reflection.v1alpha import reflection_pb2 as pb
 from emulator.contracts.builtin import REFLECTION_SERVICES
 from emulator.contracts.model import Contracts
 
+if TYPE_CHECKING:
+    from emulator.runtime.snapshot import Served
+
 __all__ = ["ReflectionHandler", "parse_or_abort"]
 
 M = TypeVar("M", bound=Message)
 
 
 class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    def __init__(self, contracts: Contracts, services: Iterable[str]) -> None:
-        self._contracts = contracts
-        self._services = sorted(services)
+    def __init__(self, served: Served) -> None:
+        self._served = served
         # Requests arrive as bytes and are parsed here: grpcio would answer bytes that do not
         # parse with UNKNOWN "Unexpected DecodeError" instead of INVALID_ARGUMENT.
         self._paths = {
@@ -56,23 +60,26 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
 
     def _answer(self, request: pb.ServerReflectionRequest) -> pb.ServerReflectionResponse:
         kind = request.WhichOneof("message_request")
-        pool = self._contracts.pool
+        snapshot = self._served.snapshot
+        contracts = snapshot.contracts
+        pool = contracts.pool
         try:
             if kind == "list_services":
                 return pb.ServerReflectionResponse(
                     list_services_response=pb.ListServiceResponse(
-                        service=[pb.ServiceResponse(name=name) for name in self._services]
+                        service=[pb.ServiceResponse(name=n) for n in sorted(snapshot.services)]
                     )
                 )
             if kind == "file_by_filename":
-                return self._files(request.file_by_filename)
+                return _files(contracts, request.file_by_filename)
             if kind == "file_containing_symbol":
-                return self._files(self._file_of_symbol(request.file_containing_symbol))
+                symbol = request.file_containing_symbol
+                return _files(contracts, _file_of_symbol(contracts, symbol))
             if kind == "file_containing_extension":
                 ext = request.file_containing_extension
                 message = pool.FindMessageTypeByName(ext.containing_type)
                 field = pool.FindExtensionByNumber(message, ext.extension_number)
-                return self._files(typing.cast(Any, field).file.name)
+                return _files(contracts, typing.cast(Any, field).file.name)
             if kind == "all_extension_numbers_of_type":
                 message = pool.FindMessageTypeByName(request.all_extension_numbers_of_type)
                 numbers = sorted(f.number for f in pool.FindAllExtensions(message))
@@ -87,38 +94,40 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             )
         return _error(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported reflection request {kind!r}")
 
-    def _file_of_symbol(self, symbol: str) -> str:
-        pool = self._contracts.pool
-        try:
-            return str(pool.FindFileContainingSymbol(symbol).name)
-        except KeyError:
-            # `pkg.Svc.Method`: the file of the service that declares the method.
-            parent, _, member = symbol.rpartition(".")
-            try:
-                service = pool.FindServiceByName(parent) if parent else None
-            except KeyError:
-                service = None  # name the symbol asked for, not its parent
-            if service is not None and member in service.methods_by_name:
-                return str(service.file.name)
-            raise KeyError(f"symbol {symbol}") from None
 
-    def _files(self, name: str) -> pb.ServerReflectionResponse:
-        protos = self._contracts.file_protos
-        if name not in protos:
-            raise KeyError(f"file {name}")
-        ordered: list[str] = []
-        pending = [name]
-        while pending:
-            current = pending.pop()
-            if current in ordered:
-                continue
-            ordered.append(current)
-            pending.extend(protos[current].dependency)
-        return pb.ServerReflectionResponse(
-            file_descriptor_response=pb.FileDescriptorResponse(
-                file_descriptor_proto=[protos[n].SerializeToString() for n in ordered]
-            )
+def _file_of_symbol(contracts: Contracts, symbol: str) -> str:
+    pool = contracts.pool
+    try:
+        return str(pool.FindFileContainingSymbol(symbol).name)
+    except KeyError:
+        # `pkg.Svc.Method`: the file of the service that declares the method.
+        parent, _, member = symbol.rpartition(".")
+        try:
+            service = pool.FindServiceByName(parent) if parent else None
+        except KeyError:
+            service = None  # name the symbol asked for, not its parent
+        if service is not None and member in service.methods_by_name:
+            return str(service.file.name)
+        raise KeyError(f"symbol {symbol}") from None
+
+
+def _files(contracts: Contracts, name: str) -> pb.ServerReflectionResponse:
+    protos = contracts.file_protos
+    if name not in protos:
+        raise KeyError(f"file {name}")
+    ordered: list[str] = []
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current in ordered:
+            continue
+        ordered.append(current)
+        pending.extend(protos[current].dependency)
+    return pb.ServerReflectionResponse(
+        file_descriptor_response=pb.FileDescriptorResponse(
+            file_descriptor_proto=[protos[n].SerializeToString() for n in ordered]
         )
+    )
 
 
 async def parse_or_abort(
