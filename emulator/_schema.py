@@ -120,7 +120,7 @@ def where(source: str, lines: Mapping[str, int], key: str) -> str:
     return source
 
 
-@functools.cache
+@functools.lru_cache(maxsize=128)  # the schema's own dataclasses: a few dozen
 def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls, include_extras=True)
 
@@ -304,7 +304,7 @@ def about(error_key: str | None, key: str) -> bool:
     return error_key == key or error_key.startswith((f"{key}[", f"{key}."))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)  # per config dataclass: Config, and a test's own
 def settings(cls: Any) -> tuple[Setting, ...]:
     """Every key of `cls` (a config dataclass) and its sections that text can set, in order."""
     return tuple(_settings(cls, ""))

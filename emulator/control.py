@@ -123,7 +123,6 @@ class ControlPlane:
 
     def __init__(self, server: EmulatorServer) -> None:
         self._server = server
-        self._baseline = server.registry.snapshot()
         self._overrides: list[Override] = []
         self._faults: list[FaultHandle] = []
         self._health_set: set[str] = set()
@@ -265,12 +264,7 @@ class ControlPlane:
             handle.undo()
         self._faults.clear()
         server.faults.reset()
-        registry = server.registry
-        if registry.snapshot() != self._baseline:
-            for path in list(registry.snapshot()):
-                registry.replace(None, path)
-            for path, impl in self._baseline.items():
-                registry.replace(impl, path)
+        server.registry.restore()  # the behaviours of the snapshot being served
         server.journal.clear()
         server.state.clear()
         server.clock.reset()

@@ -33,13 +33,16 @@ from emulator.contracts.model import Contracts, MethodSpec
 if TYPE_CHECKING:
     from emulator.config import Config
 
-__all__ = ["DefaultResponses", "fill"]
+__all__ = ["DefaultResponses", "fill", "seeded_rng"]
 
 MAX_DEPTH = 6  # nesting levels that get optional sub-messages at all
 MAX_REPEATS = 2  # how often one message type may appear on the path from the root (recursion)
 CACHE_ENTRIES = 4096
 CACHE_BYTES = 8 * 1024 * 1024  # response bytes the cache holds at most
 CACHE_ENTRY_BYTES = CACHE_BYTES // 64  # a bigger response is recomputed: it would evict dozens
+# Lookups per message type, field and enum, shared by every emulator of the process: bounded, so
+# that descriptors of contracts no longer served are let go, and large enough for big contracts.
+SHAPES = 16384
 
 # protobuf's type stubs split every descriptor into a Python and a upb class; to this module
 # they are one thing.
@@ -50,6 +53,12 @@ _Enum: TypeAlias = Any
 
 _SMALL_KEY = 64  # request bytes used as the cache key as they are
 _Key: TypeAlias = tuple[str, "bytes | tuple[str, bytes]", int, tuple[int, int]]
+
+
+def seeded_rng(seed: int, method: str, data: bytes, index: int = 0) -> random.Random:
+    """The generator for (seed, method, data, index): the same in every run and process."""
+    digest = hashlib.sha256(f"{seed}\0{method}\0{index}\0".encode() + data).digest()
+    return random.Random(int.from_bytes(digest, "big"))
 
 
 class DefaultResponses:
@@ -112,8 +121,7 @@ class DefaultResponses:
         return self._cache_bytes
 
     def rng(self, method: str, data: bytes, index: int = 0) -> random.Random:
-        digest = hashlib.sha256(f"{self.seed}\0{method}\0{index}\0".encode() + data).digest()
-        return random.Random(int.from_bytes(digest, "big"))
+        return seeded_rng(self.seed, method, data, index)
 
     def _key(self, method: MethodSpec, request: bytes, index: int) -> _Key:
         # Small requests are their own key (hashing costs more than it saves); a digest for the
@@ -342,7 +350,7 @@ def _echo(
             setattr(response, field, value)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=SHAPES // 4)  # per method
 def _echo_fields(request: _Message, response: _Message) -> tuple[str, ...]:
     """Names of top-level singular scalar/enum and repeated scalar fields both messages share."""
 
@@ -360,25 +368,25 @@ def _echo_fields(request: _Message, response: _Message) -> tuple[str, ...]:
     return tuple(shared)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=SHAPES)  # per field
 def _is_map(f: _Field) -> bool:
     return f.message_type is not None and f.message_type.GetOptions().map_entry
 
 
-@functools.cache
+@functools.lru_cache(maxsize=SHAPES // 4)  # per enum
 def _enum_numbers(enum: _Enum) -> list[int]:
     numbers = [v.number for v in enum.values]
     return [n for n in numbers if n != 0] or numbers
 
 
-@functools.cache
+@functools.lru_cache(maxsize=SHAPES)  # per enum
 def _first_number(enum: _Enum) -> int:
     """The first value in declaration order other than 0 (in proto3 0 is "unset", by convention
     `*_UNSPECIFIED`, and never sent on the wire); 0 when the enum has no other."""
     return _enum_numbers(enum)[0]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=SHAPES // 2)  # per message
 def _layout(
     desc: _Message,
 ) -> tuple[tuple[_Field, ...], tuple[tuple[_Field, ...], ...]]:
@@ -403,7 +411,7 @@ def _chosen_fields(desc: _Message, rng: random.Random) -> list[_Field]:
     return chosen
 
 
-@functools.cache
+@functools.lru_cache(maxsize=SHAPES // 16)  # per message with a FieldMask
 def _mask_fields(parent: _Message, mask_name: str) -> tuple[str, ...]:
     """A FieldMask beside a resource field (`product`, `update_mask`) names the resource's fields;
     a mask on its own names its parent's other fields."""

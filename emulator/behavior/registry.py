@@ -81,6 +81,7 @@ class Registry:
                         f"{impl.origin}; keep one (or override explicitly in a test)"
                     )
                 self._impls[impl.spec.path] = impl
+        self._built = dict(self._impls)
 
     def get(self, path: str) -> Implementation | None:
         return self._impls.get(path)
@@ -91,6 +92,12 @@ class Registry:
         if impl is not None:
             self._impls[path] = impl
         return previous
+
+    def restore(self) -> None:
+        """Back to the behaviours it was built with: every `replace()` (a test's override)
+        undone at once. Each snapshot has a registry of its own, so after a swap this restores
+        the new one's behaviours, never the old one's."""
+        self._impls = dict(self._built)
 
     def __iter__(self) -> Iterator[Implementation]:
         return iter(list(self._impls.values()))

@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 
+from emulator._bounded import BoundedCache
 from emulator.contracts.compiler import cache_dir, compile_contracts
 from emulator.contracts.model import Contracts, MethodSpec, RpcKind, ServiceSpec
 
@@ -36,4 +37,7 @@ def load_contracts(
     return contracts
 
 
-_loaded: dict[str, Contracts] = {}
+# Loaded contracts (descriptor pools, message classes) by the digest of their files; the
+# emulators of a session mostly share a few sets, and one that uses hundreds keeps the latest.
+LOADED_CONTRACTS = 16
+_loaded: BoundedCache[str, Contracts] = BoundedCache(LOADED_CONTRACTS)

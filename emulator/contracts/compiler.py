@@ -25,14 +25,20 @@ from typing import IO
 
 from google.protobuf import descriptor_pb2
 
+from emulator._bounded import BoundedCache
 from emulator.errors import ContractError
 
 __all__ = ["DESCRIPTOR_SET_SUFFIXES", "cache_dir", "compile_contracts"]
 
 DESCRIPTOR_SET_SUFFIXES = frozenset({".pb", ".binpb", ".desc"})
 
-# One process-wide memory cache: in-process emulators in a test session start from it.
-_memory_cache: dict[str, tuple[bytes, dict[str, str]]] = {}  # key -> (set, deps)
+# One process-wide memory cache: in-process emulators in a test session start from it. Bounded:
+# a session compiling many different contracts keeps the latest (the disk cache keeps the rest).
+MEMORY_CACHE_ENTRIES = 64
+MEMORY_CACHE_BYTES = 64 * 1024 * 1024  # of compiled descriptor sets
+_memory_cache: BoundedCache[str, tuple[bytes, dict[str, str]]] = BoundedCache(
+    MEMORY_CACHE_ENTRIES, max_bytes=MEMORY_CACHE_BYTES, size=lambda entry: len(entry[0])
+)  # key -> (set, deps)
 
 
 @dataclass(frozen=True, slots=True)

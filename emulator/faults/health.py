@@ -58,6 +58,21 @@ class HealthWindows:
         self._clock.listeners.append(self._clock_moved)
         self._task = asyncio.create_task(self._run())
 
+    async def cover(self, contracts: Contracts) -> None:
+        """Apply the windows to the services of new contracts (a swapped snapshot), from now on;
+        a service no longer served is no longer reported."""
+        self._rules = [(rule, _covered(rule, contracts)) for rule, _ in self._rules]
+        if self._lock is None:
+            return  # not started: start() reports from these
+        names = {name for _, covered in self._rules for name in covered}
+        async with self._lock:
+            self._reported = {
+                name: self._reported.get(name, SERVING) for name in sorted(names)
+            }  # a new service starts SERVING, as the server sets it
+        await self._apply()
+        if self._moved is not None:
+            self._moved.set()  # the task picks its next edge among the new rules
+
     def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self._clock.listeners.remove(self._clock_moved)

@@ -6,6 +6,8 @@ clean INVALID_ARGUMENT instead of a framework error. Responses leave as bytes fo
 
 This is the one place where the four RPC kinds differ: each becomes a `Call` that passes the
 interceptor chain, then an `Exchange` answered by the responder picked for it (`emulator.respond`).
+The responders come with the method's `Route`, fixed when the serving snapshot was built
+(`emulator.runtime.snapshot`): a call ends on the snapshot it started on.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import functools
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
-from typing import Any, NoReturn, TypeAlias
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
@@ -25,46 +28,50 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from emulator.behavior.convert import ReturnTypeError
-from emulator.behavior.defaults import DefaultResponses
+from emulator.behavior.defaults import seeded_rng
 from emulator.call import DEFAULT_KEEP, Call, Metadata, past_deadline
 from emulator.chain import Chain
-from emulator.contracts.model import Contracts, MethodSpec, RpcKind
+from emulator.contracts.model import MethodSpec, RpcKind
 from emulator.errors import RpcAbort
 from emulator.metadata import MAX_DETAILS, MAX_STATUS_BYTES, encoded_size, size, truncated
 from emulator.respond import Answer, BadRequest, ClientGone, Escaped, Exchange, Responder
-from emulator.respond.defaults import DefaultResponder
 from emulator.runtime.compression import algorithm
 from emulator.runtime.context import CallContext
 from emulator.runtime.inflight import InFlight
 
-__all__ = ["Dispatcher", "EmulatorHandler"]
+__all__ = ["Dispatcher", "EmulatorHandler", "Route", "method_handlers"]
 
 log = logging.getLogger("emulator")
 
 ServicerContext: TypeAlias = Any  # grpc ships no type hints for its aio context
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One method as a snapshot serves it. `responders` are asked in order; the last (the
+    default responder) answers whatever none of the others picks."""
+
+    spec: MethodSpec
+    responders: tuple[Responder, ...]
+
+
 class Dispatcher:
     """Runs calls: every call, whatever its kind, becomes a `Call` that passes the interceptor
     chain before the responder runs, at each request and response message and once its status
-    is known; the first of `responders` that picks the call answers it."""
+    is known; the first of its route's responders that picks the call answers it. What lasts
+    from one snapshot to the next (chain, state, calls in flight, failures) lives here."""
 
     def __init__(
         self,
-        contracts: Contracts,
-        defaults: DefaultResponses,
         *,
-        responders: Sequence[Responder] = (),
+        seed: int,
         state: MutableMapping[str, Any],
         clock: Callable[[], datetime.datetime],
         chain: Chain | None = None,
         keep_messages: int = DEFAULT_KEEP,
         compression: str | None = None,
     ) -> None:
-        self.contracts = contracts
-        self.defaults = defaults
-        # Asked in order; the default responder, last, answers whatever none of them picks.
-        self.responders = [*responders, DefaultResponder(defaults)]
+        self.seed = seed  # of each call's ctx.rng
         self.inflight = InFlight(self.expire)
         self.state = state
         self.clock = clock
@@ -125,7 +132,7 @@ class Dispatcher:
             peer=call.peer,
             deadline=call.deadline,
             rng=functools.partial(
-                self.defaults.rng, spec.name + "#ctx", b"", self._calls[spec.path]
+                seeded_rng, self.seed, spec.name + "#ctx", b"", self._calls[spec.path]
             ),
             state=self.state,
             clock=self.clock,
@@ -138,9 +145,9 @@ class Dispatcher:
         call.context = ctx
         return ctx
 
-    def pick(self, call: Call) -> Answer:
+    def pick(self, call: Call, responders: Sequence[Responder]) -> Answer:
         """The responder that answers `call`: the first that picks it."""
-        for responder in self.responders:
+        for responder in responders:
             answer = responder.pick(call)
             if answer is not None:
                 return answer
@@ -258,39 +265,37 @@ class Dispatcher:
         if self.chain.checks_requests:
             await self.chain.on_request(call, 0)
 
-    async def unary_unary(
-        self, request: bytes, grpc_ctx: ServicerContext, spec: MethodSpec
-    ) -> bytes:
-        async with self.lifecycle(spec, grpc_ctx) as call:
+    async def unary_unary(self, request: bytes, grpc_ctx: ServicerContext, route: Route) -> bytes:
+        async with self.lifecycle(route.spec, grpc_ctx) as call:
             await self._unary_start(call, request)
-            answer = self.pick(call)
+            answer = self.pick(call, route.responders)
             out = await _single(answer(self.exchange(call, grpc_ctx, request=request)))
             return await self.respond(call, grpc_ctx, out)
 
     async def unary_stream(
-        self, request: bytes, grpc_ctx: ServicerContext, spec: MethodSpec
+        self, request: bytes, grpc_ctx: ServicerContext, route: Route
     ) -> AsyncIterator[bytes]:
-        async with self.lifecycle(spec, grpc_ctx) as call:
+        async with self.lifecycle(route.spec, grpc_ctx) as call:
             await self._unary_start(call, request)
-            answer = self.pick(call)
+            answer = self.pick(call, route.responders)
             async for data in answer(self.exchange(call, grpc_ctx, request=request)):
                 yield await self.respond(call, grpc_ctx, data)
 
     async def stream_unary(
-        self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, spec: MethodSpec
+        self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, route: Route
     ) -> bytes:
-        async with self.lifecycle(spec, grpc_ctx) as call:
+        async with self.lifecycle(route.spec, grpc_ctx) as call:
             await self.chain.before(call)
-            answer = self.pick(call)
+            answer = self.pick(call, route.responders)
             out = await _single(answer(self.exchange(call, grpc_ctx, stream=requests)))
             return await self.respond(call, grpc_ctx, out)
 
     async def stream_stream(
-        self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, spec: MethodSpec
+        self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, route: Route
     ) -> AsyncIterator[bytes]:
-        async with self.lifecycle(spec, grpc_ctx) as call:
+        async with self.lifecycle(route.spec, grpc_ctx) as call:
             await self.chain.before(call)
-            answer = self.pick(call)
+            answer = self.pick(call, route.responders)
             async for data in answer(self.exchange(call, grpc_ctx, stream=requests)):
                 yield await self.respond(call, grpc_ctx, data)
 
@@ -360,43 +365,61 @@ def _abort_trailers(exc: RpcAbort) -> Metadata:
     return tuple(trailers)
 
 
-class EmulatorHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """The one generic handler: a dict from method path to a ready method handler."""
+class _Handlers(Protocol):
+    @property
+    def handlers(self) -> Mapping[str, grpc.RpcMethodHandler]: ...
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self._handlers = {
-            path: _method_handler(dispatcher, spec)
-            for path, spec in dispatcher.contracts.methods.items()
-        }
+
+class _Served(Protocol):
+    """What holds the snapshot being served (the server): one reference, replaced in one
+    assignment (see `emulator.runtime.snapshot`)."""
+
+    @property
+    def snapshot(self) -> _Handlers: ...
+
+
+class EmulatorHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """The one generic handler: each call looks its method up in the snapshot served when it
+    starts, and keeps that method handler (and its route) to the end."""
+
+    def __init__(self, served: _Served) -> None:
+        self._served = served
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        return self._handlers.get(details.method)  # None: grpc answers UNIMPLEMENTED
+        return self._served.snapshot.handlers.get(details.method)  # None: UNIMPLEMENTED
 
 
-def _method_handler(dispatcher: Dispatcher, spec: MethodSpec) -> grpc.RpcMethodHandler:
+def method_handlers(
+    dispatcher: Dispatcher, routes: Mapping[str, Route]
+) -> dict[str, grpc.RpcMethodHandler]:
+    """A ready grpc method handler per method path, each bound to its route."""
+    return {path: _method_handler(dispatcher, route) for path, route in routes.items()}
+
+
+def _method_handler(dispatcher: Dispatcher, route: Route) -> grpc.RpcMethodHandler:
     factories: dict[RpcKind, tuple[Callable[..., Any], Callable[..., Any]]] = {
         RpcKind.UNARY_UNARY: (grpc.unary_unary_rpc_method_handler, dispatcher.unary_unary),
         RpcKind.UNARY_STREAM: (grpc.unary_stream_rpc_method_handler, dispatcher.unary_stream),
         RpcKind.STREAM_UNARY: (grpc.stream_unary_rpc_method_handler, dispatcher.stream_unary),
         RpcKind.STREAM_STREAM: (grpc.stream_stream_rpc_method_handler, dispatcher.stream_stream),
     }
-    factory, behaviour = factories[spec.kind]
-    return factory(_bound(behaviour, spec))
+    factory, behaviour = factories[route.spec.kind]
+    return factory(_bound(behaviour, route))
 
 
-def _bound(func: Callable[..., Any], spec: MethodSpec) -> Callable[..., Any]:
+def _bound(func: Callable[..., Any], route: Route) -> Callable[..., Any]:
     # A plain closure (not functools.partial) so grpc.aio still sees a coroutine or async
     # generator function and drives it natively.
-    if spec.kind.server_streaming:
+    if route.spec.kind.server_streaming:
 
         async def stream_handler(request: Any, context: ServicerContext) -> AsyncIterator[bytes]:
-            async for item in func(request, context, spec):
+            async for item in func(request, context, route):
                 yield item
 
         return stream_handler
 
     async def handler(request: Any, context: ServicerContext) -> bytes:
-        result: bytes = await func(request, context, spec)
+        result: bytes = await func(request, context, route)
         return result
 
     return handler

@@ -3,17 +3,20 @@
 grpcio-reflection only speaks v1alpha and cannot resolve a method symbol (`pkg.Svc.Method`), which
 `grpcurl describe` asks for. Both protocol versions share their messages' wire format, so one
 implementation over the v1alpha message classes answers both paths from the contracts' pool.
+Each request is answered from the snapshot served at that moment: after a swap, the next
+request of an open stream already lists the new services.
 
 Hidden methods (`unimplemented_hidden`) are cut out of the file descriptors it serves, and a
 service left without methods goes with them, as if the contract never had them; their messages
-stay, since other services may use them.
+stay, since other services may use them. What a snapshot shows (`Catalogue`) is worked out once,
+when the snapshot is built.
 """
 
 from __future__ import annotations
 
 import typing
 from collections.abc import AsyncIterator, Collection, Iterable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pb2
@@ -23,25 +26,30 @@ from grpc_reflection.v1alpha import reflection_pb2 as pb
 from emulator.contracts.builtin import REFLECTION_SERVICES
 from emulator.contracts.model import Contracts
 
-__all__ = ["ReflectionHandler", "parse_or_abort"]
+__all__ = ["Catalogue", "ReflectionHandler", "parse_or_abort"]
 
 M = TypeVar("M", bound=Message)
 
+# Field numbers in a FileDescriptorProto's source code info paths.
+_SERVICE = descriptor_pb2.FileDescriptorProto.SERVICE_FIELD_NUMBER
+_METHOD = descriptor_pb2.ServiceDescriptorProto.METHOD_FIELD_NUMBER
+
+
+class _Shown(Protocol):
+    @property
+    def catalogue(self) -> Catalogue: ...
+
+
+class _Served(Protocol):
+    """What holds the snapshot being served (the server; see emulator.runtime.snapshot)."""
+
+    @property
+    def snapshot(self) -> _Shown: ...
+
 
 class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """`services` are the names listed; `hidden` the method paths (`/pkg.Svc/Method`) left out."""
-
-    def __init__(
-        self, contracts: Contracts, services: Iterable[str], hidden: Collection[str] = ()
-    ) -> None:
-        self._contracts = contracts
-        self._protos = dict(contracts.file_protos)
-        self._hidden_symbols: set[str] = set()
-        for name, proto in contracts.file_protos.items():
-            stripped = _without(proto, hidden, self._hidden_symbols)
-            if stripped is not None:
-                self._protos[name] = stripped
-        self._services = sorted(s for s in services if s not in self._hidden_symbols)
+    def __init__(self, served: _Served) -> None:
+        self._served = served
         # Requests arrive as bytes and are parsed here: grpcio would answer bytes that do not
         # parse with UNKNOWN "Unexpected DecodeError" instead of INVALID_ARGUMENT.
         self._paths = {
@@ -71,23 +79,25 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
 
     def _answer(self, request: pb.ServerReflectionRequest) -> pb.ServerReflectionResponse:
         kind = request.WhichOneof("message_request")
-        pool = self._contracts.pool
+        catalogue = self._served.snapshot.catalogue
+        pool = catalogue.contracts.pool
         try:
             if kind == "list_services":
                 return pb.ServerReflectionResponse(
                     list_services_response=pb.ListServiceResponse(
-                        service=[pb.ServiceResponse(name=name) for name in self._services]
+                        service=[pb.ServiceResponse(name=n) for n in catalogue.services]
                     )
                 )
             if kind == "file_by_filename":
-                return self._files(request.file_by_filename)
+                return catalogue.files(request.file_by_filename)
             if kind == "file_containing_symbol":
-                return self._files(self._file_of_symbol(request.file_containing_symbol))
+                symbol = request.file_containing_symbol
+                return catalogue.files(catalogue.file_of_symbol(symbol))
             if kind == "file_containing_extension":
                 ext = request.file_containing_extension
                 message = pool.FindMessageTypeByName(ext.containing_type)
                 field = pool.FindExtensionByNumber(message, ext.extension_number)
-                return self._files(typing.cast(Any, field).file.name)
+                return catalogue.files(typing.cast(Any, field).file.name)
             if kind == "all_extension_numbers_of_type":
                 message = pool.FindMessageTypeByName(request.all_extension_numbers_of_type)
                 numbers = sorted(f.number for f in pool.FindAllExtensions(message))
@@ -102,10 +112,27 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             )
         return _error(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported reflection request {kind!r}")
 
-    def _file_of_symbol(self, symbol: str) -> str:
-        if symbol in self._hidden_symbols:
+
+class Catalogue:
+    """What reflection shows of one snapshot: `services` are the names listed; `hidden` the
+    method paths (`/pkg.Svc/Method`) left out of the file descriptors."""
+
+    def __init__(
+        self, contracts: Contracts, services: Iterable[str], hidden: Collection[str] = ()
+    ) -> None:
+        self.contracts = contracts
+        self.protos = dict(contracts.file_protos)
+        self.hidden_symbols: set[str] = set()
+        for name, proto in contracts.file_protos.items():
+            stripped = _without(proto, hidden, self.hidden_symbols)
+            if stripped is not None:
+                self.protos[name] = stripped
+        self.services = sorted(s for s in services if s not in self.hidden_symbols)
+
+    def file_of_symbol(self, symbol: str) -> str:
+        if symbol in self.hidden_symbols:
             raise KeyError(f"symbol {symbol}")
-        pool = self._contracts.pool
+        pool = self.contracts.pool
         try:
             return str(pool.FindFileContainingSymbol(symbol).name)
         except KeyError:
@@ -119,8 +146,8 @@ class ReflectionHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 return str(service.file.name)
             raise KeyError(f"symbol {symbol}") from None
 
-    def _files(self, name: str) -> pb.ServerReflectionResponse:
-        protos = self._protos
+    def files(self, name: str) -> pb.ServerReflectionResponse:
+        protos = self.protos
         if name not in protos:
             raise KeyError(f"file {name}")
         ordered: list[str] = []
@@ -149,10 +176,6 @@ async def parse_or_abort(
             grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {type_name}: {exc}"
         )
         raise AssertionError("abort() raises") from None
-
-
-_SERVICE = descriptor_pb2.FileDescriptorProto.SERVICE_FIELD_NUMBER
-_METHOD = descriptor_pb2.ServiceDescriptorProto.METHOD_FIELD_NUMBER
 
 
 def _without(

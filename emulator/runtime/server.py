@@ -1,11 +1,16 @@
-"""`EmulatorServer`: contracts, behaviours and defaults wired into one running grpc.aio server."""
+"""`EmulatorServer`: contracts, behaviours and defaults wired into one running grpc.aio server.
+
+What follows from the contracts is one `Snapshot` (`emulator.runtime.snapshot`), which `swap()`
+replaces while the server runs; the rest (chain, clock, journal, state) lasts as long as it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import CodeType
 from typing import Any
@@ -20,22 +25,19 @@ from emulator.behavior.registry import Registry
 from emulator.chain import Chain
 from emulator.clock import Clock
 from emulator.config import Config
-from emulator.contracts import Contracts, load_contracts
-from emulator.contracts.builtin import HEALTH_SERVICE, REFLECTION_SERVICES
-from emulator.contracts.patterns import check_patterns
-from emulator.errors import ConfigError
+from emulator.contracts import Contracts
+from emulator.errors import ConfigError, EmulatorError
 from emulator.faults.health import HealthWindows
 from emulator.faults.max_duration import MaxDurationInterceptor
 from emulator.faults.setup import build_faults
 from emulator.journal import Journal
-from emulator.respond.behavior import BehaviorResponder
-from emulator.respond.unimplemented import UnimplementedResponder
 from emulator.runtime.compression import compression_name
 from emulator.runtime.handlers import Dispatcher, EmulatorHandler
 from emulator.runtime.health import health_handler
 from emulator.runtime.reflection import ReflectionHandler
+from emulator.runtime.snapshot import Runtime, Snapshot, build_snapshot, check_snapshot
 from emulator.runtime.watchdog import LoopWatchdog
-from emulator.security.setup import BuiltinGuard, build_security, check_policy, warn_if_exposed
+from emulator.security.setup import BuiltinGuard, build_security, warn_if_exposed
 
 __all__ = ["EmulatorServer"]
 
@@ -50,6 +52,9 @@ class EmulatorServer:
     """Loads and checks everything on construction (so errors come before any port is bound);
     `start()` binds and serves on the running event loop."""
 
+    snapshot: Snapshot
+    """What is served now: read it, replace it only with `swap()`."""
+
     def __init__(
         self,
         config: Config,
@@ -58,19 +63,10 @@ class EmulatorServer:
         contracts: Contracts | None = None,
     ) -> None:
         self.config = config
-        self.contracts = contracts or load_contracts(config.protos, config.import_paths)
-        self.registry = Registry(self.contracts, [*config.behaviors, *behaviors])
-        self.defaults = DefaultResponses.from_config(self.contracts, config)
-        self.clock = Clock()
-        self.clock.listeners.append(self.defaults.anchor)
-        self.journal = Journal(
-            config.journal.limit, config.journal.redact_headers, max_bytes=config.journal.max_bytes
-        )
-        self.security = build_security(config)
-        check_patterns(config.method_patterns(), self.contracts)
-        check_policy(config, self.contracts)
-        self.faults = build_faults(config, self.contracts, clock=self.clock)
+        self._behaviors = tuple(behaviors)
         self.state: dict[str, Any] = {}
+        self.clock = Clock()
+        # Threads start on first use: none is left behind when what follows refuses to load.
         self.executor = ThreadPoolExecutor(
             max_workers=config.server.workers, thread_name_prefix=WORKER_THREADS[0]
         )
@@ -79,40 +75,31 @@ class EmulatorServer:
         self.stream_executor = ThreadPoolExecutor(
             max_workers=SYNC_STREAM_THREADS, thread_name_prefix=WORKER_THREADS[1]
         )
-        self.unimplemented = UnimplementedResponder(
-            self.contracts.methods, config.unimplemented, config.unimplemented_hidden
-        )
-        for impl in self.registry:
-            if impl.spec.path in self.unimplemented.messages:
-                log.warning(
-                    "%s (%s) never runs: the config marks the method unimplemented",
-                    impl.spec.name,
-                    impl.origin,
-                )
-        behaviours = BehaviorResponder(
-            self.registry,
-            self.defaults,
-            self.contracts.pool,
-            executor=self.executor,
-            stream_executor=self.stream_executor,
-        )
-        budgets = MaxDurationInterceptor(config.max_duration, self.contracts.methods)
-        # Security first: nothing after it sees a call the policy refuses.
-        interceptors = [*self.security.interceptors, self.faults, self.journal]
         compression = compression_name(config.server.compression, "server.compression")
         self.dispatcher = Dispatcher(
-            self.contracts,
-            self.defaults,
-            # Unimplemented methods first: nothing else answers them.
-            responders=[self.unimplemented, behaviours] if self.unimplemented else [behaviours],
+            seed=config.seed,
             state=self.state,
             clock=self.clock.now,
-            chain=Chain([*interceptors, budgets] if budgets else interceptors),
             keep_messages=config.journal.keep_messages,
             # Health and reflection stay uncompressed: probes and grpcurl read them whatever
             # the contract's clients are made to cope with.
             compression=None if compression == "identity" else compression,
         )
+        self._runtime = Runtime(self.dispatcher, self.executor, self.stream_executor)
+        self.snapshot = build_snapshot(
+            config, self._behaviors, contracts=contracts, runtime=self._runtime
+        )
+        self.clock.listeners.append(self._anchor)
+        self.journal = Journal(
+            config.journal.limit, config.journal.redact_headers, max_bytes=config.journal.max_bytes
+        )
+        self.security = build_security(config)
+        check_snapshot(config, self.snapshot)
+        self.faults = build_faults(config, self.contracts, clock=self.clock)
+        budgets = MaxDurationInterceptor(config.max_duration)
+        # Security first: nothing after it sees a call the policy refuses.
+        interceptors = [*self.security.interceptors, self.faults, self.journal]
+        self.dispatcher.chain = Chain([*interceptors, budgets] if budgets else interceptors)
         self.journal.settle = self.dispatcher.inflight.settle
         self.watchdog = LoopWatchdog(config.server.loop_block_warning, self._behaviour_code)
         self.health = health_aio.HealthServicer()
@@ -128,6 +115,21 @@ class EmulatorServer:
         self.port: int | None = None
 
     @property
+    def contracts(self) -> Contracts:
+        return self.snapshot.contracts
+
+    @property
+    def registry(self) -> Registry:
+        return self.snapshot.registry
+
+    @property
+    def defaults(self) -> DefaultResponses:
+        return self.snapshot.defaults
+
+    def _anchor(self, frozen_at: datetime.datetime | None) -> None:
+        self.snapshot.defaults.anchor(frozen_at)
+
+    @property
     def host(self) -> str:
         return self.config.server.host
 
@@ -139,9 +141,64 @@ class EmulatorServer:
     def services(self) -> list[str]:
         """Every service reflection lists: the contracts' own (less those `unimplemented_hidden`
         hides), then health and reflection."""
-        hidden = self.unimplemented.hidden_services
-        own = [name for name in self.contracts.services if name not in hidden]
-        return [*own, HEALTH_SERVICE, *REFLECTION_SERVICES]
+        return list(self.snapshot.services)
+
+    def build_snapshot(
+        self,
+        behaviors: Sequence[BehaviorSource] | None = None,
+        *,
+        contracts: Contracts | None = None,
+    ) -> Snapshot:
+        """A snapshot for `swap()`: `contracts` (by default this server's protos, compiled
+        again) with the config's behaviours and `behaviors` (by default the server's own), their
+        files run afresh. Behaviours that do not fit raise BehaviorError here; the config's
+        checks are swap()'s."""
+        return build_snapshot(
+            self.config,
+            self._behaviors if behaviors is None else behaviors,
+            contracts=contracts,
+            runtime=self._runtime,
+        )
+
+    async def swap(self, snapshot: Snapshot) -> Snapshot:
+        """Serve `snapshot` from the next call on; returns the snapshot it replaces.
+
+        Calls in flight finish on the snapshot they started with. The config's checks run on
+        `snapshot` first: if a method pattern no longer matches, ConfigError, and the current
+        one keeps serving. Health then reports the new services (SERVING, or what a health
+        fault window says) and stops reporting the ones gone; reflection lists the new ones.
+        A test's overrides lived in the old registry and end with it. Run it on the server's
+        event loop (from another thread: `asyncio.run_coroutine_threadsafe`).
+        """
+        if snapshot.runtime is not self._runtime:
+            raise EmulatorError(
+                "this snapshot was built for another server: build it with this server's "
+                "build_snapshot()"
+            )
+        check_snapshot(self.config, snapshot)
+        old = self.snapshot
+        snapshot.defaults.anchor(self.clock.frozen)
+        self.snapshot = snapshot  # the swap: each new call reads this reference once
+        snapshot.defaults.anchor(self.clock.frozen)  # the clock may have moved meanwhile
+        if self._server is not None:
+            await self._report_health(old.health_services, snapshot.health_services)
+            await self._health_windows.cover(snapshot.contracts)
+        return old
+
+    async def _report_health(self, old: Iterable[str], new: Iterable[str]) -> None:
+        """SERVING for services new to the snapshot (one served before keeps its status, which
+        a health fault may have set); services no longer served are forgotten."""
+        before, after = list(old), list(new)
+        for name in after:
+            if name not in before:
+                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        for name in before:
+            if name in after:
+                continue
+            # Watchers are told SERVICE_UNKNOWN; a Check answers NOT_FOUND, as for any service
+            # never served (grpcio's servicer has no call to forget one).
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            self.health._server_status.pop(name, None)
 
     async def start(self, on_listening: Callable[[], None] | None = None) -> int:
         """Bind and serve; `on_listening` runs once the port is known, before any warning, so
@@ -153,11 +210,7 @@ class EmulatorServer:
             options=self._server_options(),
         )
         server.add_generic_rpc_handlers(
-            (
-                EmulatorHandler(self.dispatcher),
-                ReflectionHandler(self.contracts, self.services, self.unimplemented.hidden),
-                health_handler(self.health),
-            )
+            (EmulatorHandler(self), ReflectionHandler(self), health_handler(self.health))
         )
         address = _address(self.host, self.config.server.port)
         credentials = self.security.credentials
@@ -180,13 +233,8 @@ class EmulatorServer:
         self._loop = asyncio.get_running_loop()
         self.dispatcher.inflight.loop_thread = threading.get_ident()
         self.watchdog.start()
-        serving = health_pb2.HealthCheckResponse.SERVING
-        await self.health.set("", serving)
-        for name in self.contracts.services:
-            # A hidden service is one the server does not have: health answers NOT_FOUND
-            # (Watch: SERVICE_UNKNOWN) for it, as grpc servers do for any unknown name.
-            if name not in self.unimplemented.hidden_services:
-                await self.health.set(name, serving)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._report_health((), self.snapshot.health_services)
         self._server, self.port = server, port
         if on_listening is not None:
             on_listening()

@@ -26,16 +26,17 @@ __all__ = [
     "write_certs",
 ]
 
+# Full module names, so that a reader (and tests/test_imports.py) sees what each name imports.
 _HOME = {
-    "Policy": "authz",
-    "ScopeRules": "authz",
-    "CertificateAuthority": "certs",
-    "IssuedCert": "certs",
-    "write_certs": "certs",
-    "Identity": "tokens",
-    "TokenError": "tokens",
-    "TokenVerifier": "tokens",
-    "mint": "tokens",
+    "Policy": "emulator.security.authz",
+    "ScopeRules": "emulator.security.authz",
+    "CertificateAuthority": "emulator.security.certs",
+    "IssuedCert": "emulator.security.certs",
+    "write_certs": "emulator.security.certs",
+    "Identity": "emulator.security.tokens",
+    "TokenError": "emulator.security.tokens",
+    "TokenVerifier": "emulator.security.tokens",
+    "mint": "emulator.security.tokens",
 }
 
 
@@ -43,4 +44,4 @@ def __getattr__(name: str) -> Any:
     home = _HOME.get(name)
     if home is None:
         raise AttributeError(f"module 'emulator.security' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"emulator.security.{home}"), name)
+    return getattr(importlib.import_module(home), name)

@@ -273,7 +273,7 @@ async def test_a_rate_limit_refuses_past_its_burst_until_the_clock_refills_it(
 async def test_max_duration_gives_limited_methods_their_budget(
     call: Callable[..., Call], contracts: Contracts
 ) -> None:
-    budgets = MaxDurationInterceptor({UNARY: 0.5, "*/ClientStream": 2}, contracts.methods)
+    budgets = MaxDurationInterceptor({UNARY: 0.5, "*/ClientStream": 2})
     assert budgets
     limited, streamed, free = call("Unary"), call("ClientStream"), call("Bidi")
     for one in (limited, streamed, free):
@@ -281,7 +281,7 @@ async def test_max_duration_gives_limited_methods_their_budget(
     assert limited.budget == (0.5, f"{UNARY} ran longer than its max_duration of 0.5s")
     assert streamed.budget == (2, f"{CLIENT_STREAM} ran longer than its max_duration of 2s")
     assert free.budget is None
-    assert not MaxDurationInterceptor({}, contracts.methods)  # left out of the chain
+    assert not MaxDurationInterceptor({})  # left out of the chain
 
 
 # -- the journal ----------------------------------------------------------------------------------

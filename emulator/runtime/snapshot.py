@@ -1,0 +1,151 @@
+"""What a server serves, as one value: contracts, behaviours, defaults and the handler per method.
+
+Everything that follows from the contracts changes together, so it lives in one frozen
+`Snapshot` that the server replaces in one reference assignment (`EmulatorServer.swap`). A call
+looks its method handler up in the snapshot of the moment it starts and keeps that handler's
+route (its responders, over that snapshot's registry and defaults) to its end; every call after
+the swap sees the new snapshot. What lasts across snapshots stays with the server: the chain
+(security, faults, journal, limits; their per-method lookups follow method patterns, never the
+contracts), the clock, shared state, calls in flight, and journal records, which keep their
+own method spec.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from emulator.behavior.defaults import DefaultResponses
+from emulator.behavior.discovery import BehaviorSource
+from emulator.behavior.registry import Registry
+from emulator.config import Config
+from emulator.contracts import Contracts, load_contracts
+from emulator.contracts.builtin import HEALTH_SERVICE, REFLECTION_SERVICES
+from emulator.contracts.patterns import check_patterns
+from emulator.faults.setup import check_request_match
+from emulator.respond.behavior import BehaviorResponder
+from emulator.respond.defaults import DefaultResponder
+from emulator.respond.unimplemented import UnimplementedResponder
+from emulator.runtime.handlers import Dispatcher, Route, method_handlers
+from emulator.runtime.reflection import Catalogue
+from emulator.security.setup import check_policy
+
+__all__ = ["Runtime", "Served", "Snapshot", "build_snapshot", "check_snapshot"]
+
+log = logging.getLogger("emulator")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What every snapshot of one server shares: the dispatcher that runs its calls and the
+    thread pools its sync behaviours run in."""
+
+    dispatcher: Dispatcher
+    executor: Executor
+    stream_executor: Executor
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """One consistent set of contracts and everything resolved against them."""
+
+    contracts: Contracts
+    registry: Registry  # behaviours (and, until the next swap, a test's overrides)
+    defaults: DefaultResponses  # and its cache of computed defaults
+    handlers: Mapping[str, grpc.RpcMethodHandler]  # method path → ready grpc method handler
+    services: tuple[str, ...]  # every service listed: the contracts' own, health, reflection
+    unimplemented: UnimplementedResponder  # methods the config marks unimplemented
+    catalogue: Catalogue  # what reflection shows of it
+    runtime: Runtime  # the server it was built for
+
+    @property
+    def health_services(self) -> list[str]:
+        """The contracts' services health reports on: a hidden one is a service the server
+        does not have, so health answers NOT_FOUND (Watch: SERVICE_UNKNOWN) for it."""
+        hidden = self.unimplemented.hidden_services
+        return [name for name in self.contracts.services if name not in hidden]
+
+    def __repr__(self) -> str:
+        return f"Snapshot({len(self.contracts.services)} services, {len(self.handlers)} methods)"
+
+
+class Served(Protocol):
+    """What holds the snapshot being served (the server), for the handlers that read it."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+
+def build_snapshot(
+    config: Config,
+    behaviors: Sequence[BehaviorSource] = (),
+    *,
+    contracts: Contracts | None = None,
+    runtime: Runtime,
+) -> Snapshot:
+    """Contracts (loaded from `config.protos` unless given), the behaviours of the config and of
+    `behaviors` (files run afresh), defaults and a handler per method. Refuses behaviours that
+    do not fit (BehaviorError); the config's checks are `check_snapshot`'s."""
+    contracts = contracts or load_contracts(config.protos, config.import_paths)
+    registry = Registry(contracts, [*config.behaviors, *behaviors])
+    defaults = DefaultResponses.from_config(contracts, config)
+    # Their patterns first, so a misspelt one gets the "did you mean" of every method pattern.
+    check_patterns(
+        [p for p in config.method_patterns() if p[1].startswith("unimplemented")], contracts
+    )
+    unimplemented = UnimplementedResponder(
+        contracts.methods, config.unimplemented, config.unimplemented_hidden
+    )
+    for impl in registry:
+        if impl.spec.path in unimplemented.messages:
+            log.warning(
+                "%s (%s) never runs: the config marks the method unimplemented",
+                impl.spec.name,
+                impl.origin,
+            )
+    behaviours = BehaviorResponder(
+        registry,
+        defaults,
+        contracts.pool,
+        executor=runtime.executor,
+        stream_executor=runtime.stream_executor,
+    )
+    # Asked in order: unimplemented methods first (nothing else answers them); the default
+    # responder, last, answers whatever none of them picks.
+    responders = (
+        *((unimplemented,) if unimplemented else ()),
+        behaviours,
+        DefaultResponder(defaults),
+    )
+    routes = {path: Route(spec, responders) for path, spec in contracts.methods.items()}
+    listed = (
+        *(s for s in contracts.services if s not in unimplemented.hidden_services),
+        HEALTH_SERVICE,
+        *REFLECTION_SERVICES,
+    )
+    return Snapshot(
+        contracts=contracts,
+        registry=registry,
+        defaults=defaults,
+        handlers=method_handlers(runtime.dispatcher, routes),
+        services=listed,
+        unimplemented=unimplemented,
+        catalogue=Catalogue(contracts, listed, unimplemented.hidden),
+        runtime=runtime,
+    )
+
+
+def check_snapshot(config: Config, snapshot: Snapshot) -> None:
+    """What the config says of methods must hold for these contracts: every method pattern
+    (auth, tls, faults, limits, max_duration) matches a method served, the authorization
+    policy's paths exist, and fault rules match fields the requests have. ConfigError if not."""
+    contracts = snapshot.contracts
+    check_patterns(config.method_patterns(), contracts)
+    check_policy(config, contracts)
+    for index, rule in enumerate(config.faults):
+        check_request_match(rule, contracts, f"faults[{index}] ({rule.name}).match.request")
