@@ -15,6 +15,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -106,11 +107,19 @@ class Messages:
         yield from self._head
         yield from self._tail or ()
 
+    def kept(self) -> tuple[bytes, ...]:
+        """The messages kept, in order, as a tuple (what the journal stores)."""
+        tail = self._tail
+        return tuple(self._head) if tail is None else (*self._head, *tail)
+
     def __repr__(self) -> str:
         return f"<Messages {self.count} ({self.dropped} not kept), {self.total_bytes} bytes>"
 
 
 Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+_NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Call:
@@ -159,7 +168,7 @@ class Call:
         self.started = time.time()
         self.duration = 0.0
         self.ended = False
-        self.faults: list[str] = []  # names of the fault rules that fired
+        self.faults: tuple[str, ...] = ()  # names of the fault rules that fired
         # Per-interceptor state (`Interceptor.state`); made on first use, most calls need none.
         self.slots: dict[object, Any] | None = None
         # (seconds from `started`, message): how long the responder may take, when an
@@ -178,7 +187,7 @@ class Call:
         self.context: Any = None  # the behaviour's CallContext, once it has one
         self.identities: tuple[str, ...] = ()  # names that certificate proves (SANs, CN)
         self.principal: str | None = None  # the token's subject
-        self.claims: Mapping[str, Any] = {}
+        self.claims: Mapping[str, Any] = _NO_CLAIMS
 
 
 def first_values(metadata: Metadata) -> dict[str, str | bytes]:

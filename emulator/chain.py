@@ -25,8 +25,6 @@ from emulator.call import Call
 
 __all__ = ["Chain", "Interceptor"]
 
-_HOOKS = ("before", "on_request", "before_response", "after")
-
 
 class Interceptor:
     """Override any of the four hooks; the defaults do nothing and cost nothing per call."""
@@ -56,15 +54,24 @@ class Interceptor:
 
 
 class Chain:
-    """Interceptors in order; hooks no interceptor overrides cost nothing per call."""
+    """Interceptors in order. A hook no interceptor overrides costs nothing per call, and a hook
+    only one overrides is that interceptor's own method (no loop, no extra coroutine)."""
 
     def __init__(self, interceptors: Sequence[Interceptor] = ()) -> None:
         self.interceptors = list(interceptors)
-        self._hooks = {name: self._overriding(name) for name in _HOOKS}
-        self._before = self._hooks["before"]
-        self._on_request = self._hooks["on_request"]
-        self._before_response = self._hooks["before_response"]
-        self._after = self._hooks["after"]
+        self._before = self._overriding("before")
+        self._on_request = self._overriding("on_request")
+        self._before_response = self._overriding("before_response")
+        self._after = self._overriding("after")[::-1]  # unwinding: the last one first
+        # Instance attributes shadow the methods below when one interceptor has the hook.
+        for name, found in (
+            ("before", self._before),
+            ("on_request", self._on_request),
+            ("before_response", self._before_response),
+            ("after", self._after),
+        ):
+            if len(found) == 1:
+                setattr(self, name, getattr(found[0], name))
 
     def _overriding(self, name: str) -> list[Interceptor]:
         base = getattr(Interceptor, name)
@@ -91,5 +98,5 @@ class Chain:
             await interceptor.before_response(call, index)
 
     def after(self, call: Call) -> None:
-        for interceptor in reversed(self._after):
+        for interceptor in self._after:
             interceptor.after(call)

@@ -18,8 +18,17 @@ from typing import Any, ClassVar, Literal
 from emulator._schema import ByteSize, Duration, build, invalid, parse_duration, where
 from emulator.errors import ConfigError
 from emulator.faults.config import FaultConfig, RateLimitConfig
+from emulator.security.config import (
+    BUILTIN_EXEMPT,
+    AuthConfig,
+    JwtConfig,
+    JwtKeyConfig,
+    StaticTokenConfig,
+    TlsConfig,
+)
 
 __all__ = [
+    "BUILTIN_EXEMPT",
     "AuthConfig",
     "Config",
     "DefaultsConfig",
@@ -32,12 +41,6 @@ __all__ = [
     "load_config_file",
     "parse_duration",
 ]
-
-BUILTIN_EXEMPT = (
-    "grpc.health.v1.Health/*",
-    "grpc.reflection.v1.ServerReflection/*",
-    "grpc.reflection.v1alpha.ServerReflection/*",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,94 +138,6 @@ class JournalConfig:
             "help": "more headers shown as redacted (besides authorization, cookies and API keys)"
         },
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class TlsConfig:
-    """TLS and mutual TLS; PEM values are file paths or inline PEM text."""
-
-    cert: str = field(default="", metadata={"help": "server certificate chain (PEM); turns TLS on"})
-    key: str = field(default="", metadata={"help": "the server certificate's private key (PEM)"})
-    client_ca: str = field(
-        default="",
-        metadata={"help": "clients must present a certificate this CA issued (mutual TLS)"},
-    )
-    allowed_clients: tuple[str, ...] | dict[str, tuple[str, ...]] = field(
-        default=(),
-        metadata={
-            "help": "client identities (SAN or CN) allowed to call: a list for every method, "
-            "or method pattern → list"
-        },
-    )
-    exempt: tuple[str, ...] = field(
-        default=(), metadata={"help": "method patterns `allowed_clients` does not cover"}
-    )
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.cert)
-
-
-@dataclass(frozen=True, kw_only=True)
-class StaticTokenConfig:
-    """What a static bearer token stands for."""
-
-    principal: str = field(metadata={"help": "who the token stands for (`ctx.principal`)"})
-    scopes: tuple[str, ...] = field(default=(), metadata={"help": "scopes the token grants"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class JwtKeyConfig:
-    """One key that verifies JWTs: a file or a secret from the environment."""
-
-    file: str = field(default="", metadata={"help": "a PEM public key or a JWKS file"})
-    secret_env: str = field(
-        default="", metadata={"help": "environment variable holding an HMAC secret"}
-    )
-    alg: str = field(
-        default="",
-        metadata={"help": "the algorithm pinned to this key; default from the key, or HS256"},
-    )
-    kid: str = field(default="", metadata={"help": "key id; a token's `kid` selects its key"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class JwtConfig:
-    """JSON Web Tokens: their keys and the claims every token must carry."""
-
-    keys: tuple[JwtKeyConfig, ...] = field(
-        default=(), metadata={"help": "keys that verify tokens (at least one)"}
-    )
-    issuer: str = field(default="", metadata={"help": "required `iss` claim"})
-    audience: tuple[str, ...] = field(
-        default=(), metadata={"help": "accepted `aud` values; a token must name one"}
-    )
-    leeway: Duration = field(
-        default=0.0, metadata={"help": "clock skew allowed on `exp` and `nbf`"}
-    )
-    required_claims: tuple[str, ...] = field(
-        default=("exp",), metadata={"help": "claims every token must carry"}
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuthConfig:
-    """Bearer tokens: static ones and JWTs, and the scopes methods require."""
-
-    tokens: dict[str, StaticTokenConfig] = field(
-        default_factory=dict, metadata={"help": "static tokens: token → principal and scopes"}
-    )
-    jwt: JwtConfig | None = field(default=None, metadata={"help": "JWT verification"})
-    scopes: dict[str, tuple[str, ...]] = field(
-        default_factory=dict, metadata={"help": "method pattern → scopes a caller needs"}
-    )
-    exempt: tuple[str, ...] = field(
-        default=BUILTIN_EXEMPT, metadata={"help": "method patterns that need no token"}
-    )
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.tokens or self.jwt)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -241,7 +241,7 @@ class FaultInterceptor(Interceptor):
         held = False  # a stream fault keeps its max_active_faults slot until the call ends
         try:
             rule.counted()
-            call.faults.append(rule.name)
+            call.faults = (*call.faults, rule.name)
             if stream is not None:
                 state = self._call_state(call)
                 held = state.stream is None  # released in after(); one per call
@@ -282,7 +282,7 @@ class FaultInterceptor(Interceptor):
         if not (delay or abort) or not self._admit():
             return
         try:
-            call.faults.append("header")
+            call.faults = (*call.faults, "header")
             if delay:
                 await _sleep_within_deadline(call, delay)
             if abort is not None:

@@ -17,15 +17,17 @@ import datetime
 import itertools
 import threading
 import time
+import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, TypeAlias, TypeVar, overload
 
 import grpc
 from google.protobuf.message import Message
 
 from emulator.call import Call, Metadata
 from emulator.chain import Interceptor
+from emulator.contracts.model import MethodSpec
 from emulator.headers import Headers
 from emulator.journal.matching import message_text
 
@@ -34,6 +36,14 @@ __all__ = ["DEFAULT_MAX_BYTES", "REDACTED", "SECRET_HEADERS", "CallList", "CallR
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 M = TypeVar("M", bound=Message)
+
+# What the journal keeps of a finished call, until a read makes a CallRecord of it:
+# (method path, metadata, trailers, peer, status code number, details, started, duration,
+# faults, requests, responses, request count, response count): only strings, bytes, numbers
+# and tuples of them, which the garbage collector stops tracking.
+_Kept: TypeAlias = tuple[Any, ...]
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+_NUMBERS = {code: number for number, code in _CODES.items()}
 
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset(
@@ -72,24 +82,24 @@ class CallRecord:
         "trailers",
     )
 
-    def __init__(self, call: Call, index: int, secrets: frozenset[str]) -> None:
-        spec = call.spec
+    def __init__(self, kept: _Kept, index: int, secrets: frozenset[str], spec: MethodSpec) -> None:
+        (_, metadata, trailers, peer, code, details, started, duration, faults) = kept[:9]
         self.index = index  # position in the journal since the last reset, from 1
         self.method = spec.name
-        self.metadata = Headers(_redact(call.metadata, secrets))
-        self.trailers = Headers(_redact(call.trailers, secrets))
-        self.peer = call.peer
-        self.code: grpc.StatusCode = call.code
-        self.details = call.details
-        self.started_at = datetime.datetime.fromtimestamp(call.started, datetime.UTC)
-        self.duration = call.duration
-        self.faults: tuple[str, ...] = tuple(call.faults)  # fault rules that fired
+        self.metadata = Headers(_redact(metadata, secrets))
+        self.trailers = Headers(_redact(trailers, secrets))
+        self.peer: str = peer
+        self.code: grpc.StatusCode = _CODES[code]
+        self.details: str = details
+        self.started_at = datetime.datetime.fromtimestamp(started, datetime.UTC)
+        self.duration: float = duration
+        self.faults: tuple[str, ...] = faults  # fault rules that fired
         self._input = spec.input_class
         self._output = spec.output_class
-        self._raw_requests = tuple(call.requests)
-        self._raw_responses = tuple(call.responses)
-        self.request_count = len(call.requests)  # every message, kept or not
-        self.response_count = len(call.responses)
+        self._raw_requests: tuple[bytes, ...] = kept[9]
+        self._raw_responses: tuple[bytes, ...] = kept[10]
+        self.request_count: int = kept[11]  # every message, kept or not
+        self.response_count: int = kept[12]
         self._decoded: tuple[tuple[Message, ...], tuple[Message, ...]] | None = None
 
     def _decode(self) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
@@ -231,9 +241,12 @@ class Journal(Interceptor):
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        # Entries are [index, Call, bytes]; a read turns the Call into its CallRecord once, so
-        # the call path pays for one append and a size sum and nothing else.
-        self._entries: deque[list[Any]] = deque()
+        # Entries are (index, bytes, what a record needs); a read turns them into CallRecords
+        # once, so the call path pays for one tuple and an append.
+        self._entries: deque[tuple[int, int, _Kept | CallRecord]] = deque()
+        # Method path → its spec, kept apart so that entries hold only strings, bytes and
+        # numbers; one per method served.
+        self._specs: dict[str, MethodSpec] = {}
         self._limit = limit
         self._max_bytes = max_bytes
         self._bytes = 0  # message bytes the entries hold
@@ -249,27 +262,54 @@ class Journal(Interceptor):
         return self._bytes
 
     def after(self, call: Call) -> None:
-        size = call.requests.kept_bytes + call.responses.kept_bytes
+        requests, responses = call.requests, call.responses
+        size = requests.kept_bytes + responses.kept_bytes
+        # Plain values in a tuple, not the Call: the garbage collector stops tracking tuples of
+        # strings, bytes and numbers, so thousands of kept calls cost its collections next to
+        # nothing (kept as Call objects they cost 15 µs a call), and the Call is freed now.
+        spec = call.spec
+        kept: _Kept = (
+            spec.path,
+            call.metadata,
+            call.trailers,
+            call.peer,
+            _NUMBERS[call.code],
+            call.details,
+            call.started,
+            call.duration,
+            call.faults,
+            requests.kept(),
+            responses.kept(),
+            requests.count,
+            responses.count,
+        )
         with self._lock:  # uncontended but for reads and clear(): index and entry stay together
             if call.started < self._cleared_at:
                 return  # a call from before the last reset (an earlier test) finishing late
+            self._specs[spec.path] = spec  # (a swap may serve another spec under the path)
             entries = self._entries
-            entries.append([next(self._counter), call, size])
+            entries.append((next(self._counter), size, kept))
             self._bytes += size
             while len(entries) > self._limit or (
                 self._bytes > self._max_bytes and len(entries) > 1
             ):
-                self._bytes -= entries.popleft()[2]
+                self._bytes -= entries.popleft()[1]
 
     def records(self) -> list[CallRecord]:
         if self.settle is not None:
             self.settle()  # calls the client has seen end (deadlines) are in before we read
         with self._lock:
-            entries = list(self._entries)
-            for entry in entries:
-                if isinstance(entry[1], Call):
-                    entry[1] = CallRecord(entry[1], entry[0], self._secrets)
-            return [entry[1] for entry in entries]
+            entries = self._entries
+            if any(type(entry[2]) is tuple for entry in entries):
+                specs = self._specs
+                entries = deque(
+                    (index, size, CallRecord(kept, index, self._secrets, specs[kept[0]]))
+                    if type(kept) is tuple
+                    else (index, size, kept)
+                    for index, size, kept in entries
+                )
+                self._entries = entries
+            return [typing.cast(CallRecord, entry[2]) for entry in entries]
 
     def clear(self) -> None:
         with self._lock:

@@ -2,7 +2,8 @@
 
 A call, whatever its RPC kind, is "requests in, messages out": a responder gets an `Exchange`
 (the call, its request bytes or request stream) and yields the raw bytes of each response
-message. The dispatcher picks the responder once per call, asking each in order:
+message (or returns the bytes of its one message, when it has them at once). The dispatcher
+picks the responder once per call, asking each in order:
 
     unimplemented methods → behaviours (and test overrides) → the default response
 
@@ -33,7 +34,9 @@ __all__ = [
     "parse",
 ]
 
-Answer: TypeAlias = Callable[["Exchange"], AsyncIterator[bytes]]
+# The messages of the answer, or, for an answer of one message known at once, its bytes (a
+# unary call's cached default, say: no async iterator to make and drive for it).
+Answer: TypeAlias = Callable[["Exchange"], "AsyncIterator[bytes] | bytes"]
 
 
 class BadRequest(Exception):

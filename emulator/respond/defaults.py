@@ -26,18 +26,24 @@ class DefaultResponder(Responder):
     def pick(self, call: Call) -> Answer:
         return self.answer
 
-    async def answer(self, exchange: Exchange) -> AsyncIterator[bytes]:
+    def answer(self, exchange: Exchange) -> AsyncIterator[bytes] | bytes:
+        call = exchange.call
+        spec = call.spec
+        if spec.kind is not RpcKind.UNARY_UNARY:
+            return self._stream(exchange)
+        # The common case, cached by request digest: parse only to refuse bad bytes once.
+        defaults = self.defaults
+        out = defaults.cached(spec, exchange.request)
+        if out is None:
+            parse(call, exchange.request)
+            out = defaults.response_bytes(spec, exchange.request)
+        return out
+
+    async def _stream(self, exchange: Exchange) -> AsyncIterator[bytes]:
         defaults, call = self.defaults, exchange.call
         spec = call.spec
         kind = spec.kind
-        if kind is RpcKind.UNARY_UNARY:
-            # The common case, cached by request digest: parse only to refuse bad bytes once.
-            out = defaults.cached(spec, exchange.request)
-            if out is None:
-                parse(call, exchange.request)
-                out = defaults.response_bytes(spec, exchange.request)
-            yield out
-        elif kind is RpcKind.UNARY_STREAM:
+        if kind is RpcKind.UNARY_STREAM:
             parse(call, exchange.request)
             for index in range(defaults.stream_messages):
                 yield defaults.response_bytes(spec, exchange.request, index)

@@ -99,7 +99,9 @@ class Dispatcher:
         remaining = grpc_ctx.time_remaining()
         call = Call(
             spec,
-            tuple(grpc_ctx.invocation_metadata() or ()),
+            # Plain tuples, not grpc's _Metadatum: the journal keeps them, and the garbage
+            # collector stops tracking plain tuples of strings, never a tuple subclass.
+            tuple(map(tuple, grpc_ctx.invocation_metadata() or ())),
             grpc_ctx.peer(),
             None if remaining is None else time.time() + remaining,
             keep=self.keep_messages,
@@ -269,7 +271,8 @@ class Dispatcher:
         async with self.lifecycle(route.spec, grpc_ctx) as call:
             await self._unary_start(call, request)
             answer = self.pick(call, route.responders)
-            out = await _single(answer(self.exchange(call, grpc_ctx, request=request)))
+            answers = answer(self.exchange(call, grpc_ctx, request=request))
+            out = answers if type(answers) is bytes else await _single(answers)
             return await self.respond(call, grpc_ctx, out)
 
     async def unary_stream(
@@ -278,7 +281,11 @@ class Dispatcher:
         async with self.lifecycle(route.spec, grpc_ctx) as call:
             await self._unary_start(call, request)
             answer = self.pick(call, route.responders)
-            async for data in answer(self.exchange(call, grpc_ctx, request=request)):
+            answers = answer(self.exchange(call, grpc_ctx, request=request))
+            if isinstance(answers, bytes):
+                yield await self.respond(call, grpc_ctx, answers)
+                return
+            async for data in answers:
                 yield await self.respond(call, grpc_ctx, data)
 
     async def stream_unary(
@@ -287,7 +294,8 @@ class Dispatcher:
         async with self.lifecycle(route.spec, grpc_ctx) as call:
             await self.chain.before(call)
             answer = self.pick(call, route.responders)
-            out = await _single(answer(self.exchange(call, grpc_ctx, stream=requests)))
+            answers = answer(self.exchange(call, grpc_ctx, stream=requests))
+            out = answers if type(answers) is bytes else await _single(answers)
             return await self.respond(call, grpc_ctx, out)
 
     async def stream_stream(
@@ -296,12 +304,18 @@ class Dispatcher:
         async with self.lifecycle(route.spec, grpc_ctx) as call:
             await self.chain.before(call)
             answer = self.pick(call, route.responders)
-            async for data in answer(self.exchange(call, grpc_ctx, stream=requests)):
+            answers = answer(self.exchange(call, grpc_ctx, stream=requests))
+            if isinstance(answers, bytes):
+                yield await self.respond(call, grpc_ctx, answers)
+                return
+            async for data in answers:
                 yield await self.respond(call, grpc_ctx, data)
 
 
-async def _single(answers: AsyncIterator[bytes]) -> bytes:
+async def _single(answers: AsyncIterator[bytes] | bytes) -> bytes:
     """The one message a unary response has (responders yield exactly one)."""
+    if isinstance(answers, bytes):
+        return answers
     out = b""
     async for out in answers:  # noqa: B007 - the last (only) one is the answer
         pass

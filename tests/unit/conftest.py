@@ -71,5 +71,8 @@ async def stream_of(*messages: bytes) -> AsyncIterator[bytes]:
         yield message
 
 
-async def collect(answers: AsyncIterator[bytes]) -> list[bytes]:
+async def collect(answers: AsyncIterator[bytes] | bytes) -> list[bytes]:
+    """An answer's messages: one answer of a single message ready at once is its bytes."""
+    if isinstance(answers, bytes):
+        return [answers]
     return [answer async for answer in answers]

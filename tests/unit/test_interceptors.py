@@ -168,7 +168,7 @@ async def test_a_fault_rule_fires_on_the_matching_calls_its_gate_picks(
     refused = await refusal(faults.before(second))
     await faults.before(other)  # another method: the rule does not see it
     assert (refused.code, refused.message) == (grpc.StatusCode.UNAVAILABLE, "fault outage")
-    assert (first.faults, second.faults, other.faults) == ([], ["outage"], [])
+    assert (first.faults, second.faults, other.faults) == ((), ("outage",), ())
     assert faults.stats() == {"outage": {"matched": 2, "injected": 1}}
 
 
@@ -184,7 +184,7 @@ async def test_match_request_waits_for_the_matching_message_of_a_stream(
     await faults.on_request(stream, 0)
     stream.requests.append(req(contracts, "stop"))
     refused = await refusal(faults.on_request(stream, 1))
-    assert refused.code == grpc.StatusCode.ABORTED and stream.faults == ["stop"]
+    assert refused.code == grpc.StatusCode.ABORTED and stream.faults == ("stop",)
 
     # A unary request is there before the call starts: the rule fires in `before`.
     unary = call("Unary", requests=[req(contracts, "stop")])
@@ -212,7 +212,7 @@ async def test_faults_keep_no_state_on_calls_no_rule_needs_the_request_of(
     stream = call("Bidi", requests=[req(contracts, "x")])  # another tenant: no rule waits
     await faults.before(stream)
     await faults.on_request(stream, 0)
-    assert stream.slots is None and stream.faults == []
+    assert stream.slots is None and stream.faults == ()
 
 
 async def test_a_stream_fault_cuts_the_stream_and_holds_its_slot_until_the_end(
@@ -235,12 +235,12 @@ async def test_a_stream_fault_cuts_the_stream_and_holds_its_slot_until_the_end(
     during = call("ServerStream")  # the first stream still holds the one active-fault slot
     await faults.before(during)
     await faults.before_response(during, 5)
-    assert during.faults == []
+    assert during.faults == ()
     faults.after(during)
     faults.after(first)  # over: the slot is free again
     after = call("ServerStream")
     await faults.before(after)
-    assert after.faults == ["cut"]
+    assert after.faults == ("cut",)
 
 
 async def test_a_delay_past_the_deadline_ends_deadline_exceeded(
