@@ -39,7 +39,8 @@ __all__ = [
     "where",
 ]
 
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m)\s*$", re.ASCII)
+# A unit, or none for seconds (as in YAML, so `--grace-period 5` reads as the file would).
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$", re.ASCII)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE | re.ASCII)
 _SIZE_UNITS = {
     "b": 1,
@@ -72,7 +73,7 @@ def parse_duration(value: object) -> float:
         if not match:
             raise ValueError(f"expected a duration such as 150ms, 5s or 1m, got {value!r}")
         number, unit = float(match.group(1)), match.group(2)
-        seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+        seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit or "s"]
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     if not math.isfinite(seconds):

@@ -337,9 +337,16 @@ def _exit_now(code: int) -> None:
 
 def _banner(server: Any) -> None:
     print(f"emulator listening on {server.target}")
+    unimplemented = server.snapshot.unimplemented
     for name, spec in server.contracts.services.items():
-        shaped = [m for m in spec.methods if server.registry.get(f"/{name}/{m}")]
+        paths = {m: f"/{name}/{m}" for m in spec.methods}
+        missing = [m for m, path in paths.items() if path in unimplemented.messages]
+        shaped = [m for m, path in paths.items() if server.registry.get(path) and m not in missing]
         note = f", behaviours: {', '.join(shaped)}" if shaped else ""
+        if missing:
+            hidden = name in unimplemented.hidden_services
+            note += ", unimplemented" + (" and hidden" if hidden else "")
+            note += "" if len(missing) == len(paths) else f": {', '.join(missing)}"
         print(f"  {name} ({_count(len(spec.methods), 'method')}{note})")
     print("  grpc.health.v1.Health, grpc.reflection.v1.ServerReflection (+v1alpha)")
     sys.stdout.flush()

@@ -7,6 +7,7 @@
         emulator.assert_called("acme.shop.v1.Orders/CreateOrder", times=1)
 
 Configure with the marker or the ini options `emulator_protos`, `emulator_behaviors`,
+`emulator_import_paths`,
 `emulator_seed` (the marker wins). By default one server per configuration is shared across the
 session and reset before and after each test; `@pytest.mark.emulator(fresh=True)` gives the test
 a server of its own. When a test fails, its report lists the calls it made; when a behaviour
@@ -36,6 +37,9 @@ _EMULATOR = pytest.StashKey["Emulator"]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("emulator_protos", "contracts for the emulator fixture", type="paths")
     parser.addini("emulator_behaviors", "behaviours for the emulator fixture", type="paths")
+    parser.addini(
+        "emulator_import_paths", "extra .proto import roots for the emulator fixture", type="paths"
+    )
     parser.addini("emulator_seed", "seed for the emulator fixture", default="0")
 
 
@@ -130,6 +134,7 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
     options: dict[str, Any] = {
         "protos": [str(p) for p in config.getini("emulator_protos")],
         "behaviors": [str(p) for p in config.getini("emulator_behaviors")],
+        "import_paths": [str(p) for p in config.getini("emulator_import_paths")],
         "seed": seed,
     }
     marker = request.node.get_closest_marker("emulator")
@@ -142,7 +147,7 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
             "the emulator fixture needs contracts: @pytest.mark.emulator(protos='protos/') or "
             "`emulator_protos = protos/` in the pytest ini options"
         )
-    for key in ("protos", "behaviors"):
+    for key in ("protos", "behaviors", "import_paths"):
         # Always a list, so that "protos/", "protos" and ["protos"] share one server.
         value = options[key]
         values = value if isinstance(value, list | tuple) else [value]

@@ -202,6 +202,18 @@ class Emulator:
         self._require_not_stopped()
         return self._control.add_fault(rule, source="emu.fault(...)")
 
+    def set_health(self, service: str, status: str) -> None:
+        """Make grpc.health report `status` (SERVING, NOT_SERVING, ...) for `service` ("" for
+        the whole server) until set again or `reset()`. Inside `async with Emulator(...)`,
+        `await emu.control.set_health(service, status)` instead."""
+        self._require_running()
+        if self._loop is None:
+            raise EmulatorError(
+                "emu.set_health() is for sync tests: inside `async with Emulator(...)`, "
+                "`await emu.control.set_health(service, status)`"
+            )
+        self._server.run_on_loop(self._control.set_health(service, status))
+
     @property
     def behavior_errors(self) -> list[tuple[str, BaseException]]:
         """(method, exception) of each call a behaviour failed by raising (or by returning the

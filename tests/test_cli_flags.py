@@ -294,3 +294,10 @@ def test_a_new_key_gets_its_flag_and_help_from_the_schema() -> None:
     assert given(parser.parse_args(["--no-section-verbose"])) == {
         "section.verbose": ("--no-section-verbose", False)
     }
+
+
+def test_a_duration_flag_takes_a_plain_number_of_seconds_as_the_file_does() -> None:
+    result = emulate("check", "--proto", str(PROTOS), "--grace-period", "2.5")
+    assert result.returncode == 0, result.stderr
+    config = Config().with_overrides({"server.grace_period": "7"})
+    assert config.server.grace_period == 7.0

@@ -3,7 +3,6 @@ overrides, faults and their counts, clock, state, health, journal queries, failu
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import re
 from collections.abc import Iterator
@@ -160,13 +159,16 @@ def test_behavior_errors_are_kept_until_cleared(emu: Emulator, control: ControlP
 
 
 def test_set_health_reports_a_status_until_reset(emu: Emulator, control: ControlPlane) -> None:
-    assert emu.server._loop is not None
-    step = control.set_health(CATALOG, "not_serving")
-    asyncio.run_coroutine_threadsafe(step, emu.server._loop).result(5)
+    emu.set_health(CATALOG, "not_serving")
     assert status(emu, CATALOG) == HEALTH.NOT_SERVING
     assert status(emu, "") == HEALTH.SERVING  # the server as a whole is untouched
     control.reset()
     assert status(emu, CATALOG) == HEALTH.SERVING
+
+
+def test_set_health_errors_reach_a_sync_test(emu: Emulator) -> None:
+    with pytest.raises(EmulatorError, match=re.escape("no service 'acme.shop.v1.Nope'")):
+        emu.set_health("acme.shop.v1.Nope", "SERVING")
 
 
 async def test_set_health_refuses_unknown_services_and_statuses() -> None:
@@ -175,6 +177,8 @@ async def test_set_health_refuses_unknown_services_and_statuses() -> None:
             await emu.control.set_health("acme.shop.v1.Catalg", "SERVING")
         with pytest.raises(EmulatorError, match="use one of NOT_SERVING, SERVING, UNKNOWN"):
             await emu.control.set_health(CATALOG, "DOWN")
+        with pytest.raises(EmulatorError, match=re.escape("await emu.control.set_health")):
+            emu.set_health("", "NOT_SERVING")
         await emu.control.set_health("", "NOT_SERVING")
         emu.control.reset()  # on the loop itself: runs at the next turn
         async with emu.aio_channel() as channel:

@@ -5,6 +5,7 @@ A43 rules, method patterns that match nothing, secrets and empty tokens in confi
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -453,3 +454,21 @@ def test_a_kid_no_key_carries_is_refused_unless_a_kid_less_key_verifies_it(keys:
         call(target, token=good)
         call(target, token=rs256(keys, subject="rs", kid="rsa-1"))
         assert [r[:2] for r in served.ran] == [("GetProduct", "hs"), ("GetProduct", "rs")]
+
+
+def test_an_auth_exempt_list_without_health_warns_that_probes_need_a_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("emulator")
+    logger.addHandler(caplog.handler)
+    try:
+        auth = {"tokens": {"s3cret": {"principal": "ci"}}}
+        with Emulator(protos=PROTOS, auth={**auth, "exempt": ["acme.shop.v1.Catalog/*"]}):
+            pass
+        assert "grpc.health.v1.Health needs a token" in caplog.text
+        caplog.clear()
+        with Emulator(protos=PROTOS, auth=auth):  # the default list keeps health open
+            pass
+        assert "needs a token" not in caplog.text
+    finally:
+        logger.removeHandler(caplog.handler)

@@ -20,7 +20,7 @@ from emulator.errors import ConfigError, RpcAbort
 from emulator.respond import Exchange
 from emulator.respond.unimplemented import UnimplementedResponder
 from emulator.runtime.reflection import _without
-from tests.conftest import PROTOS, TEST_PROTOS, EmulateProcess, emulate
+from tests.conftest import BEHAVIORS, PROTOS, TEST_PROTOS, EmulateProcess, emulate
 
 INTEROP = TEST_PROTOS / "interop"
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
@@ -324,3 +324,19 @@ def test_the_reflection_filter_renumbers_comments() -> None:
     assert len(gone.service) == 0
     assert CATALOG in symbols
     assert all(loc.path[:1] != [6] for loc in gone.source_code_info.location)
+
+
+def test_the_banner_marks_unimplemented_methods_and_warns_after_it() -> None:
+    args = ("--proto", str(PROTOS), "--behaviors", str(BEHAVIORS), "--log-stream", "stdout")
+    more = ("--unimplemented", "acme.shop.v1.Orders/*")
+    with EmulateProcess(
+        *args, *more, "--unimplemented-hidden", "acme.shop.v1.Catalog/UpdateProduct"
+    ) as proc:
+        code, out, _ = proc.stop()
+    assert code == 0
+    assert "  acme.shop.v1.Orders (5 methods, unimplemented)\n" in out
+    assert (
+        "acme.shop.v1.Catalog (4 methods, behaviours: GetProduct, ListProducts, "
+        "unimplemented: UpdateProduct)" in out
+    )
+    assert "Orders/CreateOrder (Orders.CreateOrder at" in out  # its behaviour never runs: said

@@ -179,6 +179,8 @@ class EmulatorServer:
         old = self.snapshot
         snapshot.defaults.anchor(self.clock.frozen)
         self.snapshot = snapshot  # the swap: each new call reads this reference once
+        for warning in snapshot.warnings:
+            log.warning("%s", warning)
         snapshot.defaults.anchor(self.clock.frozen)  # the clock may have moved meanwhile
         if self._server is not None:
             await self._report_health(old.health_services, snapshot.health_services)
@@ -239,6 +241,8 @@ class EmulatorServer:
         if on_listening is not None:
             on_listening()
         warn_if_exposed(self.config)
+        for warning in self.snapshot.warnings:
+            log.warning("%s", warning)
         self.faults.restart_clock()  # fault windows count from here
         await self._health_windows.start()  # and health windows too, in the same clock
         return port

@@ -12,7 +12,6 @@ own method spec.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -37,8 +36,6 @@ from emulator.security.setup import check_policy
 
 __all__ = ["Runtime", "Served", "Snapshot", "build_snapshot", "check_snapshot"]
 
-log = logging.getLogger("emulator")
-
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
@@ -61,6 +58,8 @@ class Snapshot:
     services: tuple[str, ...]  # every service listed: the contracts' own, health, reflection
     unimplemented: UnimplementedResponder  # methods the config marks unimplemented
     catalogue: Catalogue  # what reflection shows of it
+    # Said once it serves (after `emulator listening on`, which stays the first line of stdout).
+    warnings: tuple[str, ...] = ()
     runtime: Runtime  # the server it was built for
 
     @property
@@ -101,13 +100,11 @@ def build_snapshot(
     unimplemented = UnimplementedResponder(
         contracts.methods, config.unimplemented, config.unimplemented_hidden
     )
-    for impl in registry:
-        if impl.spec.path in unimplemented.messages:
-            log.warning(
-                "%s (%s) never runs: the config marks the method unimplemented",
-                impl.spec.name,
-                impl.origin,
-            )
+    warnings = tuple(
+        f"{impl.spec.name} ({impl.origin}) never runs: the config marks the method unimplemented"
+        for impl in registry
+        if impl.spec.path in unimplemented.messages
+    )
     behaviours = BehaviorResponder(
         registry,
         defaults,
@@ -136,6 +133,7 @@ def build_snapshot(
         services=listed,
         unimplemented=unimplemented,
         catalogue=Catalogue(contracts, listed, unimplemented.hidden),
+        warnings=warnings,
         runtime=runtime,
     )
 

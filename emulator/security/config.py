@@ -104,7 +104,11 @@ class AuthConfig:
         default_factory=dict, metadata={"help": "method pattern → scopes a caller needs"}
     )
     exempt: tuple[str, ...] = field(
-        default=BUILTIN_EXEMPT, metadata={"help": "method patterns that need no token"}
+        default=BUILTIN_EXEMPT,
+        metadata={
+            "help": "method patterns that need no token; replaces the default (health and "
+            "reflection), so list them too to keep them open"
+        },
     )
 
     @property

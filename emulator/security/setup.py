@@ -14,7 +14,7 @@ import grpc
 
 from emulator.chain import Interceptor
 from emulator.config import Config
-from emulator.contracts.patterns import served_paths
+from emulator.contracts.patterns import method_matches, served_paths
 from emulator.errors import ConfigError, RpcAbort
 from emulator.security.authz import Policy
 
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("emulator")
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 @dataclass
@@ -189,6 +190,15 @@ def _loopback(host: str) -> bool:
 
 
 def warn_if_exposed(config: Config) -> None:
+    auth = config.auth
+    if auth.enabled and not any(method_matches(p, _HEALTH_CHECK) for p in auth.exempt):
+        # `auth.exempt` (the file's list, --auth-exempt, EMULATOR_AUTH_EXEMPT) replaces the
+        # default list: a probe that sends no token then fails, with nothing else to say why.
+        log.warning(
+            "grpc.health.v1.Health needs a token: auth.exempt no longer lists it, so health "
+            "probes without one are refused; add grpc.health.v1.Health/* (and the reflection "
+            "services, for grpcurl) to auth.exempt to keep them open"
+        )
     host = config.server.host
     if _loopback(host) or config.tls.enabled:
         return
