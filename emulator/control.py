@@ -18,6 +18,7 @@ state and sessions join here as they arrive.
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -57,17 +58,27 @@ _STATUSES = {
 
 
 class Override:
-    """Behaviour replaced for some methods; `undo()` (or leaving the `with` block) restores it."""
+    """Behaviour replaced for some methods; `undo()` (or leaving the `with` block) restores it.
 
-    def __init__(self, registry: Registry, impls: Sequence[Implementation]) -> None:
-        self._registry = registry
-        self._previous = [(i.spec.path, registry.replace(i, i.spec.path)) for i in impls]
+    Overrides of one method stack: undoing one, in any order, leaves the newest of those still
+    active answering, or the method's own behaviour once none is."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        impls: Sequence[Implementation],
+        on_undo: Callable[[Override], None],
+    ) -> None:
+        self.registry = registry  # the snapshot's: overrides end with it
+        self.impls = tuple(impls)
         self.methods = tuple(i.spec.name for i in impls)
+        self._on_undo = on_undo
+        self.active = True
 
     def undo(self) -> None:
-        for path, previous in reversed(self._previous):
-            self._registry.replace(previous, path)
-        self._previous = []
+        if self.active:
+            self.active = False
+            self._on_undo(self)
 
     def __enter__(self) -> Override:
         return self
@@ -80,12 +91,18 @@ class FaultHandle:
     """A fault added at runtime; `undo()` (or leaving the `with` block) removes it. Its counts
     stay readable afterwards: they stop at what the rule saw while it was active."""
 
-    def __init__(self, engine: FaultInterceptor, rule: Rule) -> None:
+    def __init__(
+        self,
+        engine: FaultInterceptor,
+        rule: Rule,
+        on_undo: Callable[[FaultHandle], None] = lambda handle: None,
+    ) -> None:
         self._engine = engine
         self.rule = rule
         self.name = rule.name
         engine.add(rule)
         self._final: tuple[int, int] | None = None
+        self._on_undo = on_undo
 
     @property
     def active(self) -> bool:
@@ -110,6 +127,7 @@ class FaultHandle:
             # what happened inside its `with` block.
             self._final = (self.rule.matched, self.rule.injected)
             self._engine.remove(self.rule)
+            self._on_undo(self)
 
     def __enter__(self) -> FaultHandle:
         return self
@@ -156,9 +174,29 @@ class ControlPlane:
             impls = [Implementation(spec=spec, func=fn, style=style, origin=origin)]
         else:
             impls = bind(self._server.contracts, target)
-        override = Override(self._server.registry, impls)
+        registry = self._server.registry
+        override = Override(registry, impls, self._override_undone)
+        for impl in impls:
+            registry.replace(impl, impl.spec.path)
         self._overrides.append(override)
         return override
+
+    def _override_undone(self, override: Override) -> None:
+        self._overrides.remove(override)
+        registry = override.registry
+        if registry is not self._server.registry:
+            return  # a swap has replaced its snapshot: nothing of it is served any more
+        for impl in override.impls:
+            path = impl.spec.path
+            # The newest override of the method still active, or its own behaviour.
+            newest = [
+                i
+                for o in self._overrides
+                if o.registry is registry
+                for i in o.impls
+                if i.spec.path == path
+            ]
+            registry.replace(newest[-1] if newest else registry.built(path), path)
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -166,7 +204,11 @@ class ControlPlane:
         """A fault rule (one `faults:` entry of emulator.yaml), checked against the contracts
         and active until removed or `reset()`."""
         data = dict(rule)
-        data.setdefault("name", f"fault-{len(self._faults) + 1}")
+        if "name" not in data:
+            taken = {r.name for r in self._server.faults.rules}
+            data["name"] = next(
+                name for n in itertools.count(1) if (name := f"fault-{n}") not in taken
+            )
         config = Config.from_mapping({"faults": [data]}, source=source).faults[0]
         engine = self._server.faults
         if config.health is not None:
@@ -176,7 +218,9 @@ class ControlPlane:
         contracts = self._server.contracts
         check_method(config.match.method, contracts, f"fault {config.name}: match.method")
         check_request_match(config, contracts, f"fault {config.name}: match.request")
-        handle = FaultHandle(engine, compile_rule(config, f"fault {config.name}"))
+        handle = FaultHandle(
+            engine, compile_rule(config, f"fault {config.name}"), self._faults.remove
+        )
         self._faults.append(handle)
         return handle
 
@@ -246,9 +290,13 @@ class ControlPlane:
     # -- reset -------------------------------------------------------------------------------
 
     async def _reset_health(self, services: Sequence[str]) -> None:
-        serving = health_pb2.HealthCheckResponse.SERVING
+        """Back to what the server says without a test: SERVING, or a health fault window's
+        status; a service a swap has removed stays unknown."""
+        server = self._server
+        served = {"", *server.snapshot.health_services}
         for service in services:
-            await self._server.health.set(service, serving)
+            if service in served:
+                await server.health.set(service, server.health_windows.status_of(service))
 
     def reset(self) -> None:
         """Journal, overrides, faults (and their counters), shared state, clock, per-call rngs,
@@ -257,12 +305,10 @@ class ControlPlane:
         if self._health_set:
             services, self._health_set = sorted(self._health_set), set()
             server.run_on_loop(self._reset_health(services))
-        for override in reversed(self._overrides):
+        for override in reversed(list(self._overrides)):  # (each leaves the list)
             override.undo()
-        self._overrides.clear()
-        for handle in reversed(self._faults):
+        for handle in reversed(list(self._faults)):
             handle.undo()
-        self._faults.clear()
         server.faults.reset()
         server.registry.restore()  # the behaviours of the snapshot being served
         server.journal.clear()

@@ -188,3 +188,31 @@ async def test_set_health_refuses_unknown_services_and_statuses() -> None:
                 if reply.status == HEALTH.SERVING:
                     break
             assert reply.status == HEALTH.SERVING
+
+
+def test_overrides_of_one_method_undo_in_any_order(emu: Emulator, control: ControlPlane) -> None:
+    default = get(emu).name
+    first = control.override(GET_PRODUCT, lambda request, ctx: {"name": "A"})
+    second = control.override(GET_PRODUCT, lambda request, ctx: {"name": "B"})
+    assert get(emu).name == "B"
+    first.undo()  # the older one goes: the newer still answers
+    assert get(emu).name == "B"
+    second.undo()
+    assert get(emu).name == default
+    first.undo()  # twice is harmless
+
+
+def test_unnamed_faults_take_a_free_name_and_undone_ones_are_forgotten(
+    control: ControlPlane,
+) -> None:
+    rule = {"match": {"method": GET_PRODUCT}, "delay": {"fixed": 0}}
+    taken = control.add_fault({**rule, "name": "fault-1"})
+    unnamed = control.add_fault(rule)
+    assert unnamed.name == "fault-2"
+    for _ in range(50):
+        with control.add_fault(rule):
+            pass
+    assert set(control.fault_stats()) == {"fault-1", "fault-2"}
+    assert len(control._faults) == 2  # undone handles are not kept until reset()
+    taken.undo()
+    unnamed.undo()

@@ -282,3 +282,40 @@ async def test_a_snapshot_built_again_runs_the_changed_behaviour_file(
         file.write_text(code.format(answer="after!"))
         await emu.server.swap(emu.server.build_snapshot())
         assert (await emu.stub(ECHO).Say({})).text == "after!"
+
+
+# v4 gives Say another output type: records from before the swap keep theirs.
+V4 = V1.replace(
+    "message Msg { string text = 1; }",
+    "message Msg { string text = 1; }\nmessage Out { int32 n = 1; }",
+).replace("rpc Say(Msg) returns (Msg);", "rpc Say(Msg) returns (Out);")
+
+
+async def test_journal_records_from_before_a_swap_decode_with_their_own_types(
+    tmp_path: Path, v1: Path
+) -> None:
+    async with Emulator(protos=v1, behaviors=[EchoV1()]) as emu:
+        await emu.stub(ECHO).Say({"text": "hi"})
+        new = emu.server.build_snapshot([], contracts=contracts_of(tmp_path, "v4", V4))
+        await emu.server.swap(new)
+        await emu.stub(ECHO).Say({"text": "again"})
+        before, after = emu.calls(f"{ECHO}/Say")
+        assert before.response.DESCRIPTOR.full_name == "swap.v1.Msg"
+        assert before.response.text == "v1"
+        assert after.response.DESCRIPTOR.full_name == "swap.v1.Out"
+
+
+async def test_reset_leaves_a_service_a_swap_removed_unknown_to_health(
+    tmp_path: Path, v1: Path
+) -> None:
+    async with Emulator(protos=v1) as emu:
+        await emu.control.set_health(ECHO, "NOT_SERVING")
+        without = V1.replace("service Echo", "service Other")
+        await emu.server.swap(
+            emu.server.build_snapshot([], contracts=contracts_of(tmp_path, "x", without))
+        )
+        emu.reset()
+        for _ in range(3):
+            await asyncio.sleep(0)  # reset() on the loop applies health at the next turns
+        assert await health_status(emu, ECHO) == grpc.StatusCode.NOT_FOUND
+        assert await health_status(emu, "") == health_pb2.HealthCheckResponse.SERVING

@@ -332,8 +332,13 @@ def test_the_banner_marks_unimplemented_methods_and_warns_after_it() -> None:
     with EmulateProcess(
         *args, *more, "--unimplemented-hidden", "acme.shop.v1.Catalog/UpdateProduct"
     ) as proc:
+        assert proc.proc.stdout is not None
+        # The warnings follow the banner (read them before stop(): communicate() would miss
+        # lines already in the pipe's read buffer).
+        warnings = [proc.proc.stdout.readline() for _ in range(3)]
         code, out, _ = proc.stop()
     assert code == 0
+    out += "".join(warnings)
     assert "  acme.shop.v1.Orders (5 methods, unimplemented)\n" in out
     assert (
         "acme.shop.v1.Catalog (4 methods, behaviours: GetProduct, ListProducts, "

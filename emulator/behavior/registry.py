@@ -93,6 +93,10 @@ class Registry:
             self._impls[path] = impl
         return previous
 
+    def built(self, path: str) -> Implementation | None:
+        """What `path` had when the registry was built: its behaviour, or None."""
+        return self._built.get(path)
+
     def restore(self) -> None:
         """Back to the behaviours it was built with: every `replace()` (a test's override)
         undone at once. Each snapshot has a registry of its own, so after a swap this restores

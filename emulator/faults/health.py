@@ -73,6 +73,10 @@ class HealthWindows:
         if self._moved is not None:
             self._moved.set()  # the task picks its next edge among the new rules
 
+    def status_of(self, name: str) -> int:
+        """The status the windows report for `name` now (SERVING outside every window)."""
+        return int(self._reported.get(name, SERVING))
+
     def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self._clock.listeners.remove(self._clock_moved)

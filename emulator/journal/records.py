@@ -38,9 +38,9 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 M = TypeVar("M", bound=Message)
 
 # What the journal keeps of a finished call, until a read makes a CallRecord of it:
-# (method path, metadata, trailers, peer, status code number, details, started, duration,
-# faults, requests, responses, request count, response count): only strings, bytes, numbers
-# and tuples of them, which the garbage collector stops tracking.
+# (number of the method spec, metadata, trailers, peer, status code number, details, started,
+# duration, faults, requests, responses, request count, response count): only strings, bytes,
+# numbers and tuples of them, which the garbage collector stops tracking.
 _Kept: TypeAlias = tuple[Any, ...]
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _NUMBERS = {code: number for number, code in _CODES.items()}
@@ -244,9 +244,11 @@ class Journal(Interceptor):
         # Entries are (index, bytes, what a record needs); a read turns them into CallRecords
         # once, so the call path pays for one tuple and an append.
         self._entries: deque[tuple[int, int, _Kept | CallRecord]] = deque()
-        # Method path → its spec, kept apart so that entries hold only strings, bytes and
-        # numbers; one per method served.
-        self._specs: dict[str, MethodSpec] = {}
+        # Each method spec once (by identity: a swapped snapshot has specs of its own, whose
+        # message types may differ under the same path), kept apart so that entries hold only
+        # strings, bytes and numbers: an entry names its spec by position.
+        self._spec_numbers: dict[int, int] = {}
+        self._specs: list[MethodSpec] = []
         self._limit = limit
         self._max_bytes = max_bytes
         self._bytes = 0  # message bytes the entries hold
@@ -268,8 +270,11 @@ class Journal(Interceptor):
         # strings, bytes and numbers, so thousands of kept calls cost its collections next to
         # nothing (kept as Call objects they cost 15 µs a call), and the Call is freed now.
         spec = call.spec
+        number = self._spec_numbers.get(id(spec))
+        if number is None:
+            number = self._number(spec)
         kept: _Kept = (
-            spec.path,
+            number,
             call.metadata,
             call.trailers,
             call.peer,
@@ -286,7 +291,6 @@ class Journal(Interceptor):
         with self._lock:  # uncontended but for reads and clear(): index and entry stay together
             if call.started < self._cleared_at:
                 return  # a call from before the last reset (an earlier test) finishing late
-            self._specs[spec.path] = spec  # (a swap may serve another spec under the path)
             entries = self._entries
             entries.append((next(self._counter), size, kept))
             self._bytes += size
@@ -294,6 +298,14 @@ class Journal(Interceptor):
                 self._bytes > self._max_bytes and len(entries) > 1
             ):
                 self._bytes -= entries.popleft()[1]
+
+    def _number(self, spec: MethodSpec) -> int:
+        with self._lock:
+            number = self._spec_numbers.get(id(spec))
+            if number is None:
+                number = self._spec_numbers[id(spec)] = len(self._specs)
+                self._specs.append(spec)  # held, so its id is never reused
+            return number
 
     def records(self) -> list[CallRecord]:
         if self.settle is not None:
@@ -316,6 +328,7 @@ class Journal(Interceptor):
             self._entries.clear()
             self._bytes = 0
             self._counter = itertools.count(1)
+
             self._cleared_at = time.time()
 
 

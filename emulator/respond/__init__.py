@@ -15,7 +15,7 @@ RPC kind. The four kinds meet grpc in `emulator.runtime.handlers`, and only ther
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 from google.protobuf.message import DecodeError, Message
@@ -34,9 +34,9 @@ __all__ = [
     "parse",
 ]
 
-# The messages of the answer, or, for an answer of one message known at once, its bytes (a
-# unary call's cached default, say: no async iterator to make and drive for it).
-Answer: TypeAlias = Callable[["Exchange"], "AsyncIterator[bytes] | bytes"]
+# The messages of the answer; for a unary response, also an awaitable of its one message, or
+# its bytes when known at once (a cached default, say): no async iterator to make and drive.
+Answer: TypeAlias = Callable[["Exchange"], "AsyncIterator[bytes] | Awaitable[bytes] | bytes"]
 
 
 class BadRequest(Exception):

@@ -64,35 +64,45 @@ class BehaviorResponder(Responder):
         impl = self.registry.get(call.spec.path)
         return None if impl is None else functools.partial(self.answer, impl)
 
-    async def answer(self, impl: Implementation, exchange: Exchange) -> AsyncIterator[bytes]:
+    def answer(
+        self, impl: Implementation, exchange: Exchange
+    ) -> AsyncIterator[bytes] | Awaitable[bytes]:
+        # One response message: a coroutine, cheaper per call than an async generator.
+        if exchange.call.spec.kind.server_streaming:
+            return self._stream(impl, exchange)
+        return self._unary(impl, exchange)
+
+    def _start(self, impl: Implementation, exchange: Exchange) -> tuple[Any, Any]:
+        """The behaviour's `ctx` and its first argument: the request, or the request stream."""
         call, defaults = exchange.call, self.defaults
         spec = call.spec
-        kind = spec.kind
         ctx = exchange.context_for(call, lambda: defaults.response(spec, exchange.default_key()))
-        argument: Any
-        if kind.client_streaming:
+        if spec.kind.client_streaming:
             stream = exchange.messages()
-            argument = stream if impl.style.is_async else _SyncIterator(stream, ctx)
-        else:
-            argument = parse(call, exchange.request)
+            return ctx, stream if impl.style.is_async else _SyncIterator(stream, ctx)
+        return ctx, parse(call, exchange.request)
+
+    def _default(self, exchange: Exchange) -> Callable[[], bytes]:
+        spec = exchange.call.spec
 
         def default() -> bytes:
-            return defaults.response_bytes(spec, exchange.default_key(), exchange.default_index())
+            key, index = exchange.default_key(), exchange.default_index()
+            return self.defaults.response_bytes(spec, key, index)
 
-        try:
-            if kind.server_streaming:
-                async for item in self._results(call, impl, argument, ctx):
-                    yield self._encode(item, impl, default)
-            else:
-                yield self._encode(await self._run(call, impl, argument, ctx), impl, default)
-        except Escaped as exc:
-            exc.where = impl.raised_at(exc.original)
-            raise
-        except _ANSWERED:
-            raise
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            # Said where, the UNKNOWN status and the log line point at the behaviour's line.
-            raise Escaped(exc, where=impl.raised_at(exc)) from exc
+        return default
+
+    async def _unary(self, impl: Implementation, exchange: Exchange) -> bytes:
+        with _Located(impl):
+            ctx, argument = self._start(impl, exchange)
+            result = await self._run(exchange.call, impl, argument, ctx)
+            return self._encode(result, impl, self._default(exchange))
+
+    async def _stream(self, impl: Implementation, exchange: Exchange) -> AsyncIterator[bytes]:
+        with _Located(impl):
+            ctx, argument = self._start(impl, exchange)
+            default = self._default(exchange)
+            async for item in self._results(exchange.call, impl, argument, ctx):
+                yield self._encode(item, impl, default)
 
     def _encode(self, value: object, impl: Implementation, default: Callable[[], bytes]) -> bytes:
         if value is None:
@@ -150,6 +160,30 @@ class BehaviorResponder(Responder):
         finally:
             if hasattr(source, "close"):  # a cancelled call runs the generator's `finally` now
                 loop.run_in_executor(pool, _close, source)
+
+
+class _Located:
+    """Says where in the behaviour an exception left it, so that the UNKNOWN status and the
+    log line point at the behaviour's line; RpcAbort and its kin pass as they are."""
+
+    __slots__ = ("impl",)
+
+    def __init__(self, impl: Implementation) -> None:
+        self.impl = impl
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc is None or isinstance(exc, _ANSWERED):
+            return
+        if isinstance(exc, Escaped):
+            exc.where = self.impl.raised_at(exc.original)
+            return
+        if isinstance(exc, Exception | SystemExit | KeyboardInterrupt):
+            raise Escaped(exc, where=self.impl.raised_at(exc)) from exc
 
 
 async def within(call: Call, step: Awaitable[Any]) -> Any:

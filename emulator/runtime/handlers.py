@@ -18,7 +18,14 @@ import functools
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeAlias
 
@@ -282,8 +289,8 @@ class Dispatcher:
             await self._unary_start(call, request)
             answer = self.pick(call, route.responders)
             answers = answer(self.exchange(call, grpc_ctx, request=request))
-            if isinstance(answers, bytes):
-                yield await self.respond(call, grpc_ctx, answers)
+            if not isinstance(answers, AsyncIterator):  # one message, ready or awaited
+                yield await self.respond(call, grpc_ctx, await _single(answers))
                 return
             async for data in answers:
                 yield await self.respond(call, grpc_ctx, data)
@@ -305,17 +312,19 @@ class Dispatcher:
             await self.chain.before(call)
             answer = self.pick(call, route.responders)
             answers = answer(self.exchange(call, grpc_ctx, stream=requests))
-            if isinstance(answers, bytes):
-                yield await self.respond(call, grpc_ctx, answers)
+            if not isinstance(answers, AsyncIterator):  # one message, ready or awaited
+                yield await self.respond(call, grpc_ctx, await _single(answers))
                 return
             async for data in answers:
                 yield await self.respond(call, grpc_ctx, data)
 
 
-async def _single(answers: AsyncIterator[bytes] | bytes) -> bytes:
+async def _single(answers: AsyncIterator[bytes] | Awaitable[bytes] | bytes) -> bytes:
     """The one message a unary response has (responders yield exactly one)."""
     if isinstance(answers, bytes):
         return answers
+    if not isinstance(answers, AsyncIterator):
+        return await answers
     out = b""
     async for out in answers:  # noqa: B007 - the last (only) one is the answer
         pass

@@ -115,6 +115,11 @@ class EmulatorServer:
         self.port: int | None = None
 
     @property
+    def health_windows(self) -> HealthWindows:
+        """The health fault windows, and the statuses they report."""
+        return self._health_windows
+
+    @property
     def contracts(self) -> Contracts:
         return self.snapshot.contracts
 

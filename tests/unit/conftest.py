@@ -3,7 +3,7 @@ small compiled contract, with no server: `call("Unary")` is a call of /unit.v1.E
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import pytest
@@ -71,8 +71,10 @@ async def stream_of(*messages: bytes) -> AsyncIterator[bytes]:
         yield message
 
 
-async def collect(answers: AsyncIterator[bytes] | bytes) -> list[bytes]:
-    """An answer's messages: one answer of a single message ready at once is its bytes."""
+async def collect(answers: AsyncIterator[bytes] | Awaitable[bytes] | bytes) -> list[bytes]:
+    """An answer's messages: an answer of one message may be its bytes, or an awaitable."""
     if isinstance(answers, bytes):
         return [answers]
+    if not isinstance(answers, AsyncIterator):
+        return [await answers]
     return [answer async for answer in answers]
