@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from emulator._schema import ByteSize, Duration, build, invalid, parse_duration, where
 from emulator.errors import ConfigError
+from emulator.faults.checks import check_faults
 from emulator.faults.config import FaultConfig, RateLimitConfig
 from emulator.security.config import (
     BUILTIN_EXEMPT,
@@ -25,6 +26,7 @@ from emulator.security.config import (
     JwtKeyConfig,
     StaticTokenConfig,
     TlsConfig,
+    check_security,
 )
 
 __all__ = [
@@ -336,25 +338,8 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
         raise bad(
             "journal.keep_messages", f"must be at least 1, got {config.journal.keep_messages}"
         )
-    tls = config.tls
-    if bool(tls.cert) != bool(tls.key):
-        raise bad("tls.cert" if not tls.cert else "tls.key", "tls needs both cert and key")
-    if (tls.client_ca or tls.allowed_clients) and not tls.cert:
-        key = "tls.client_ca" if tls.client_ca else "tls.allowed_clients"
-        raise bad(key, "client certificates need TLS: set tls.cert and tls.key")
-    if tls.allowed_clients and not tls.client_ca:
-        raise bad("tls.allowed_clients", "an allowlist needs client certificates: set client_ca")
-    for i, token in enumerate(config.auth.tokens):
-        if not token.strip() or token != token.strip():
-            problem = "a static token must not be empty nor start or end with a space"
-            raise bad(f"auth.tokens[#{i + 1}]", problem)
-    if config.auth.jwt is not None and not config.auth.jwt.keys:
-        raise bad(
-            "auth.jwt.keys",
-            "JWT settings need at least one key: list auth.jwt.keys (file or secret_env) "
-            "in the config file, or pass --jwt-key FILE or --jwt-secret-env NAME",
-        )
-    _check_faults(config, bad)
+    check_security(config.tls, config.auth, bad)
+    check_faults(config.faults, config.rate_limits, config.max_active_faults, bad)
     _check_host(config.server.host, bad)
 
 
@@ -374,84 +359,3 @@ def _check_host(host: str, bad: Any) -> None:
             ) from None
     elif any(c.isspace() or c in "[]/" for c in host):
         raise bad("server.host", f"{host!r} is not a host name or IP address")
-
-
-_STATUS_NAMES = frozenset(
-    {
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    }
-)
-
-
-def _check_faults(config: Config, bad: Any) -> None:
-    names: set[str] = set()
-    for i, rule in enumerate(config.faults):
-        at = f"faults[{i}]"
-        if not rule.name:
-            raise bad(f"{at}.name", "every fault needs a name (for logs, journal and counters)")
-        if rule.name in names:
-            raise bad(f"{at}.name", f"{rule.name!r} is used by another fault")
-        names.add(rule.name)
-        at = f"faults[{i}] ({rule.name})"
-        when = rule.when
-        if not 0 <= when.probability <= 1:
-            raise bad(f"{at}.when.probability", f"must be 0 to 1, got {when.probability}")
-        if any(n < 1 for n in when.calls) or when.after_calls < 0:
-            raise bad(f"{at}.when", "calls count from 1 and after_calls from 0")
-        if rule.abort is not None and rule.abort.code.upper() not in _STATUS_NAMES:
-            raise bad(
-                f"{at}.abort.code",
-                f"unknown status code {rule.abort.code!r}; use one of "
-                f"{', '.join(sorted(_STATUS_NAMES))}",
-            )
-        if rule.abort is not None and rule.abort.details:
-            from emulator.faults.rules import compile_abort  # grpc and protobuf: only when needed
-
-            try:
-                compile_abort(rule.abort, f"{at}.abort")
-            except ConfigError as exc:  # add the file and line
-                raise bad(exc.key or f"{at}.abort", exc.problem) from None
-        if rule.delay is not None:
-            delay = rule.delay
-            kinds = [
-                delay.fixed is not None,
-                bool(delay.uniform),
-                delay.normal is not None,
-                delay.lognormal is not None,
-            ]
-            if sum(kinds) != 1:
-                raise bad(f"{at}.delay", "give exactly one of fixed, uniform, normal, lognormal")
-            if delay.uniform and (len(delay.uniform) != 2 or delay.uniform[0] > delay.uniform[1]):
-                raise bad(f"{at}.delay.uniform", "expected [low, high] with low <= high")
-            if delay.lognormal is not None and delay.lognormal.sigma < 0:
-                raise bad(f"{at}.delay.lognormal.sigma", "must not be negative")
-            if delay.lognormal is not None and delay.lognormal.median <= 0:
-                raise bad(f"{at}.delay.lognormal.median", "must be positive")
-        if rule.stream is not None and (rule.stream.abort_after or 0) < 0:
-            raise bad(f"{at}.stream.abort_after", "must not be negative")
-        effects = [rule.abort, rule.delay, rule.stream, rule.deadline, rule.health]
-        if all(e is None for e in effects):
-            raise bad(at, "a fault needs abort, delay, stream, deadline or health")
-    for i, limit in enumerate(config.rate_limits):
-        at = f"rate_limits[{i}]" + (f" ({limit.name})" if limit.name else "")
-        if limit.rps <= 0:
-            raise bad(f"{at}.rps", f"must be positive, got {limit.rps}")
-        if limit.burst < 1:
-            raise bad(f"{at}.burst", f"must be at least 1, got {limit.burst}")
-    if config.max_active_faults is not None and config.max_active_faults < 0:
-        raise bad("max_active_faults", "must not be negative")

@@ -4,6 +4,7 @@ credentials and interceptors by `emulator.security.setup`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emulator._schema import Duration
@@ -15,6 +16,7 @@ __all__ = [
     "JwtKeyConfig",
     "StaticTokenConfig",
     "TlsConfig",
+    "check_security",
 ]
 
 BUILTIN_EXEMPT = (
@@ -114,3 +116,25 @@ class AuthConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.tokens or self.jwt)
+
+
+def check_security(tls: TlsConfig, auth: AuthConfig, bad: Callable[[str, str], Exception]) -> None:
+    """The `tls` and `auth` keys that go together; `bad(key, problem)` makes the error (with
+    the file and line of the key)."""
+    if bool(tls.cert) != bool(tls.key):
+        raise bad("tls.cert" if not tls.cert else "tls.key", "tls needs both cert and key")
+    if (tls.client_ca or tls.allowed_clients) and not tls.cert:
+        key = "tls.client_ca" if tls.client_ca else "tls.allowed_clients"
+        raise bad(key, "client certificates need TLS: set tls.cert and tls.key")
+    if tls.allowed_clients and not tls.client_ca:
+        raise bad("tls.allowed_clients", "an allowlist needs client certificates: set client_ca")
+    for i, token in enumerate(auth.tokens):
+        if not token.strip() or token != token.strip():
+            problem = "a static token must not be empty nor start or end with a space"
+            raise bad(f"auth.tokens[#{i + 1}]", problem)
+    if auth.jwt is not None and not auth.jwt.keys:
+        raise bad(
+            "auth.jwt.keys",
+            "JWT settings need at least one key: list auth.jwt.keys (file or secret_env) "
+            "in the config file, or pass --jwt-key FILE or --jwt-secret-env NAME",
+        )
