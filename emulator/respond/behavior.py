@@ -82,31 +82,26 @@ class BehaviorResponder(Responder):
             return ctx, stream if impl.style.is_async else _SyncIterator(stream, ctx)
         return ctx, parse(call, exchange.request)
 
-    def _default(self, exchange: Exchange) -> Callable[[], bytes]:
-        spec = exchange.call.spec
-
-        def default() -> bytes:
-            key, index = exchange.default_key(), exchange.default_index()
-            return self.defaults.response_bytes(spec, key, index)
-
-        return default
-
     async def _unary(self, impl: Implementation, exchange: Exchange) -> bytes:
-        with _Located(impl):
+        try:
             ctx, argument = self._start(impl, exchange)
             result = await self._run(exchange.call, impl, argument, ctx)
-            return self._encode(result, impl, self._default(exchange))
+            return self._encode(result, impl, exchange)
+        except BaseException as exc:
+            raise _located(exc, impl)  # noqa: B904 - it chains what it wraps itself
 
     async def _stream(self, impl: Implementation, exchange: Exchange) -> AsyncIterator[bytes]:
-        with _Located(impl):
+        try:
             ctx, argument = self._start(impl, exchange)
-            default = self._default(exchange)
             async for item in self._results(exchange.call, impl, argument, ctx):
-                yield self._encode(item, impl, default)
+                yield self._encode(item, impl, exchange)
+        except BaseException as exc:
+            raise _located(exc, impl)  # noqa: B904 - it chains what it wraps itself
 
-    def _encode(self, value: object, impl: Implementation, default: Callable[[], bytes]) -> bytes:
-        if value is None:
-            return default()
+    def _encode(self, value: object, impl: Implementation, exchange: Exchange) -> bytes:
+        if value is None:  # the default response
+            key, index = exchange.default_key(), exchange.default_index()
+            return self.defaults.response_bytes(impl.spec, key, index)
         msg = to_message(value, impl.spec.output_class, self.descriptor_pool, impl.origin)
         return msg.SerializeToString()
 
@@ -162,28 +157,20 @@ class BehaviorResponder(Responder):
                 loop.run_in_executor(pool, _close, source)
 
 
-class _Located:
-    """Says where in the behaviour an exception left it, so that the UNKNOWN status and the
-    log line point at the behaviour's line; RpcAbort and its kin pass as they are."""
-
-    __slots__ = ("impl",)
-
-    def __init__(self, impl: Implementation) -> None:
-        self.impl = impl
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        if exc is None or isinstance(exc, _ANSWERED):
-            return
-        if isinstance(exc, Escaped):
-            exc.where = self.impl.raised_at(exc.original)
-            return
-        if isinstance(exc, Exception | SystemExit | KeyboardInterrupt):
-            raise Escaped(exc, where=self.impl.raised_at(exc)) from exc
+def _located(exc: BaseException, impl: Implementation) -> BaseException:
+    """What to raise for `exc` leaving a behaviour: it, told where in the behaviour it left
+    (so the UNKNOWN status and the log line point at the behaviour's line), or an `Escaped`
+    that carries it; RpcAbort and its kin, cancellation and GeneratorExit pass as they are."""
+    if isinstance(exc, _ANSWERED):
+        return exc
+    if isinstance(exc, Escaped):
+        exc.where = impl.raised_at(exc.original)
+        return exc
+    if isinstance(exc, Exception | SystemExit | KeyboardInterrupt):
+        escaped = Escaped(exc, where=impl.raised_at(exc))
+        escaped.__cause__ = exc
+        return escaped
+    return exc
 
 
 async def within(call: Call, step: Awaitable[Any]) -> Any:

@@ -27,6 +27,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, NoReturn, Protocol, TypeAlias
 
 import grpc
@@ -171,7 +172,13 @@ class Dispatcher:
             await self.chain.before_response(call, len(call.responses))
         ctx = call.context
         if ctx is not None or self.compression is not None:
-            await self.headers(call, grpc_ctx, first=len(call.responses) == 0)
+            first = not call.responses
+            if (ctx is not None and (ctx.initial_metadata or ctx._compression)) or (
+                first and self.compression is not None
+            ):
+                await self.headers(call, grpc_ctx, first=first)
+            elif first:
+                ctx._compression_sent = "identity"  # (what headers() would note: nothing)
         if ctx is not None and ctx._uncompressed_next:
             grpc_ctx.disable_next_message_compression()
             ctx._uncompressed_next = False
@@ -247,7 +254,8 @@ class Dispatcher:
         ctx = call.context
         if ctx is None:
             return
-        await self.headers(call, grpc_ctx)
+        if ctx.initial_metadata or ctx._compression:
+            await self.headers(call, grpc_ctx)
         if ctx.trailing_metadata:
             grpc_ctx.set_trailing_metadata(ctx.trailing_metadata)
             call.trailers = ctx.trailing_metadata
@@ -279,7 +287,7 @@ class Dispatcher:
             await self._unary_start(call, request)
             answer = self.pick(call, route.responders)
             answers = answer(self.exchange(call, grpc_ctx, request=request))
-            out = answers if type(answers) is bytes else await _single(answers)
+            out = answers if isinstance(answers, bytes) else await _one(answers)
             return await self.respond(call, grpc_ctx, out)
 
     async def unary_stream(
@@ -302,7 +310,7 @@ class Dispatcher:
             await self.chain.before(call)
             answer = self.pick(call, route.responders)
             answers = answer(self.exchange(call, grpc_ctx, stream=requests))
-            out = answers if type(answers) is bytes else await _single(answers)
+            out = answers if isinstance(answers, bytes) else await _one(answers)
             return await self.respond(call, grpc_ctx, out)
 
     async def stream_stream(
@@ -317,6 +325,11 @@ class Dispatcher:
                 return
             async for data in answers:
                 yield await self.respond(call, grpc_ctx, data)
+
+
+def _one(answers: AsyncIterator[bytes] | Awaitable[bytes]) -> Awaitable[bytes]:
+    """What to await for a unary answer: a coroutine itself, no layer around it."""
+    return answers if type(answers) is CoroutineType else _single(answers)
 
 
 async def _single(answers: AsyncIterator[bytes] | Awaitable[bytes] | bytes) -> bytes:
