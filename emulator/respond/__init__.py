@@ -36,6 +36,8 @@ __all__ = [
 
 # The messages of the answer; for a unary response, also an awaitable of its one message, or
 # its bytes when known at once (a cached default, say): no async iterator to make and drive.
+_TURNS_FOR_A_CANCEL = 3
+
 Answer: TypeAlias = Callable[["Exchange"], "AsyncIterator[bytes] | Awaitable[bytes] | bytes"]
 
 
@@ -108,11 +110,13 @@ class Exchange:
             yield message
         # grpc ends the request stream the same way when the client cancels (or its deadline
         # passes) as when it finishes sending: tell them apart, or a default would answer.
-        # The cancellation comes with the end of the stream: one loop turn lets grpc deliver it
-        # (the task is then cancelled right here).
-        await asyncio.sleep(0)
-        if self._grpc_ctx.cancelled() or past_deadline(call):
-            raise ClientGone
+        # The cancellation comes with the end of the stream: a loop turn or two lets grpc deliver
+        # it (the task is then cancelled right here); one was not always enough on a loaded
+        # machine, so give it three before taking the end for a finished stream.
+        for _ in range(_TURNS_FOR_A_CANCEL):
+            await asyncio.sleep(0)
+            if self._grpc_ctx.cancelled() or past_deadline(call):
+                raise ClientGone
 
     def default_key(self) -> bytes:
         """The bytes a default answer is derived from: the request of a unary request, the
