@@ -160,6 +160,16 @@ def build(cls: type[Any], data: Any, prefix: str, source: str, lines: Mapping[st
     return cls(**kwargs)
 
 
+def _one_of(allowed: tuple[Any, ...], value: Any, here: str, key: str) -> Any:
+    if value in allowed:
+        return value
+    # Names are case-insensitive (`GZIP`, `Seeded`), as they are where code takes them.
+    folded = {a.lower(): a for a in allowed if isinstance(a, str)}
+    if isinstance(value, str) and value.lower() in folded:
+        return folded[value.lower()]
+    raise invalid(here, key, f"expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
 def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, int]) -> Any:
     here = where(source, lines, key)
     if dataclasses.is_dataclass(hint):
@@ -173,12 +183,7 @@ def _convert(hint: Any, value: Any, key: str, source: str, lines: Mapping[str, i
         except ValueError as exc:
             raise invalid(here, key, f"{exc}") from None
     if origin is Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise invalid(
-                here, key, f"expected one of {', '.join(map(repr, allowed))}, got {value!r}"
-            )
-        return value
+        return _one_of(typing.get_args(hint), value, here, key)
     if origin is tuple:
         (item_type, _) = typing.get_args(hint)
         items = [value] if isinstance(value, str) else value

@@ -83,7 +83,7 @@ class ServerConfig:
         },
     )
     # Response compression of every call unless a behaviour says otherwise (ctx.set_compression).
-    compression: Literal["none", "gzip", "deflate"] = field(
+    compression: Literal["none", "identity", "gzip", "deflate"] = field(
         default="none",
         metadata={
             "help": "response compression of the contract's methods (health and reflection stay "

@@ -106,3 +106,19 @@ def test_every_optional_setting_has_an_environment_variable() -> None:
     assert overrides == {"max_active_faults": "3", "server.max_connection_age": "30s"}
     config = Config().with_overrides(overrides)
     assert (config.max_active_faults, config.server.max_connection_age) == (3, 30.0)
+
+
+def test_named_values_are_case_insensitive_and_compression_takes_identity() -> None:
+    config = Config.from_mapping(
+        {"server": {"compression": "GZIP"}, "defaults": {"enums": "Seeded"}, "log_format": "JSON"}
+    )
+    assert (config.server.compression, config.defaults.enums, config.log_format) == (
+        "gzip",
+        "seeded",
+        "json",
+    )
+    assert Config.from_mapping({"server": {"compression": "identity"}}).server.compression == (
+        "identity"
+    )
+    with pytest.raises(ConfigError, match=r"server\.compression: expected one of"):
+        Config.from_mapping({"server": {"compression": "zip"}})
