@@ -168,7 +168,7 @@ def interceptor_cost(calls: int = 100_000) -> dict[str, float]:
     metadata = (("user-agent", "h2load"), ("content-type", "application/grpc"), ("te", "trailers"))
 
     async def per_call(config: Config) -> float:
-        faults = build_faults(config, contracts)
+        faults = build_faults(config)
         best = float("inf")
         for _ in range(3):
             started = time.perf_counter()

@@ -305,9 +305,10 @@ class ControlPlane:
         if self._health_set:
             services, self._health_set = sorted(self._health_set), set()
             server.run_on_loop(self._reset_health(services))
-        for override in reversed(list(self._overrides)):  # (each leaves the list)
-            override.undo()
-        for handle in reversed(list(self._faults)):
+        for override in self._overrides:
+            override.active = False  # nothing to put back one by one: restore() does it all
+        self._overrides.clear()
+        for handle in reversed(list(self._faults)):  # (each leaves the list)
             handle.undo()
         server.faults.reset()
         server.registry.restore()  # the behaviours of the snapshot being served

@@ -213,7 +213,7 @@ class _Filler:
 
     def field(self, msg: m.Message, f: _Field, path: tuple[str, ...], shallow: bool) -> None:
         owner = msg.DESCRIPTOR.name
-        if _is_map(f):
+        if values.is_map(f):
             key_f, value_f = (
                 f.message_type.fields_by_name["key"],
                 f.message_type.fields_by_name["value"],
@@ -246,7 +246,7 @@ class _Filler:
         if f.enum_type is not None:
             # Drawn in both modes, so that `first` changes the enum fields and nothing else.
             drawn = self.rng.choice(_enum_numbers(f.enum_type))
-            return _first_number(f.enum_type) if self.pins.enums == "first" else drawn
+            return _enum_numbers(f.enum_type)[0] if self.pins.enums == "first" else drawn
         return values.scalar(f, self.rng, hint, owner, self.time_range)
 
     # Well-known types: valid by their own rules, not just by schema.
@@ -369,21 +369,13 @@ def _echo_fields(request: _Message, response: _Message) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=SHAPES)  # per field
-def _is_map(f: _Field) -> bool:
-    return f.message_type is not None and f.message_type.GetOptions().map_entry
-
-
 @functools.lru_cache(maxsize=SHAPES // 4)  # per enum
 def _enum_numbers(enum: _Enum) -> list[int]:
+    """The values other than 0, in declaration order (in proto3 0 is "unset", by convention
+    `*_UNSPECIFIED`, and never sent on the wire): the first is `enums: first`'s; [0] when the
+    enum has no other."""
     numbers = [v.number for v in enum.values]
     return [n for n in numbers if n != 0] or numbers
-
-
-@functools.lru_cache(maxsize=SHAPES)  # per enum
-def _first_number(enum: _Enum) -> int:
-    """The first value in declaration order other than 0 (in proto3 0 is "unset", by convention
-    `*_UNSPECIFIED`, and never sent on the wire); 0 when the enum has no other."""
-    return _enum_numbers(enum)[0]
 
 
 @functools.lru_cache(maxsize=SHAPES // 2)  # per message

@@ -25,6 +25,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from emulator.behavior.base import Behavior
+from emulator.contracts.compiler import shown_path
 from emulator.errors import BehaviorError, Interrupted
 
 __all__ = ["BehaviorSource", "at", "discover", "no_service", "where"]
@@ -72,14 +73,7 @@ def where(obj: type | Callable[..., Any]) -> str:
 
 def at(file: str, line: int) -> str:
     """`file:line`, the file relative to the working directory when it is under it."""
-    return f"{_shown(Path(file))}:{line}"
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+    return f"{shown_path(Path(file))}:{line}"
 
 
 def _files(path: Path) -> Iterable[Path]:
@@ -116,7 +110,7 @@ def _import(file: Path) -> ModuleType:
         name, resolved, loader=_FreshLoader(name, str(resolved))
     )
     if spec is None or spec.loader is None:
-        raise BehaviorError(f"{_shown(file)}: cannot be imported as a Python module")
+        raise BehaviorError(f"{shown_path(file)}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     linecache.checkcache(str(resolved))  # tracebacks and inspect show the new lines
     with _IMPORT_LOCK:  # (held by discover(): taken again for a caller of its own)
@@ -232,7 +226,7 @@ def _import_failure(file: Path, exc: BaseException) -> str:
         for frame in traceback.extract_tb(exc.__traceback__):
             if frame.filename == str(file):
                 line = frame.lineno
-    location = f"{_shown(file)}:{line}" if line else _shown(file)
+    location = f"{shown_path(file)}:{line}" if line else shown_path(file)
     if isinstance(exc, SyntaxError):
         detail = exc.msg or ""
     elif isinstance(exc, SystemExit):

@@ -29,6 +29,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from emulator._schema import invalid
+from emulator.behavior.values import is_map
 from emulator.contracts.model import Contracts
 from emulator.errors import ConfigError
 
@@ -135,7 +136,7 @@ def compile_pins(
 def _template(items: list[tuple[str, _Desc, Any]], contracts: Contracts) -> _Pinned:
     template = contracts.message_class(items[0][1].containing_type)()
     for _, field, value in items:
-        if _is_map(field):
+        if is_map(field):
             target = getattr(template, field.name)
             for k, v in value.items():
                 if isinstance(v, Message):
@@ -246,12 +247,8 @@ def _real_oneof(field: _Desc) -> _Desc:  # None: in no oneof, or a synthetic one
     return oneof
 
 
-def _is_map(field: _Desc) -> bool:
-    return field.message_type is not None and bool(field.message_type.GetOptions().map_entry)
-
-
 def _describe(field: _Desc) -> str:
-    if _is_map(field):
+    if is_map(field):
         key, value = (field.message_type.fields_by_name[n] for n in ("key", "value"))
         return f"a map of {_type_name(key)} to {_type_name(value)}"
     return ("a list of " if field.is_repeated else "") + _type_name(field)
@@ -272,7 +269,7 @@ class _Bad(ValueError):
 def _value(field: _Desc, value: Any, contracts: Contracts) -> Any:
     if value is None:
         raise _Bad("no value: give the value this field has in every default response")
-    if _is_map(field):
+    if is_map(field):
         if not isinstance(value, Mapping):
             raise _Bad(f"expected a mapping of keys to values, got {_kind(value)}")
         key_f, value_f = (field.message_type.fields_by_name[n] for n in ("key", "value"))

@@ -352,3 +352,8 @@ def _integer(
     if _has(w, "quantity", "count", "size", "qty", "number", "num", "units", "limit"):
         return rng.randrange(1, 50)
     return rng.randrange(1, 10_000 if wide or unsigned else 1_000)
+
+
+def is_map(field: Any) -> bool:  # a FieldDescriptor, of either protobuf implementation
+    """Whether `field` is a map (a repeated field of map-entry messages)."""
+    return field.message_type is not None and bool(field.message_type.GetOptions().map_entry)

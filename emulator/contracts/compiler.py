@@ -361,7 +361,7 @@ def _explain(output: str, sources: _Sources) -> str:
         path = known.get(name)
         if path is None:
             path = next((r / name for r in sources.roots if (r / name).is_file()), None)
-        return name if path is None else _shown(path)
+        return name if path is None else shown_path(path)
 
     lines = [line for line in output.strip().splitlines() if line.strip()]
     text = _LOCATION.sub(real, "\n".join(lines)) or "protoc failed without a message"
@@ -376,7 +376,7 @@ def _missing_imports(text: str, sources: _Sources) -> list[str]:
     """A line per import protoc found on no import root: the importer, the import and the
     directory to add (an import that was found but has errors of its own is shown above)."""
     missing = set(_NOT_FOUND.findall(text))
-    roots = ", ".join(_shown(root) for root in sources.roots)
+    roots = ", ".join(shown_path(root) for root in sources.roots)
     hints = []
     for match in _IMPORT.finditer(text):
         name = match.group("name")
@@ -393,16 +393,16 @@ def _missing_imports(text: str, sources: _Sources) -> list[str]:
             )
         else:
             hints.append(
-                f"{where}, which is in no import root but at {_shown(holder / name)}: "
-                f"add -I {_shown(holder)} (import_paths: in emulator.yaml)"
+                f"{where}, which is in no import root but at {shown_path(holder / name)}: "
+                f"add -I {shown_path(holder)} (import_paths: in emulator.yaml)"
             )
     return hints
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """`path` relative to the working directory when it is under it, as users type paths."""
     with contextlib.suppress(ValueError):
-        return str(path.relative_to(Path.cwd().resolve()))
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
     return str(path)
 
 

@@ -15,14 +15,11 @@ from emulator.journal.matching import message_differences
 __all__ = ["build_faults", "check_request_match"]
 
 
-def build_faults(
-    config: Config, contracts: Contracts, *, clock: Clock | None = None
-) -> FaultInterceptor:
-    """The faults interceptor; windows and rate limits count in `clock`'s monotonic seconds."""
+def build_faults(config: Config, *, clock: Clock | None = None) -> FaultInterceptor:
+    """The faults interceptor; windows and rate limits count in `clock`'s monotonic seconds.
+    Its rules are checked against the contracts with each snapshot (`check_snapshot`)."""
     monotonic = (clock or Clock()).monotonic
     rules = [compile_rule(c, f"faults[{i}] ({c.name})") for i, c in enumerate(config.faults)]
-    for index, rule in enumerate(config.faults):
-        check_request_match(rule, contracts, f"faults[{index}] ({rule.name}).match.request")
     return FaultInterceptor(
         rules,
         rate_limiters(config.rate_limits, monotonic),

@@ -172,13 +172,9 @@ class Dispatcher:
             await self.chain.before_response(call, len(call.responses))
         ctx = call.context
         if ctx is not None or self.compression is not None:
-            first = not call.responses
-            if (ctx is not None and (ctx.initial_metadata or ctx._compression)) or (
-                first and self.compression is not None
-            ):
-                await self.headers(call, grpc_ctx, first=first)
-            elif first:
-                ctx._compression_sent = "identity"  # (what headers() would note: nothing)
+            pending = self._pending_headers(call, first=not call.responses)
+            if pending is not None:
+                await self._send_headers(grpc_ctx, *pending)
         if ctx is not None and ctx._uncompressed_next:
             grpc_ctx.disable_next_message_compression()
             ctx._uncompressed_next = False
@@ -231,6 +227,13 @@ class Dispatcher:
         """Headers a behaviour set, sent before the next response message or, if none comes,
         before the status, as Go and C++ servers send them; with the `first` message, the
         compression the behaviour (`ctx.set_compression`) or `server.compression` chose."""
+        pending = self._pending_headers(call, first=first)
+        if pending is not None:
+            await self._send_headers(grpc_ctx, *pending)
+
+    def _pending_headers(self, call: Call, *, first: bool) -> tuple[Metadata, str | None] | None:
+        """What headers() has to send (metadata, compression), taken off the call's context;
+        None when there is nothing, so the per-message path awaits nothing."""
         ctx = call.context
         metadata: Metadata = ()
         wanted: str | None = None
@@ -241,21 +244,25 @@ class Dispatcher:
             wanted = wanted or self.compression
             if ctx is not None:
                 ctx._compression_sent = wanted or "identity"
+        return (metadata, wanted) if metadata or wanted is not None else None
+
+    async def _send_headers(
+        self, grpc_ctx: ServicerContext, metadata: Metadata, wanted: str | None
+    ) -> None:
         if wanted is not None:
             grpc_ctx.set_compression(algorithm(wanted))
-            # Sent now even when empty: the headers grpc.aio sends with a unary response by
-            # itself leave the algorithm out, and the message would go uncompressed.
-            await grpc_ctx.send_initial_metadata(metadata)
-        elif metadata:
-            await grpc_ctx.send_initial_metadata(metadata)
+        # Sent even when empty with a compression: the headers grpc.aio sends with a unary
+        # response by itself leave the algorithm out, and the message would go uncompressed.
+        await grpc_ctx.send_initial_metadata(metadata)
 
     async def finish(self, call: Call, grpc_ctx: ServicerContext) -> None:
         """Trailers a behaviour set go out with an OK status."""
         ctx = call.context
         if ctx is None:
             return
-        if ctx.initial_metadata or ctx._compression:
-            await self.headers(call, grpc_ctx)
+        pending = self._pending_headers(call, first=False)
+        if pending is not None:
+            await self._send_headers(grpc_ctx, *pending)
         if ctx.trailing_metadata:
             grpc_ctx.set_trailing_metadata(ctx.trailing_metadata)
             call.trailers = ctx.trailing_metadata
@@ -298,7 +305,8 @@ class Dispatcher:
             answer = self.pick(call, route.responders)
             answers = answer(self.exchange(call, grpc_ctx, request=request))
             if not isinstance(answers, AsyncIterator):  # one message, ready or awaited
-                yield await self.respond(call, grpc_ctx, await _single(answers))
+                out = answers if isinstance(answers, bytes) else await answers
+                yield await self.respond(call, grpc_ctx, out)
                 return
             async for data in answers:
                 yield await self.respond(call, grpc_ctx, data)
@@ -321,7 +329,8 @@ class Dispatcher:
             answer = self.pick(call, route.responders)
             answers = answer(self.exchange(call, grpc_ctx, stream=requests))
             if not isinstance(answers, AsyncIterator):  # one message, ready or awaited
-                yield await self.respond(call, grpc_ctx, await _single(answers))
+                out = answers if isinstance(answers, bytes) else await answers
+                yield await self.respond(call, grpc_ctx, out)
                 return
             async for data in answers:
                 yield await self.respond(call, grpc_ctx, data)
@@ -332,10 +341,8 @@ def _one(answers: AsyncIterator[bytes] | Awaitable[bytes]) -> Awaitable[bytes]:
     return answers if type(answers) is CoroutineType else _single(answers)
 
 
-async def _single(answers: AsyncIterator[bytes] | Awaitable[bytes] | bytes) -> bytes:
+async def _single(answers: AsyncIterator[bytes] | Awaitable[bytes]) -> bytes:
     """The one message a unary response has (responders yield exactly one)."""
-    if isinstance(answers, bytes):
-        return answers
     if not isinstance(answers, AsyncIterator):
         return await answers
     out = b""

@@ -95,7 +95,7 @@ class EmulatorServer:
         )
         self.security = build_security(config)
         check_snapshot(config, self.snapshot)
-        self.faults = build_faults(config, self.contracts, clock=self.clock)
+        self.faults = build_faults(config, clock=self.clock)
         budgets = MaxDurationInterceptor(config.max_duration)
         # Security first: nothing after it sees a call the policy refuses.
         interceptors = [*self.security.interceptors, self.faults, self.journal]
@@ -106,18 +106,13 @@ class EmulatorServer:
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._health_windows = HealthWindows(
+        self.health_windows = HealthWindows(
             self.health,
             self.clock,
             [rule.config for rule in self.faults.rules if rule.config.health is not None],
             self.contracts,
         )
         self.port: int | None = None
-
-    @property
-    def health_windows(self) -> HealthWindows:
-        """The health fault windows, and the statuses they report."""
-        return self._health_windows
 
     @property
     def contracts(self) -> Contracts:
@@ -189,7 +184,7 @@ class EmulatorServer:
         snapshot.defaults.anchor(self.clock.frozen)  # the clock may have moved meanwhile
         if self._server is not None:
             await self._report_health(old.health_services, snapshot.health_services)
-            await self._health_windows.cover(snapshot.contracts)
+            await self.health_windows.cover(snapshot.contracts)
         return old
 
     async def _report_health(self, old: Iterable[str], new: Iterable[str]) -> None:
@@ -249,7 +244,7 @@ class EmulatorServer:
         for warning in self.snapshot.warnings:
             log.warning("%s", warning)
         self.faults.restart_clock()  # fault windows count from here
-        await self._health_windows.start()  # and health windows too, in the same clock
+        await self.health_windows.start()  # and health windows too, in the same clock
         return port
 
     def run_on_loop(self, step: Coroutine[Any, Any, None], timeout: float = 5.0) -> None:
@@ -285,7 +280,7 @@ class EmulatorServer:
         """Stop accepting calls; let in-flight ones finish within `grace` seconds."""
         if self._server is None:
             return
-        self._health_windows.stop()
+        self.health_windows.stop()
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.config.server.grace_period if grace is None else grace)
         self._server = None
