@@ -326,9 +326,15 @@ def _settings(cls: Any, prefix: str) -> Iterator[Setting]:
         if dataclasses.is_dataclass(hint):
             yield from _settings(hint, key + ".")
         elif _scalar(hint) or (
-            typing.get_origin(hint) is tuple and _scalar(typing.get_args(hint)[0])
+            typing.get_origin(hint) is tuple and _text_item(typing.get_args(hint)[0])
         ):
             yield Setting(key=key, hint=hint, field=field)
+
+
+def _text_item(hint: Any) -> bool:
+    """A list item text can give: a scalar, or a union that takes a string (`stubs`: paths on
+    the command line, paths or inline stubs in a file)."""
+    return _scalar(hint) or (isinstance(hint, types.UnionType) and str in typing.get_args(hint))
 
 
 def _scalar(hint: Any) -> bool:

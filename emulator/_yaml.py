@@ -39,10 +39,13 @@ _KINDS = {
 }
 
 
-def read_yaml(path: Path, flag: str = "--config") -> tuple[Any, dict[str, int]]:
-    """The file's data (None when empty) and the line of every dotted key."""
+def read_yaml(
+    path: Path, flag: str = "--config", *, limit: int = MAX_BYTES
+) -> tuple[Any, dict[str, int]]:
+    """The file's data (None when empty) and the line of every dotted key; files over `limit`
+    bytes are refused."""
     source = str(path)
-    text = _read_text(path, flag)
+    text = _read_text(path, flag, limit)
     loader = _loader_class()(text)
     loader.source = source
     try:
@@ -63,7 +66,7 @@ def read_yaml(path: Path, flag: str = "--config") -> tuple[Any, dict[str, int]]:
         loader.dispose()
 
 
-def _read_text(path: Path, flag: str) -> str:
+def _read_text(path: Path, flag: str, limit: int) -> str:
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat below refuses it.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -76,12 +79,12 @@ def _read_text(path: Path, flag: str) -> str:
         raise ConfigError(f"{flag} {path}: is {what}, not a file: give the path of a YAML file")
     with os.fdopen(fd, "rb") as handle:
         try:
-            data = handle.read(MAX_BYTES + 1)
+            data = handle.read(limit + 1)
         except OSError as exc:
             raise ConfigError(f"{flag} {path}: cannot be read: {exc.strerror}") from None
-    if len(data) > MAX_BYTES:
+    if len(data) > limit:
         raise ConfigError(
-            f"{flag} {path}: larger than {MAX_BYTES // 1024 // 1024} MiB; a config file needs "
+            f"{flag} {path}: larger than {limit // 1024 // 1024} MiB; a file of this kind needs "
             "far less (is this the right file?)"
         )
     try:

@@ -15,6 +15,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "Call",
     "Messages",
     "Metadata",
+    "NearMiss",
     "first_values",
     "past_deadline",
 ]
@@ -130,6 +132,7 @@ class Call:
     """
 
     __slots__ = (
+        "answered_by",
         "budget",
         "claims",
         "code",
@@ -141,6 +144,7 @@ class Call:
         "faults",
         "identities",
         "metadata",
+        "near_misses",
         "peer",
         "principal",
         "requests",
@@ -188,6 +192,21 @@ class Call:
         self.identities: tuple[str, ...] = ()  # names that certificate proves (SANs, CN)
         self.principal: str | None = None  # the token's subject
         self.claims: Mapping[str, Any] = _NO_CLAIMS
+        # What answered: `default`, `behaviour ...`, `stub NAME`; set by the responder picked.
+        self.answered_by = ""
+        # The closest stubs of a method with stubs when none matched, and why (near misses).
+        self.near_misses: tuple[NearMiss, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NearMiss:
+    """A stub that came closest to answering a call, and the conditions that failed."""
+
+    stub: str
+    reasons: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.stub}: {'; '.join(self.reasons)}"
 
 
 def first_values(metadata: Metadata) -> dict[str, str | bytes]:

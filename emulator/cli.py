@@ -68,6 +68,9 @@ _FLAGS = {
         ("-I", "--import-path"), "DIR", "an extra import root for .proto files; repeatable"
     ),
     "behaviors": Flag((), "PATH", "a Python file or directory of Behavior classes; repeatable"),
+    "stubs": Flag(
+        (), "PATH", "a stub file (.yaml, .yml, .json) or a directory of them; repeatable"
+    ),
     "seed": Flag((), "N", "seed for default responses (default 0)"),
     "log_format": Flag(help="log line format (default text)"),
     "header_faults": Flag(
@@ -103,7 +106,8 @@ _FLAGS = {
 }
 _TITLES = {"tls": "TLS"}
 
-_USAGE = """emulate --proto PATH... [--behaviors PATH...] [--config FILE] [flags below]
+_USAGE = """emulate --proto PATH... [--behaviors PATH...] [--stubs PATH...] [--config FILE]
+               [flags below]
        emulate check ...the same flags...
        emulate {certs,health,token} ... (see `emulate SUBCOMMAND --help`)"""
 

@@ -156,6 +156,13 @@ class Config:
     behaviors: tuple[str, ...] = field(
         default=(), metadata={"help": "Python files or directories of Behavior classes"}
     )
+    stubs: tuple[str | dict[str, Any], ...] = field(
+        default=(),
+        metadata={
+            "help": "declarative stubs: stub files, folders of them (.yaml, .yml, .json), or "
+            "stubs written inline"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of default responses and `ctx.rng`"})
     server: ServerConfig = field(default_factory=ServerConfig, metadata={"help": "the server"})
     defaults: DefaultsConfig = field(
@@ -255,6 +262,18 @@ class Config:
             probe = probe.rpartition(".")[0]
         return source
 
+    def file_lines(self, prefix: str) -> tuple[str, dict[str, int]]:
+        """The config file and the line of each key under `prefix` it set (`stubs[0].match`),
+        for the checks that read those keys' values themselves."""
+        source, located = self._origin
+        lines = {}
+        for key, at in located.items():
+            if key == prefix or key.startswith((f"{prefix}.", f"{prefix}[")):
+                name, _, line = at.rpartition(":")
+                if line.isdigit():
+                    source, lines[key] = name, int(line)
+        return source, lines
+
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "flags") -> Config:
         """A copy with dotted keys (`server.port`) replaced; used for CLI flags over the file."""
         data = dataclasses.asdict(self)
@@ -289,7 +308,7 @@ def load_config_file(path: str | Path) -> Config:
             f"{path}:1: the file must be a mapping of keys such as protos, seed, server"
         )
     base = path.parent
-    for key in ("protos", "import_paths", "behaviors"):
+    for key in ("protos", "import_paths", "behaviors", "stubs"):
         value = data.get(key)
         if isinstance(value, str):
             value = [value]

@@ -2,6 +2,7 @@
 emulator runs, and the one `reset()` that puts it all back.
 
     overrides   give methods other logic (a function, a Behavior class or instance)
+    stubs       add declarative stubs; their counts and scenario states (`stubs`)
     faults      add and remove fault rules; their counts (`fault_stats`)
     clock       freeze and advance the emulator clock
     state       the `ctx.state` every behaviour shares
@@ -11,8 +12,8 @@ emulator runs, and the one `reset()` that puts it all back.
     reset       all of the above back to the start
 
 `Emulator` (in-process) is one door to it; each operation checks its input against the contracts
-and raises `EmulatorError` (or `ConfigError`, for a rule) naming what is wrong. Stubs, scenario
-state and sessions join here as they arrive.
+and raises `EmulatorError` (or `ConfigError`, for a rule or stub) naming what is wrong. Sessions
+join here as they arrive.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from emulator.faults.rules import Rule, compile_rule
 from emulator.faults.setup import check_request_match
 from emulator.journal import CallList
 from emulator.journal.verify import check_called
+from emulator.stubs.controls import StubControls
 
 if TYPE_CHECKING:
     from emulator.runtime.server import EmulatorServer
@@ -144,6 +146,7 @@ class ControlPlane:
         self._overrides: list[Override] = []
         self._faults: list[FaultHandle] = []
         self._health_set: set[str] = set()
+        self.stubs = StubControls(server)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -266,6 +269,11 @@ class ControlPlane:
         name = self.method(method).name
         return CallList(r for r in records if r.method == name)
 
+    def unmatched(self, method: str | None = None) -> CallList:
+        """Calls to methods with stubs that no stub matched (each record's `near_misses` say
+        which stubs came closest, and why not)."""
+        return CallList(r for r in self.calls(method) if r.near_misses)
+
     def verify(
         self,
         method: str,
@@ -299,8 +307,9 @@ class ControlPlane:
                 await server.health.set(service, server.health_windows.status_of(service))
 
     def reset(self) -> None:
-        """Journal, overrides, faults (and their counters), shared state, clock, per-call rngs,
-        health statuses set at runtime and behaviour failures back to the start."""
+        """Journal, overrides, stubs added at run time (and every stub's counters, sequences and
+        scenarios), faults (and their counters), shared state, clock, per-call rngs, health
+        statuses set at runtime and behaviour failures back to the start."""
         server = self._server
         if self._health_set:
             services, self._health_set = sorted(self._health_set), set()
@@ -312,6 +321,7 @@ class ControlPlane:
             handle.undo()
         server.faults.reset()
         server.registry.restore()  # the behaviours of the snapshot being served
+        self.stubs.reset()
         server.journal.clear()
         server.state.clear()
         server.clock.reset()

@@ -27,8 +27,9 @@ from emulator.control import ControlPlane, FaultHandle, Override, closest
 from emulator.errors import BehaviorFailedError, EmulatorError
 from emulator.journal import CallList
 from emulator.runtime.server import EmulatorServer
+from emulator.stubs.controls import StubControls, StubHandle
 
-__all__ = ["Emulator", "FaultHandle", "Override"]
+__all__ = ["Emulator", "FaultHandle", "Override", "StubHandle"]
 
 PathLike = str | os.PathLike[str]
 
@@ -191,6 +192,28 @@ class Emulator:
         self._require_not_stopped()
         return self._control.override(target, fn)
 
+    @property
+    def stubs(self) -> StubControls:
+        """Declarative stubs: `emu.stubs.add({...})`, `emu.stubs.stats()`, `unused()`,
+        `scenario(name)`; stubs added here go when undone or at `reset()`."""
+        return self._control.stubs
+
+    def stub_for(self, method: str, **stub: Any) -> StubHandle:
+        """A stub of `method` for the length of a `with` block (or until `reset()`):
+
+        with emu.stub_for("acme.shop.v1.Catalog/GetProduct",
+                          match={"request": {"product_id": "p1"}},
+                          respond={"message": {"stock_count": 0}}):
+            ...
+        """
+        self._require_not_stopped()
+        return self._control.stubs.for_method(method, **stub)
+
+    def unmatched(self, method: str | None = None) -> CallList:
+        """Calls to methods with stubs that no stub matched; each record's `near_misses` name
+        the closest stubs and the conditions that failed."""
+        return self._control.unmatched(method)
+
     def fault(self, **rule: Any) -> FaultHandle:
         """Inject a fault now, as one `faults:` entry of emulator.yaml; undone when the `with`
         block ends or at `reset()`.
@@ -238,7 +261,8 @@ class Emulator:
         return self._control.fault_stats()
 
     def reset(self) -> None:
-        """Journal, overrides, faults (and their counters), shared state, clock, per-call rngs
+        """Journal, overrides, stubs added at run time (every stub's counters, sequences and
+        scenarios restarted), faults (and their counters), shared state, clock, per-call rngs
         and behaviour failures back to the start."""
         self._control.reset()
 

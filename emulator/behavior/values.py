@@ -16,7 +16,7 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-__all__ = ["TIMESTAMP_RANGE", "TIMESTAMP_SPAN", "scalar", "words"]
+__all__ = ["TIMESTAMP_RANGE", "TIMESTAMP_SPAN", "scalar", "text_for", "words"]
 
 # 2024-01-01T00:00:00Z up to 2027-01-01T00:00:00Z: recent enough to look real, never "now", so
 # defaults stay the same on every day they are generated. A frozen emulator clock moves it.
@@ -357,3 +357,9 @@ def _integer(
 def is_map(field: Any) -> bool:  # a FieldDescriptor, of either protobuf implementation
     """Whether `field` is a map (a repeated field of map-entry messages)."""
     return field.message_type is not None and bool(field.message_type.GetOptions().map_entry)
+
+
+def text_for(name: str, rng: random.Random, time_range: tuple[int, int] = TIMESTAMP_RANGE) -> str:
+    """The text a string field called `name` gets in defaults (`email` → an address): what
+    stub templates' `fake.<name>` renders."""
+    return _string(words(name), rng, "", time_range)

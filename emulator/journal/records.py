@@ -25,7 +25,7 @@ from typing import Any, TypeAlias, TypeVar, overload
 import grpc
 from google.protobuf.message import Message
 
-from emulator.call import Call, Metadata
+from emulator.call import Call, Metadata, NearMiss
 from emulator.chain import Interceptor
 from emulator.contracts.model import MethodSpec
 from emulator.headers import Headers
@@ -39,8 +39,9 @@ M = TypeVar("M", bound=Message)
 
 # What the journal keeps of a finished call, until a read makes a CallRecord of it:
 # (number of the method spec, metadata, trailers, peer, status code number, details, started,
-# duration, faults, requests, responses, request count, response count): only strings, bytes,
-# numbers and tuples of them, which the garbage collector stops tracking.
+# duration, faults, requests, responses, request count, response count, answered by, near
+# misses): only strings, bytes, numbers and tuples of them (near misses: rarely), which the
+# garbage collector stops tracking.
 _Kept: TypeAlias = tuple[Any, ...]
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _NUMBERS = {code: number for number, code in _CODES.items()}
@@ -68,6 +69,7 @@ class CallRecord:
         "_output",
         "_raw_requests",
         "_raw_responses",
+        "answered_by",
         "code",
         "details",
         "duration",
@@ -75,6 +77,7 @@ class CallRecord:
         "index",
         "metadata",
         "method",
+        "near_misses",
         "peer",
         "request_count",
         "response_count",
@@ -100,6 +103,10 @@ class CallRecord:
         self._raw_responses: tuple[bytes, ...] = kept[10]
         self.request_count: int = kept[11]  # every message, kept or not
         self.response_count: int = kept[12]
+        # `stub NAME`, `behaviour Class.Method at file:line`, `override ...`, `default`.
+        self.answered_by: str = kept[13]
+        # A call to a method with stubs that none matched: the closest, and why not.
+        self.near_misses: tuple[NearMiss, ...] = kept[14]
         self._decoded: tuple[tuple[Message, ...], tuple[Message, ...]] | None = None
 
     def _decode(self) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
@@ -287,6 +294,8 @@ class Journal(Interceptor):
             responses.kept(),
             requests.count,
             responses.count,
+            call.answered_by,
+            call.near_misses,
         )
         with self._lock:  # uncontended but for reads and clear(): index and entry stay together
             if call.started < self._cleared_at:

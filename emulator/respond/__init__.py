@@ -5,7 +5,7 @@ A call, whatever its RPC kind, is "requests in, messages out": a responder gets 
 message (or returns the bytes of its one message, when it has them at once). The dispatcher
 picks the responder once per call, asking each in order:
 
-    unimplemented methods → behaviours (and test overrides) → the default response
+    unimplemented methods → a test's overrides → stubs → behaviours → the default response
 
 Each `Responder.pick(call)` returns the function that answers the call, or None to pass it on;
 a new way to answer (stubs, replay, a proxy) is a new responder in that list, never a branch per
@@ -75,7 +75,7 @@ class Exchange:
     (client and bidi streaming), read once, each message counted in `call.requests` and shown
     to the chain's `on_request` hooks before the responder gets it."""
 
-    __slots__ = ("_chain", "_grpc_ctx", "_stream", "call", "context_for", "request")
+    __slots__ = ("_chain", "_grpc_ctx", "_source", "_stream", "call", "context_for", "request")
 
     def __init__(
         self,
@@ -93,10 +93,24 @@ class Exchange:
         self._chain = chain
         self._stream = stream
         self._grpc_ctx = grpc_ctx
+        self._source: AsyncIterator[Message] | None = None  # set by replaying()
+
+    def replaying(self, read: list[Message], rest: AsyncIterator[Message]) -> Exchange:
+        """This exchange for another responder, after one has read `read` of the request stream
+        (`rest` its iterator over the remainder): the messages come again, counted once."""
+        other = Exchange(
+            self.call, self._chain, self.context_for, request=self.request, grpc_ctx=self._grpc_ctx
+        )
+        other._source = _replay(read, rest)
+        return other
 
     async def messages(self) -> AsyncIterator[Message]:
         """Every request message, parsed, as it arrives (unary request kinds: the one)."""
         call = self.call
+        if self._source is not None:
+            async for message in self._source:
+                yield message
+            return
         if self._stream is None:
             yield parse(call, self.request)
             return
@@ -135,8 +149,16 @@ class Exchange:
         return len(call.responses) if call.spec.kind is RpcKind.UNARY_STREAM else 0
 
 
+async def _replay(read: list[Message], rest: AsyncIterator[Message]) -> AsyncIterator[Message]:
+    for message in read:
+        yield message
+    async for message in rest:
+        yield message
+
+
 class Responder:
-    """Answers the calls it picks; `pick` returns None to leave a call to the next one."""
+    """Answers the calls it picks; `pick` returns None to leave a call to the next one, and
+    names itself on the call it picks (`call.answered_by`), for the journal."""
 
     def pick(self, call: Call) -> Answer | None:
         raise NotImplementedError

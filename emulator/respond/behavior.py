@@ -34,7 +34,7 @@ from emulator.respond import (
     parse,
 )
 
-__all__ = ["BehaviorResponder"]
+__all__ = ["BehaviorResponder", "OverrideResponder"]
 
 # Ends a call with a status of its own, or is located already (ReturnTypeError names the method).
 _ANSWERED = (RpcAbort, BadRequest, ClientGone, ReturnTypeError)
@@ -62,7 +62,10 @@ class BehaviorResponder(Responder):
 
     def pick(self, call: Call) -> Answer | None:
         impl = self.registry.get(call.spec.path)
-        return None if impl is None else functools.partial(self.answer, impl)
+        if impl is None:
+            return None
+        call.answered_by = f"behaviour {impl.origin}"
+        return functools.partial(self.answer, impl)
 
     def answer(
         self, impl: Implementation, exchange: Exchange
@@ -155,6 +158,20 @@ class BehaviorResponder(Responder):
         finally:
             if hasattr(source, "close"):  # a cancelled call runs the generator's `finally` now
                 loop.run_in_executor(pool, _close, source)
+
+
+class OverrideResponder(BehaviorResponder):
+    """Picks only calls to methods a test has overridden (`emu.override`): they come before
+    stubs, which come before the behaviours the emulator was started with."""
+
+    def pick(self, call: Call) -> Answer | None:
+        path = call.spec.path
+        impl = self.registry.get(path)
+        if impl is None or impl is self.registry.built(path):
+            return None
+        origin = impl.origin
+        call.answered_by = origin if origin.startswith("override") else f"override {origin}"
+        return functools.partial(self.answer, impl)
 
 
 def _located(exc: BaseException, impl: Implementation) -> BaseException:

@@ -24,6 +24,7 @@ class DefaultResponder(Responder):
         self.defaults = defaults
 
     def pick(self, call: Call) -> Answer:
+        call.answered_by = "default"
         return self.answer
 
     def answer(self, exchange: Exchange) -> AsyncIterator[bytes] | bytes:

@@ -71,7 +71,10 @@ class UnimplementedResponder(Responder):
 
     def pick(self, call: Call) -> Answer | None:
         message = self.messages.get(call.spec.path)
-        return None if message is None else functools.partial(self.answer, message)
+        if message is None:
+            return None
+        call.answered_by = "unimplemented"
+        return functools.partial(self.answer, message)
 
     async def answer(self, message: str, exchange: Exchange) -> AsyncIterator[bytes]:
         # Raised before any request is read: a real server without the method answers at once.

@@ -27,12 +27,15 @@ from emulator.contracts import Contracts, load_contracts
 from emulator.contracts.builtin import HEALTH_SERVICE, REFLECTION_SERVICES
 from emulator.contracts.patterns import check_patterns
 from emulator.faults.setup import check_request_match
-from emulator.respond.behavior import BehaviorResponder
+from emulator.respond.behavior import BehaviorResponder, OverrideResponder
 from emulator.respond.defaults import DefaultResponder
+from emulator.respond.stubs import StubResponder
 from emulator.respond.unimplemented import UnimplementedResponder
 from emulator.runtime.handlers import Dispatcher, Route, method_handlers
 from emulator.runtime.reflection import Catalogue
 from emulator.security.setup import check_policy
+from emulator.stubs.files import load_stubs
+from emulator.stubs.store import StubSet
 
 __all__ = ["Runtime", "Served", "Snapshot", "build_snapshot", "check_snapshot"]
 
@@ -57,6 +60,7 @@ class Snapshot:
     handlers: Mapping[str, grpc.RpcMethodHandler]  # method path → ready grpc method handler
     services: tuple[str, ...]  # every service listed: the contracts' own, health, reflection
     unimplemented: UnimplementedResponder  # methods the config marks unimplemented
+    stubs: StubSet  # the config's stubs, and (until the next swap) a test's
     catalogue: Catalogue  # what reflection shows of it
     # Said once it serves (after `emulator listening on`, which stays the first line of stdout).
     warnings: tuple[str, ...] = ()
@@ -105,19 +109,19 @@ def build_snapshot(
         for impl in registry
         if impl.spec.path in unimplemented.messages
     )
-    behaviours = BehaviorResponder(
-        registry,
-        defaults,
-        contracts.pool,
-        executor=runtime.executor,
-        stream_executor=runtime.stream_executor,
-    )
-    # Asked in order: unimplemented methods first (nothing else answers them); the default
-    # responder, last, answers whatever none of them picks.
+    pools = {"executor": runtime.executor, "stream_executor": runtime.stream_executor}
+    behaviours = BehaviorResponder(registry, defaults, contracts.pool, **pools)
+    source, lines = config.file_lines("stubs")
+    stubs = StubSet(load_stubs(config.stubs, contracts, source=source, lines=lines))
+    dispatcher = runtime.dispatcher
+    # Asked in order: unimplemented methods first (nothing else answers them), a test's
+    # overrides, stubs, behaviours; the default responder, last, answers what none picks.
+    rest = (behaviours, DefaultResponder(defaults))
     responders = (
         *((unimplemented,) if unimplemented else ()),
-        behaviours,
-        DefaultResponder(defaults),
+        OverrideResponder(registry, defaults, contracts.pool, **pools),
+        StubResponder(stubs, defaults, rest, seed=config.seed, clock=dispatcher.clock),
+        *rest,
     )
     routes = {path: Route(spec, responders) for path, spec in contracts.methods.items()}
     listed = (
@@ -132,6 +136,7 @@ def build_snapshot(
         handlers=method_handlers(runtime.dispatcher, routes),
         services=listed,
         unimplemented=unimplemented,
+        stubs=stubs,
         catalogue=Catalogue(contracts, listed, unimplemented.hidden),
         warnings=warnings,
         runtime=runtime,

@@ -1,0 +1,351 @@
+"""Stubs from plain data, checked against the contracts: every problem refused at load.
+
+An unknown method (with the closest names), an unknown field path, a value of the wrong type, an
+unknown enum name, a bad regex, a status that does not exist, a stream response for a unary
+method, a template that does not compile: each is a `ConfigError` naming the file, line and key,
+and saying what to do. Response messages are converted to the output type here, once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from emulator._schema import build as build_dataclass
+from emulator._schema import invalid, parse_duration, where
+from emulator.contracts.model import Contracts, MethodSpec, RpcKind
+from emulator.contracts.patterns import check_method_pattern, method_matches
+from emulator.errors import ConfigError
+from emulator.faults.config import AbortConfig, DelayConfig
+from emulator.faults.rules import Abort, compile_abort
+from emulator.stubs.conditions import ConditionError, header_conditions, request_conditions
+from emulator.stubs.config import ResponseConfig, StreamItemConfig, StubConfig
+from emulator.stubs.messages import MessageSpec, StubDataError
+from emulator.stubs.model import HeaderValue, Item, OnMessage, Reply, Stub
+from emulator.stubs.templates import TemplateError, compile_template, is_template
+
+__all__ = ["Source", "build_stubs"]
+
+_ORDER = itertools.count()  # file order, across every stub loaded in this process
+_STATUS_NAMES = {code.name: code for code in grpc.StatusCode}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a list of stubs was written: a file (with the line of every key, as `[0].match`),
+    emulator.yaml's `stubs:`, or a call at run time."""
+
+    name: str  # the file, `Emulator(...)`, `emu.stubs.add()`
+    lines: Mapping[str, int] = field(default_factory=dict)
+    prefix: str = ""  # what the keys of `lines` start with for this list: "" or "stubs"
+    origin: str = "file"  # file, config or runtime
+    first: int = 0  # the index of the first stub in the list it came from
+
+    def at(self, key: str) -> str:
+        return where(self.name, self.lines, key)
+
+
+def build_stubs(data: Any, contracts: Contracts, source: Source) -> list[Stub]:
+    """Stubs from a list of stub mappings (a stub file's content)."""
+    if isinstance(data, Mapping):
+        data = [data]
+    if not isinstance(data, list):
+        raise ConfigError(
+            f"{source.at(source.prefix)}: a stub file holds a list of stubs "
+            "(`- method: pkg.Service/Method`), got " + type(data).__name__
+        )
+    stubs = []
+    for offset, raw in enumerate(data):
+        index = source.first + offset
+        key = f"{source.prefix}[{index}]"
+        stubs.append(_Builder(contracts, source, key).stub(raw))
+    return stubs
+
+
+class _Builder:
+    def __init__(self, contracts: Contracts, source: Source, key: str) -> None:
+        self.contracts = contracts
+        self.source = source
+        self.key = key  # `[0]`, `stubs[2]`: where this stub's keys are, in `source.lines`
+        # How messages show the stub: `stubs[2]`, then `stubs[2] (name)` once its name is known.
+        self.base = key if key.startswith("stubs") else f"stubs{key}"
+        self.shown = self.base
+        self.lines = {k.replace(key, self.base, 1): v for k, v in source.lines.items()}
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        full = f"{self.key}.{key}" if key else self.key
+        return invalid(self.source.at(full), f"{self.shown}.{key}" if key else self.shown, problem)
+
+    def stub(self, raw: Any) -> Stub:
+        config: StubConfig = build_dataclass(
+            StubConfig, raw, self.base, self.source.name, self.lines
+        )
+        if config.name:
+            self.shown = f"{self.shown} ({config.name})"
+        methods = self._methods(config)
+        spec = methods[0]
+        kinds = {m.kind for m in methods}
+        request, metadata, mode = self._match(config, methods)
+        replies = self._replies(config, methods, kinds)
+        on_message = self._on_message(config, methods, kinds)
+        if config.times is not None and config.times < 1:
+            raise self.fail("times", f"must be at least 1, got {config.times}")
+        if (config.when_state or config.set_state) and not config.scenario:
+            which = "when_state" if config.when_state else "set_state"
+            raise self.fail(which, "needs a `scenario:` name that the states belong to")
+        line = self.source.lines.get(self.key)
+        located = f"{self.source.name}:{line}" if line else self.source.name
+        return Stub(
+            name=config.name or f"{spec.name.rpartition('/')[2]}@{located}",
+            source=located,
+            methods=tuple(methods),
+            order=next(_ORDER),
+            priority=config.priority,
+            request=tuple(request),
+            metadata=tuple(metadata),
+            mode=mode,
+            times=config.times,
+            replies=replies,
+            then=config.then,
+            on_message=on_message,
+            scenario=config.scenario,
+            when_state=config.when_state,
+            set_state=config.set_state,
+            origin=self.source.origin,
+        )
+
+    # -- method and match -----------------------------------------------------------------------
+
+    def _methods(self, config: StubConfig) -> list[MethodSpec]:
+        if not config.method:
+            raise self.fail("method", "missing: name the method, `pkg.Service/Method`")
+        paths = self.contracts.methods
+        try:
+            check_method_pattern(config.method, paths.keys(), "method")
+        except ConfigError as exc:
+            raise self.fail("method", exc.problem) from None
+        found = [spec for path, spec in paths.items() if method_matches(config.method, path)]
+        types = {
+            (m.input_class.DESCRIPTOR.full_name, m.output_class.DESCRIPTOR.full_name) for m in found
+        }
+        if len(types) > 1 and (config.match.request or self._has_messages(config)):
+            names = ", ".join(m.name for m in found[:4])
+            raise self.fail(
+                "method",
+                f'"{config.method}" matches methods of different message types ({names}): '
+                "name one method, since the stub's fields must fit its types",
+            )
+        return found
+
+    @staticmethod
+    def _has_messages(config: StubConfig) -> bool:
+        responses = [config.respond, *config.sequence]
+        return any(r is not None and (r.message or r.stream) for r in responses) or bool(
+            config.on_message
+        )
+
+    def _match(
+        self, config: StubConfig, methods: list[MethodSpec]
+    ) -> tuple[list[Any], list[Any], str | int]:
+        spec = methods[0]
+        match = config.match
+        try:
+            request = request_conditions(
+                spec.input_class.DESCRIPTOR, match.request, f"{self.shown}.match.request"
+            )
+            metadata = header_conditions(match.metadata, f"{self.shown}.match.metadata")
+        except ConditionError as exc:
+            raise self._located(exc) from None
+        mode = match.message
+        if isinstance(mode, str) and mode.startswith("index "):
+            mode = mode[6:].strip()
+            mode = int(mode) if mode.isdigit() else mode
+        if isinstance(mode, dict) and set(mode) == {"index"}:
+            mode = mode["index"]
+        if not (
+            mode in ("first", "any", "all")
+            or (isinstance(mode, int) and not isinstance(mode, bool) and mode >= 0)
+        ):
+            raise self.fail(
+                "match.message",
+                f"is first, any, all or `index N` (N from 0), got {match.message!r}",
+            )
+        if mode != "first" and not spec.kind.client_streaming:
+            raise self.fail(
+                "match.message",
+                f"applies to client and bidi streams; {spec.name} takes one request",
+            )
+        return request, metadata, mode
+
+    def _located(self, exc: ConditionError | StubDataError | TemplateError) -> ConfigError:
+        key = exc.key.removeprefix(self.shown).lstrip(".")
+        return self.fail(key, exc.problem)
+
+    # -- responses ------------------------------------------------------------------------------
+
+    def _replies(
+        self, config: StubConfig, methods: list[MethodSpec], kinds: set[RpcKind]
+    ) -> tuple[Reply, ...]:
+        if config.respond is not None and config.sequence:
+            raise self.fail("sequence", "give `respond` or `sequence`, not both")
+        spec = methods[0]
+        if config.sequence:
+            return tuple(
+                self._reply(r, spec, f"sequence[{i}]") for i, r in enumerate(config.sequence)
+            )
+        if config.respond is not None:
+            return (self._reply(config.respond, spec, "respond"),)
+        if config.on_message:
+            return (Reply(items=(), stream=True),)
+        if config.then != "repeat_last":
+            raise self.fail("then", "goes with a `sequence:`")
+        # No response given: the default, as a stub that only shapes which calls match, counts
+        # them and moves scenarios along.
+        return (Reply(items=(Item(None),)),)
+
+    def _reply(self, config: ResponseConfig, spec: MethodSpec, key: str) -> Reply:
+        kind = spec.kind
+        status = self._status(config.status, f"{key}.status") if config.status else None
+        fails = status is not None and status.code != grpc.StatusCode.OK
+        if config.stream is not None:
+            if not kind.server_streaming:
+                raise self.fail(
+                    f"{key}.stream",
+                    f"{spec.name} answers one message: use `message:` (a stream response is for "
+                    "server and bidi streaming methods)",
+                )
+            if config.message is not None:
+                raise self.fail(f"{key}.message", "give `message` or `stream`, not both")
+            items = tuple(
+                self._item(item, spec, f"{key}.stream[{i}]") for i, item in enumerate(config.stream)
+            )
+        elif fails:
+            if config.message is not None:
+                raise self.fail(
+                    f"{key}.message",
+                    f"a call that ends {status.code.name} sends no message: drop `message`, "  # type: ignore[union-attr]
+                    "or the status",
+                )
+            items = ()
+        else:
+            message = None
+            if config.message is not None:
+                message = self._message(spec, config.message, f"{key}.message", config.replace)
+            items = (Item(message),)
+        return Reply(
+            items=items,
+            status=status,
+            headers=self._headers(config.headers, f"{key}.headers"),
+            trailers=self._headers(config.trailers, f"{key}.trailers"),
+            delay=self._delay(config.delay, f"{key}.delay"),
+            stream=config.stream is not None,
+        )
+
+    def _item(self, config: StreamItemConfig, spec: MethodSpec, key: str) -> Item:
+        message = (
+            self._message(spec, config.message, f"{key}.message", config.replace)
+            if config.message
+            else None
+        )
+        return Item(message, self._delay(config.delay, f"{key}.delay"))
+
+    def _message(self, spec: MethodSpec, data: Any, key: str, replace: bool) -> MessageSpec:
+        try:
+            return MessageSpec(spec.output_class, data, f"{self.shown}.{key}", replace=replace)
+        except (StubDataError, TemplateError) as exc:
+            raise self._located(exc) from None
+
+    def _status(self, config: AbortConfig, key: str) -> Abort:
+        name = config.code.upper()
+        if name not in _STATUS_NAMES:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(_STATUS_NAMES), n=2)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise self.fail(f"{key}.code", f"{config.code!r} is not a gRPC status code{hint}")
+        try:
+            return compile_abort(config, f"{self.shown}.{key}")
+        except ConfigError as exc:
+            raise self.fail(key, exc.problem) from None
+
+    def _headers(self, values: Mapping[str, Any], key: str) -> tuple[tuple[str, HeaderValue], ...]:
+        from emulator.metadata import MetadataError, checked
+
+        plain = {k: v for k, v in values.items() if not is_template(v)}
+        try:
+            checked(
+                {k: v if isinstance(v, bytes) else str(v) for k, v in plain.items()},
+                f"{self.shown}.{key}",
+            )
+        except MetadataError as exc:
+            raise self.fail(key, str(exc).split(": ", 1)[-1]) from None
+        out: list[tuple[str, HeaderValue]] = []
+        for name, value in values.items():
+            header = str(name).lower()
+            if is_template(value):
+                try:
+                    out.append((header, compile_template(value, f"{self.shown}.{key}.{name}")))
+                except TemplateError as exc:
+                    raise self._located(exc) from None
+                try:
+                    checked({header: "x"}, key)
+                except MetadataError as exc:
+                    raise self.fail(f"{key}.{name}", str(exc).split(": ", 1)[-1]) from None
+            else:
+                out.append((header, value if isinstance(value, bytes) else str(value)))
+        return tuple(out)
+
+    def _delay(self, value: Any, key: str) -> DelayConfig | None:
+        if value is None:
+            return None
+        if isinstance(value, Mapping):
+            delay: DelayConfig = build_dataclass(
+                DelayConfig, value, f"{self.base}.{key}", self.source.name, self.lines
+            )
+            kinds = [
+                k
+                for k in ("fixed", "uniform", "normal", "lognormal")
+                if getattr(delay, k) not in (None, ())
+            ]
+            if len(kinds) != 1:
+                raise self.fail(key, "give exactly one of fixed, uniform, normal, lognormal")
+            if delay.uniform and len(delay.uniform) != 2:
+                raise self.fail(f"{key}.uniform", "is [low, high]")
+            return delay
+        try:
+            return DelayConfig(fixed=parse_duration(value))
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from None
+
+    # -- bidi ---------------------------------------------------------------------------------
+
+    def _on_message(
+        self, config: StubConfig, methods: list[MethodSpec], kinds: set[RpcKind]
+    ) -> tuple[OnMessage, ...]:
+        if not config.on_message:
+            return ()
+        spec = methods[0]
+        if spec.kind is not RpcKind.STREAM_STREAM:
+            raise self.fail(
+                "on_message",
+                f"is for bidi streaming methods; {spec.name} is {spec.kind.name.lower()}",
+            )
+        rules = []
+        for index, rule in enumerate(config.on_message):
+            key = f"on_message[{index}]"
+            try:
+                conditions = request_conditions(
+                    spec.input_class.DESCRIPTOR, rule.match, f"{self.shown}.{key}.match"
+                )
+            except ConditionError as exc:
+                raise self._located(exc) from None
+            items = tuple(
+                self._item(item, spec, f"{key}.reply[{i}]") for i, item in enumerate(rule.reply)
+            )
+            status = self._status(rule.status, f"{key}.status") if rule.status else None
+            rules.append(OnMessage(tuple(conditions), items, status))
+        return tuple(rules)
