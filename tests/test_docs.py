@@ -1,7 +1,8 @@
 """The user docs say what the code does: README.md, docs/*.md and CONTRIBUTING.md.
 
 - Python and TOML examples are regions of tests under tests/examples/ (which run), never copies;
-- YAML examples are emulator.yaml files that `emulate check` accepts against protos/;
+- YAML examples are emulator.yaml files that `emulate check` accepts against protos/, or stub
+  files (`<!-- stub-file: NAME -->`) that it loads;
 - `emulate` commands in shell examples parse, and those that can run here do;
 - the generated tables (config keys, variables, flags) are what `make docs` makes now;
 - the layout table of docs/architecture.md names every module of emulator/ and nothing else;
@@ -156,6 +157,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     (root / "certs" / "jwt-public.pem").write_bytes(public)
+    (root / "stubs").mkdir()
+    for block in STUB_FILES:  # where the pages' commands look for them: stubs/NAME.yaml
+        (root / "stubs" / f"{block.marker[1]}.yaml").write_text(block.text + "\n", "utf-8")  # type: ignore[index]
     return root
 
 
@@ -172,7 +176,19 @@ def _emulate(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("block", _of("yaml", "yml"), ids=_ids(_of("yaml", "yml")))
+STUB_FILES = [b for b in _of("yaml", "yml") if b.marker and b.marker[0] == "stub-file"]
+CONFIGS = [b for b in _of("yaml", "yml") if b not in STUB_FILES]
+
+
+@pytest.mark.parametrize("block", STUB_FILES, ids=_ids(STUB_FILES))
+def test_stub_file_examples_load(block: Block, project: Path) -> None:
+    """`<!-- stub-file: NAME -->` blocks are stub files (tests/examples/ serves them too)."""
+    argv = ["check", "--proto", "protos/", "--stubs", f"stubs/{block.marker[1]}.yaml"]  # type: ignore[index]
+    checked = _emulate(argv, project)
+    assert checked.returncode == 0, f"{block.where}: emulate {shlex.join(argv)}:\n{checked.stderr}"
+
+
+@pytest.mark.parametrize("block", CONFIGS, ids=_ids(CONFIGS))
 def test_yaml_examples_are_valid_emulator_yaml(block: Block, project: Path) -> None:
     from emulator.config import load_config_file
     from emulator.errors import ConfigError
@@ -355,8 +371,9 @@ def test_the_readme_stays_short() -> None:
         "Why",
         "Install",
         "Quickstart",
+        "Stubs without code",  # the stub format is the README's to show (issue 11)
         "Features",
     ]
     quickstart = readme.split("\n## Quickstart\n", 1)[1].split("\n## ", 1)[0]
     assert len(quickstart.strip().splitlines()) <= 40  # a screen
-    assert len(readme.splitlines()) <= 120
+    assert len(readme.splitlines()) <= 160
