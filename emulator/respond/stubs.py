@@ -63,7 +63,7 @@ class StubResponder(Responder):
         self.rest = tuple(rest)  # who answers what no stub matches
         self.seed = seed
         self.clock = clock
-        self._merged: dict[tuple[int, bytes], bytes] = {}
+        self._merged: dict[tuple[Any, ...], bytes] = {}
 
     def reset(self) -> None:
         self.stubs.reset()
@@ -83,7 +83,9 @@ class StubResponder(Responder):
             if stub is None:
                 return None
             return functools.partial(self._answer, stub, self._take(stub), [request])
-        if methods.need == 0:
+        # A client stream is read to its end before the stub answers, as a server would; a
+        # bidi stub whose stubs look at no request message may start answering at once.
+        if methods.need == 0 and call.spec.kind.server_streaming:
             stub = self._choose(call, methods, ())
             return (
                 None
@@ -122,7 +124,8 @@ class StubResponder(Responder):
     ) -> AsyncIterator[bytes]:
         stream = exchange.messages()
         read: list[Message] = []
-        need = methods.need
+        client_stream = not exchange.call.spec.kind.server_streaming
+        need = None if client_stream else methods.need  # a client stream: all of it
         async for _ in _until(stream, read, need):
             pass
         call = exchange.call
@@ -245,20 +248,23 @@ class StubResponder(Responder):
         if message.fixed is not None and message.replace:
             return message.fixed
         key = exchange.default_key()
-        cacheable = message.fixed is not None and len(key) <= _SMALL_KEY
-        if cacheable:
-            found = self._merged.get((id(message), key + bytes([index & 0xFF])))
+        defaults = self.defaults
+        # Merged onto a default that follows the request bytes (and the clock's anchor), so the
+        # same request gets the same bytes: kept, for the stub answering the same call again.
+        cache = message.fixed is not None and len(key) <= _SMALL_KEY
+        slot = (message, key, index, defaults.time_range)
+        if cache:
+            found = self._merged.get(slot)
             if found is not None:
                 return found
-        defaults = self.defaults
         try:
             out = message.build(lambda: defaults.response(spec, key, index), render)
         except (TemplateError, StubDataError) as exc:
             raise StubError(f"{exc.key}: {exc.problem}") from None
-        if cacheable:
+        if cache:
             if len(self._merged) >= _MERGED_ENTRIES:
                 self._merged.clear()
-            self._merged[(id(message), key + bytes([index & 0xFF]))] = out
+            self._merged[slot] = out
         return out
 
     def _headers(
