@@ -38,7 +38,7 @@ LABEL org.opencontainers.image.title="grpc-emulator" \
 RUN set -eu; \
     useradd --system --uid 10001 --user-group --create-home --home-dir /home/emulator \
         --shell /usr/sbin/nologin emulator; \
-    mkdir -p /protos /behaviors
+    mkdir -p /protos /behaviors /stubs
 COPY --from=build /opt/emulator /opt/emulator
 COPY deploy/container/emulator.yaml /etc/emulator/emulator.yaml
 # Settings: /etc/emulator/emulator.yaml, then EMULATOR_* variables, then flags after the image.

@@ -92,6 +92,7 @@ def test_configmap_and_image_config_files_are_valid_emulator_yaml(tmp_path: Path
     image_default = load_config_file(ROOT / "deploy" / "container" / "emulator.yaml")
     assert image_default.protos == ("/protos",)
     assert image_default.behaviors == ("/behaviors",)
+    assert image_default.stubs == ("/stubs",)
 
 
 def test_dockerfile_defaults() -> None:
