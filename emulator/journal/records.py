@@ -233,8 +233,13 @@ class CallList:
         return f"<CallList {len(self._records)} calls>"
 
     def describe(self) -> str:
-        """One line per call, for failure messages and test reports."""
-        return "\n".join(r.summary() for r in self._records) or "(no calls)"
+        """One line per call, for failure messages and test reports; a call no stub matched
+        is followed by the closest stubs and why each did not match."""
+        lines = []
+        for record in self._records:
+            lines.append(record.summary())
+            lines.extend(f"    no stub matched; close: {miss}" for miss in record.near_misses)
+        return "\n".join(lines) or "(no calls)"
 
 
 class Journal(Interceptor):
