@@ -283,9 +283,11 @@ def _run(args: argparse.Namespace, check: bool) -> int:
         described = server.contracts.describe()
         methods = sum(len(m) for m in described.values())
         shaped = len(list(server.registry))
+        stubs = _stubs_by_method(server)
+        on = f" on {_count(len(stubs), 'method')}" if stubs else ""
         print(
             f"ok: {_count(len(described), 'service')}, {_count(methods, 'method')}, "
-            f"{shaped} with behaviours"
+            f"{shaped} with behaviours, {_count(len(server.snapshot.stubs), 'stub')}{on}"
         )
         return 0
     try:
@@ -339,14 +341,27 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _stubs_by_method(server: Any) -> dict[str, int]:
+    """Method path → how many stubs may answer it (a stub with a method pattern counts for each
+    method it names)."""
+    counts: dict[str, int] = {}
+    for stub in server.snapshot.stubs:
+        for spec in stub.methods:
+            counts[spec.path] = counts.get(spec.path, 0) + 1
+    return counts
+
+
 def _banner(server: Any) -> None:
     print(f"emulator listening on {server.target}")
     unimplemented = server.snapshot.unimplemented
+    stubs = _stubs_by_method(server)
     for name, spec in server.contracts.services.items():
         paths = {m: f"/{name}/{m}" for m in spec.methods}
         missing = [m for m, path in paths.items() if path in unimplemented.messages]
         shaped = [m for m, path in paths.items() if server.registry.get(path) and m not in missing]
         note = f", behaviours: {', '.join(shaped)}" if shaped else ""
+        stubbed = [f"{m} ({stubs[p]})" for m, p in paths.items() if p in stubs and m not in missing]
+        note += f"; stubs: {', '.join(stubbed)}" if stubbed else ""  # after a list: ; not ,
         if missing:
             hidden = name in unimplemented.hidden_services
             note += ", unimplemented" + (" and hidden" if hidden else "")

@@ -272,6 +272,8 @@ class Config:
                 name, _, line = at.rpartition(":")
                 if line.isdigit():
                     source, lines[key] = name, int(line)
+                else:
+                    source = at  # set without lines: the environment, the command line
         return source, lines
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "flags") -> Config:
@@ -291,6 +293,9 @@ class Config:
             for key, at in self._origin[1].items()
             if not any(key == d or key.startswith((f"{d}.", f"{d}[")) for d in overrides)
         }
+        # Each key set here is this source's (no line), so a later round of overrides (the
+        # flags after the environment) does not claim the keys it left alone.
+        kept.update(dict.fromkeys(overrides, source))
         object.__setattr__(result, "_origin", (source, kept))
         return result
 

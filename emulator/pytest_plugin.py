@@ -7,11 +7,12 @@
         emulator.assert_called("acme.shop.v1.Orders/CreateOrder", times=1)
 
 Configure with the marker or the ini options `emulator_protos`, `emulator_behaviors`,
-`emulator_import_paths`,
-`emulator_seed` (the marker wins). By default one server per configuration is shared across the
-session and reset before and after each test; `@pytest.mark.emulator(fresh=True)` gives the test
-a server of its own. When a test fails, its report lists the calls it made; when a behaviour
-raised during a test, the test errors at teardown (`raise_behavior_errors=False` opts out).
+`emulator_stubs`, `emulator_import_paths`, `emulator_seed` (the marker wins); `stubs=[...]` takes
+stub files, folders and inline stubs, and a test's `emulator.stub_for(...)` goes at its end.
+By default one server per configuration is shared across the session and reset before and
+after each test; `@pytest.mark.emulator(fresh=True)` gives the test a server of its own. When a
+test fails, its report lists the calls it made; when a behaviour raised during a test, the test
+errors at teardown (`raise_behavior_errors=False` opts out).
 
 pytest loads this module in every run of a project that installs grpc-emulator, so it imports
 nothing heavy (grpc, protobuf, the server) until a test asks for the fixture.
@@ -37,6 +38,7 @@ _EMULATOR = pytest.StashKey["Emulator"]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("emulator_protos", "contracts for the emulator fixture", type="paths")
     parser.addini("emulator_behaviors", "behaviours for the emulator fixture", type="paths")
+    parser.addini("emulator_stubs", "stub files and folders for the emulator fixture", type="paths")
     parser.addini(
         "emulator_import_paths", "extra .proto import roots for the emulator fixture", type="paths"
     )
@@ -46,7 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "emulator(protos=..., behaviors=..., seed=..., fresh=False, **config): configure the "
+        "emulator(protos=..., behaviors=..., stubs=..., seed=..., fresh=False, **config): "
+        "configure the "
         "`emulator` fixture; fresh=True gives the test a server of its own; "
         "raise_behavior_errors=False lets behaviours raise without failing the test",
     )
@@ -134,6 +137,7 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
     options: dict[str, Any] = {
         "protos": [str(p) for p in config.getini("emulator_protos")],
         "behaviors": [str(p) for p in config.getini("emulator_behaviors")],
+        "stubs": [str(p) for p in config.getini("emulator_stubs")],
         "import_paths": [str(p) for p in config.getini("emulator_import_paths")],
         "seed": seed,
     }
@@ -147,7 +151,7 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
             "the emulator fixture needs contracts: @pytest.mark.emulator(protos='protos/') or "
             "`emulator_protos = protos/` in the pytest ini options"
         )
-    for key in ("protos", "behaviors", "import_paths"):
+    for key in ("protos", "behaviors", "stubs", "import_paths"):
         # Always a list, so that "protos/", "protos" and ["protos"] share one server.
         value = options[key]
         values = value if isinstance(value, list | tuple) else [value]
@@ -160,7 +164,7 @@ def _resolved(value: Any, root: Path) -> Any:
     if isinstance(value, str | os.PathLike):
         path = Path(value)
         return str(path if path.is_absolute() else root / path)
-    return value  # a Behavior class, instance or module
+    return value  # a Behavior class, instance or module; a stub written inline
 
 
 def _frozen(value: Any) -> Any:

@@ -222,7 +222,8 @@ def test_the_marker_is_registered(project: pytest.Pytester) -> None:
     )
     run(project, "--strict-markers").assert_outcomes(passed=1)
     result = run(project, "--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.emulator(protos=..., behaviors=..., seed=*fresh=*"])
+    marker = "@pytest.mark.emulator(protos=..., behaviors=..., stubs=..., seed=*fresh=*"
+    result.stdout.fnmatch_lines([marker])
 
 
 # -- sharing and reset -------------------------------------------------------------------------

@@ -62,29 +62,41 @@ def build_stubs(data: Any, contracts: Contracts, source: Source) -> list[Stub]:
     for offset, raw in enumerate(data):
         index = source.first + offset
         key = f"{source.prefix}[{index}]"
-        stubs.append(_Builder(contracts, source, key).stub(raw))
+        shown = key if key.startswith("stubs") else f"stubs{key}"
+        if source.origin == "runtime":
+            # What the caller wrote: one stub (`emu.stub_for(...)`: `match.request...`), or
+            # the position in the stubs of this call, not among every stub added so far.
+            shown = "" if len(data) == 1 else f"stubs[{offset}]"
+        stubs.append(_Builder(contracts, source, key, shown).stub(raw))
     return stubs
 
 
+def _join(*keys: str) -> str:
+    return ".".join(k for k in keys if k)
+
+
 class _Builder:
-    def __init__(self, contracts: Contracts, source: Source, key: str) -> None:
+    def __init__(self, contracts: Contracts, source: Source, key: str, shown: str) -> None:
         self.contracts = contracts
         self.source = source
         self.key = key  # `[0]`, `stubs[2]`: where this stub's keys are, in `source.lines`
         # How messages show the stub: `stubs[2]`, then `stubs[2] (name)` once its name is known.
-        self.base = key if key.startswith("stubs") else f"stubs{key}"
+        self.base = shown
         self.shown = self.base
         self.lines = {k.replace(key, self.base, 1): v for k, v in source.lines.items()}
 
     def fail(self, key: str, problem: str) -> ConfigError:
-        full = f"{self.key}.{key}" if key else self.key
-        return invalid(self.source.at(full), f"{self.shown}.{key}" if key else self.shown, problem)
+        full = _join(self.key, key)
+        shown = _join(self.shown, key)
+        if not shown:
+            return ConfigError(f"{self.source.at(full)}: {problem}", key=full, problem=problem)
+        return invalid(self.source.at(full), shown, problem)
 
     def stub(self, raw: Any) -> Stub:
         config: StubConfig = build_dataclass(
             StubConfig, raw, self.base, self.source.name, self.lines
         )
-        if config.name:
+        if config.name and self.shown:
             self.shown = f"{self.shown} ({config.name})"
         methods = self._methods(config)
         spec = methods[0]
@@ -93,12 +105,17 @@ class _Builder:
         replies = self._replies(config, methods, kinds)
         on_message = self._on_message(config, methods, kinds)
         if config.times is not None and config.times < 1:
-            raise self.fail("times", f"must be at least 1, got {config.times}")
+            raise self.fail(
+                "times",
+                f"must be at least 1, got {config.times}; leave it out to answer every matching "
+                "call",
+            )
         if (config.when_state or config.set_state) and not config.scenario:
             which = "when_state" if config.when_state else "set_state"
             raise self.fail(which, "needs a `scenario:` name that the states belong to")
         line = self.source.lines.get(self.key)
-        located = f"{self.source.name}:{line}" if line else self.source.name
+        # Without a line (written in code), the stub's index keeps unnamed stubs apart.
+        located = f"{self.source.name}:{line}" if line else f"{self.source.name} {self.key}"
         return Stub(
             name=config.name or f"{spec.name.rpartition('/')[2]}@{located}",
             source=located,
@@ -155,9 +172,9 @@ class _Builder:
         match = config.match
         try:
             request = request_conditions(
-                spec.input_class.DESCRIPTOR, match.request, f"{self.shown}.match.request"
+                spec.input_class.DESCRIPTOR, match.request, _join(self.shown, "match.request")
             )
-            metadata = header_conditions(match.metadata, f"{self.shown}.match.metadata")
+            metadata = header_conditions(match.metadata, _join(self.shown, "match.metadata"))
         except ConditionError as exc:
             raise self._located(exc) from None
         mode = match.message
@@ -177,7 +194,8 @@ class _Builder:
         if mode != "first" and not spec.kind.client_streaming:
             raise self.fail(
                 "match.message",
-                f"applies to client and bidi streams; {spec.name} takes one request",
+                f"applies to client and bidi streams; {spec.name} takes one request: leave "
+                "`match.message` out",
             )
         return request, metadata, mode
 
@@ -255,7 +273,7 @@ class _Builder:
 
     def _message(self, spec: MethodSpec, data: Any, key: str, replace: bool) -> MessageSpec:
         try:
-            return MessageSpec(spec.output_class, data, f"{self.shown}.{key}", replace=replace)
+            return MessageSpec(spec.output_class, data, _join(self.shown, key), replace=replace)
         except (StubDataError, TemplateError) as exc:
             raise self._located(exc) from None
 
@@ -268,35 +286,35 @@ class _Builder:
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
             raise self.fail(f"{key}.code", f"{config.code!r} is not a gRPC status code{hint}")
         try:
-            return compile_abort(config, f"{self.shown}.{key}")
+            return compile_abort(config, _join(self.shown, key))
         except ConfigError as exc:
             raise self.fail(key, exc.problem) from None
 
     def _headers(self, values: Mapping[str, Any], key: str) -> tuple[tuple[str, HeaderValue], ...]:
         from emulator.metadata import MetadataError, checked
 
-        plain = {k: v for k, v in values.items() if not is_template(v)}
-        try:
-            checked(
-                {k: v if isinstance(v, bytes) else str(v) for k, v in plain.items()},
-                f"{self.shown}.{key}",
-            )
-        except MetadataError as exc:
-            raise self.fail(key, str(exc).split(": ", 1)[-1]) from None
         out: list[tuple[str, HeaderValue]] = []
         for name, value in values.items():
+            here = f"{key}.{name}"  # each header on its own, so the message names its line
             header = str(name).lower()
-            if is_template(value):
+            templated = is_template(value)
+            probe = "x" if templated else value if isinstance(value, bytes) else str(value)
+            try:
+                checked({name: probe}, _join(self.shown, here))
+            except MetadataError as exc:
+                raise self.fail(here, str(exc).split(": ", 1)[-1]) from None
+            if templated:
                 try:
-                    out.append((header, compile_template(value, f"{self.shown}.{key}.{name}")))
+                    out.append((header, compile_template(value, _join(self.shown, here))))
                 except TemplateError as exc:
                     raise self._located(exc) from None
-                try:
-                    checked({header: "x"}, key)
-                except MetadataError as exc:
-                    raise self.fail(f"{key}.{name}", str(exc).split(": ", 1)[-1]) from None
             else:
-                out.append((header, value if isinstance(value, bytes) else str(value)))
+                out.append((header, probe))
+        plain = [(k, v) for k, v in out if isinstance(v, str | bytes)]
+        try:
+            checked(plain, key)  # all together: their size
+        except MetadataError as exc:
+            raise self.fail(key, str(exc).split(": ", 1)[-1]) from None
         return tuple(out)
 
     def _delay(self, value: Any, key: str) -> DelayConfig | None:
@@ -304,7 +322,7 @@ class _Builder:
             return None
         if isinstance(value, Mapping):
             delay: DelayConfig = build_dataclass(
-                DelayConfig, value, f"{self.base}.{key}", self.source.name, self.lines
+                DelayConfig, value, _join(self.base, key), self.source.name, self.lines
             )
             kinds = [
                 k
@@ -332,14 +350,15 @@ class _Builder:
         if spec.kind is not RpcKind.STREAM_STREAM:
             raise self.fail(
                 "on_message",
-                f"is for bidi streaming methods; {spec.name} is {spec.kind.name.lower()}",
+                f"is for bidi streaming methods; {spec.name} is {spec.kind.value}: answer it "
+                "with `respond:` (or `sequence:`)",
             )
         rules = []
         for index, rule in enumerate(config.on_message):
             key = f"on_message[{index}]"
             try:
                 conditions = request_conditions(
-                    spec.input_class.DESCRIPTOR, rule.match, f"{self.shown}.{key}.match"
+                    spec.input_class.DESCRIPTOR, rule.match, _join(self.shown, key, "match")
                 )
             except ConditionError as exc:
                 raise self._located(exc) from None

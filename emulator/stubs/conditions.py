@@ -30,7 +30,14 @@ from google.protobuf.message import Message
 
 from emulator.behavior.values import is_map
 
-__all__ = ["OPERATORS", "Condition", "ConditionError", "header_conditions", "request_conditions"]
+__all__ = [
+    "OPERATORS",
+    "Condition",
+    "ConditionError",
+    "enum_problem",
+    "header_conditions",
+    "request_conditions",
+]
 
 OPERATORS = frozenset(
     {
@@ -266,7 +273,12 @@ def _terminal(
         return
     ops: Mapping[str, Any] = want if operators else {"equals": want}
     show = _shower(field)
-    test, expected = _operators(field, ops, key, show)
+    try:
+        test, expected = _operators(field, ops, key, show)
+    except ConditionError as exc:
+        if operators or exc.key != f"{key}.equals":
+            raise
+        raise ConditionError(key, exc.problem) from None  # a bare value: no `equals` was written
     equal = None
     plain = all(s.map_key is _MISSING for s in steps)
     if plain and set(ops) == {"equals"} and _singular_scalar(field):
@@ -477,8 +489,7 @@ def _normal(field: Any, value: Any, key: str) -> Any:
         if isinstance(value, str):
             number = enum.values_by_name.get(value)
             if number is None:
-                names = ", ".join(v.name for v in enum.values)
-                raise ConditionError(key, f"{value!r} is not a value of {enum.full_name} ({names})")
+                raise ConditionError(key, enum_problem(enum, value))
             return number.number
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -505,11 +516,22 @@ def _normal(field: Any, value: Any, key: str) -> Any:
         raise ConditionError(key, f"{field.name} is bytes: give a string")
     if isinstance(value, str):
         return value
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
     raise ConditionError(
         key,
-        f"{field.name} is a string: {value!r} is {type(value).__name__}; write it in quotes "
-        f'("{value}") to match the text',
+        f"{field.name} is a string: {text} is {type(value).__name__}; write it in quotes "
+        f'("{text}") to match the text',
     )
+
+
+def enum_problem(enum: Any, value: str) -> str:
+    """`value` is no name of `enum`: the closest names and every name, to pick from."""
+    import difflib
+
+    names = [v.name for v in enum.values]
+    close = difflib.get_close_matches(value, names, n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{value!r} is not a value of {enum.full_name}{hint}: use one of {', '.join(names)}"
 
 
 def _shower(field: Any) -> Callable[[Any], str]:

@@ -33,7 +33,7 @@ def load_stubs(
     stubs: list[Stub] = []
     for index, entry in enumerate(entries):
         if isinstance(entry, str | Path):
-            for path in _files(Path(entry), f"{source}: stubs[{index}]"):
+            for path in _files(Path(entry), _named(source, lines or {}, index)):
                 stubs.extend(load_file(path, contracts))
         elif isinstance(entry, Mapping):
             at = Source(source, lines or {}, "stubs", origin, first=index)
@@ -55,12 +55,26 @@ def load_file(path: Path, contracts: Contracts) -> list[Stub]:
     return build_stubs(data, contracts, Source(str(path), lines, "", "file"))
 
 
+def _named(source: str, lines: Mapping[str, int], index: int) -> str:
+    """How a message names the entry: the flag or variable that gave it, or the key and line."""
+    if source == "command line":
+        return "--stubs"
+    if source == "environment (EMULATOR_*)":
+        return "environment variable EMULATOR_STUBS"
+    from emulator._schema import where
+
+    return f"{where(source, lines, f'stubs[{index}]')}: stubs[{index}]"
+
+
 def _files(path: Path, where: str) -> list[Path]:
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.suffix in STUB_SUFFIXES and p.is_file())
         return found
     if not path.exists():
-        raise ConfigError(f"{where}: {path} does not exist: give a stub file or a folder of them")
+        raise ConfigError(
+            f"{where}: {path} does not exist: give a stub file (.yaml, .yml, .json) or a folder "
+            "of them"
+        )
     if path.suffix not in STUB_SUFFIXES:
         raise ConfigError(
             f"{where}: {path} is not a stub file: stub files end in .yaml, .yml or .json"

@@ -14,6 +14,7 @@ call, into a field whose type was checked at load.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -138,6 +139,7 @@ class MessageSpec:
             sample, convert = _slot(field, key)
             self._slots.append((at, compile_template(value, key), convert))
             return sample
+        _check_value(field, value, key, repeated=repeated)
         return value
 
     # -- call ---------------------------------------------------------------------------------
@@ -157,6 +159,76 @@ class MessageSpec:
                 target = target[part]
             target[at[-1]] = value
         return data
+
+
+def _check_value(field: Any, value: Any, key: str, *, repeated: bool) -> None:
+    """The common mistakes refused at the field's own key (so the message names its line), in
+    words a stub writer acts on; json_format's parse of the whole message catches the rest."""
+    if value is None:
+        return  # `field: null`: the field cleared
+    if repeated:
+        what = "a map: give a mapping of keys to values" if is_map(field) else "a list: give [...]"
+        raise StubDataError(key, f"{field.name} is {what}, not {value!r}")
+    message = field.message_type
+    if message is not None:
+        if message.full_name in _FREE or message.full_name in _ONE_VALUE:
+            return  # JSON forms json_format knows (a timestamp string, a number, any value)
+        raise StubDataError(
+            key,
+            f"{field.name} is a message ({message.full_name}): give a mapping of its fields, "
+            f"not {value!r}",
+        )
+    enum = field.enum_type
+    if enum is not None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return  # a number: proto3 enums are open
+        if isinstance(value, str) and value in enum.values_by_name:
+            return
+        from emulator.stubs.conditions import enum_problem
+
+        if isinstance(value, str):
+            raise StubDataError(key, enum_problem(enum, value))
+        raise StubDataError(
+            key, f"{field.name} is an enum ({enum.full_name}): give a value name or number"
+        )
+    cpp = field.cpp_type
+    if cpp == FieldDescriptor.CPPTYPE_STRING:
+        if field.type == FieldDescriptor.TYPE_BYTES:
+            if not isinstance(value, str):
+                raise StubDataError(
+                    key, f"{field.name} is bytes: give them base64-encoded, as text"
+                )
+            return
+        if not isinstance(value, str):
+            raise StubDataError(
+                key,
+                f"{field.name} is a string: {_shown(value)} is {type(value).__name__}; write it "
+                f'in quotes ("{_shown(value)}")',
+            )
+        return
+    if cpp == FieldDescriptor.CPPTYPE_BOOL:
+        if not isinstance(value, bool):
+            raise StubDataError(
+                key, f"{field.name} is a bool: give true or false, not {_shown(value)}"
+            )
+        return
+    if cpp in _INTS:
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        text = isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value) is not None
+        if isinstance(value, bool) or not (whole or text):
+            raise StubDataError(
+                key, f"{field.name} is an integer: give a whole number, not {_shown(value)}"
+            )
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise StubDataError(key, f"{field.name} is a number: give one, not {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A value as the stub file wrote it: `true`, not Python's `True`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _copy(data: Any) -> Any:
