@@ -660,6 +660,23 @@ def test_a_server_stream_stub_without_stream_keeps_the_default_stream(emu: Emula
     assert [m.sku for m in shaped] == [m.sku for m in defaults]
 
 
+def test_each_message_of_a_long_stream_is_merged_onto_its_own_default() -> None:
+    with emulator(defaults={"stream_messages": 260}) as emu:
+        defaults = rpc(emu, LIST, {"category_id": "c"}).messages
+        stub(emu, "named", LIST, respond={"message": {"name": "n"}})
+        shaped = rpc(emu, LIST, {"category_id": "c"}).messages
+        assert [m.sku for m in shaped] == [m.sku for m in defaults]
+        assert shaped[256].sku != shaped[0].sku  # not the cached merge of message 0
+
+
+def test_a_new_stub_never_gets_the_answer_of_a_removed_one(emu: Emulator) -> None:
+    # Merged answers are cached per stub message; a removed stub's must not be served to the
+    # next one (CPython reuses the memory, and so the id(), of freed objects).
+    for index in range(40):
+        with emu.stub_for(GET, respond={"message": {"name": f"v{index}"}}):
+            assert rpc(emu, GET, {"product_id": "p1"}).message.name == f"v{index}"
+
+
 def test_replace_sends_only_the_fields_given(emu: Emulator) -> None:
     stub(emu, "bare", GET, respond={"message": {"name": "Widget"}, "replace": True})
     got = rpc(emu, GET, {"product_id": "p1"}).message

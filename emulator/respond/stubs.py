@@ -28,7 +28,7 @@ from emulator.errors import RpcAbort
 from emulator.faults.config import DelayConfig
 from emulator.faults.rules import Abort, sample, seeded
 from emulator.respond import Answer, BadRequest, Exchange, Responder, parse
-from emulator.stubs.messages import StubDataError
+from emulator.stubs.messages import MessageSpec, StubDataError
 from emulator.stubs.model import Item, Reply, Stub
 from emulator.stubs.store import MethodStubs, StubSet
 from emulator.stubs.templates import Fake, Template, TemplateError, rfc3339
@@ -63,7 +63,9 @@ class StubResponder(Responder):
         self.rest = tuple(rest)  # who answers what no stub matches
         self.seed = seed
         self.clock = clock
-        self._merged: dict[tuple[int, bytes], bytes] = {}
+        # Keyed by the stub's MessageSpec itself, not its id(): an entry keeps it alive, so a stub
+        # added later can never be taken for a removed one whose memory (and id) it reuses.
+        self._merged: dict[tuple[MessageSpec, bytes, int], bytes] = {}
 
     def reset(self) -> None:
         self.stubs.reset()
@@ -272,7 +274,7 @@ class StubResponder(Responder):
         key = exchange.default_key()
         cacheable = message.fixed is not None and len(key) <= _SMALL_KEY
         if cacheable:
-            found = self._merged.get((id(message), key + bytes([index & 0xFF])))
+            found = self._merged.get((message, key, index))
             if found is not None:
                 return found
         defaults = self.defaults
@@ -283,7 +285,7 @@ class StubResponder(Responder):
         if cacheable:
             if len(self._merged) >= _MERGED_ENTRIES:
                 self._merged.clear()
-            self._merged[(id(message), key + bytes([index & 0xFF]))] = out
+            self._merged[(message, key, index)] = out
         return out
 
     def _headers(
