@@ -155,14 +155,28 @@ class StubResponder(Responder):
             return self._bidi(stub, reply, read, exchange, live)
         if kind.server_streaming:
             return self._stream(stub, reply, read, exchange)
+        if kind.client_streaming:
+            return self._unary(stub, reply, read, exchange, live or exchange.messages())
         if not (reply.headers or reply.trailers or reply.delay or reply.fails or reply.templated):
             item = reply.items[0]
             return self._build(item, exchange, None, 0)  # the common case: bytes, no coroutine
         return self._unary(stub, reply, read, exchange)
 
     async def _unary(
-        self, stub: Stub, reply: Reply, read: Sequence[Message], exchange: Exchange
+        self,
+        stub: Stub,
+        reply: Reply,
+        read: list[Message],
+        exchange: Exchange,
+        rest: AsyncIterator[Message] | None = None,
     ) -> bytes:
+        if rest is not None and not reply.fails:
+            # A client stream is answered once it has ended, as the default and behaviours
+            # answer it: the journal keeps every message, the default merged onto is the whole
+            # stream's, and `requests` in templates holds them all, not only those matched on.
+            # (A stub that fails ends the call at once, as a server refusing a stream does.)
+            async for message in rest:
+                read.append(message)
         render = self._context(stub, read, exchange) if reply.templated else None
         self._headers(stub, reply, exchange, render)
         await self._wait(stub, reply.delay)
@@ -176,7 +190,13 @@ class StubResponder(Responder):
         render = self._context(stub, read, exchange) if reply.templated else None
         self._headers(stub, reply, exchange, render)
         await self._wait(stub, reply.delay)
-        for index, item in enumerate(reply.items):
+        items = reply.items
+        if not reply.stream and items:
+            # No `stream:` (only `message:`, or nothing but headers or a match): the default
+            # stream, each message shaped by `message:`, as a bidi stub's `message:` shapes the
+            # reply to each inbound message; not one message where the default sends several.
+            items = items * self.defaults.stream_messages
+        for index, item in enumerate(items):
             await self._wait(stub, item.delay)
             yield self._build(item, exchange, render, index)
         if reply.fails:
@@ -202,6 +222,11 @@ class StubResponder(Responder):
             for index, item in enumerate(reply.items):
                 await self._wait(stub, item.delay)
                 yield self._build(item, exchange, render, index)
+        if reply.fails and not stub.on_message:
+            # Nothing would be sent per inbound message: fail now, as a unary or client stream
+            # stub does, not once the client stops sending (a client waiting for a reply first
+            # would wait for ever).
+            raise _error(reply.status)  # type: ignore[arg-type]
         inbound = exchange.replaying(read, live) if live is not None else exchange
         number = 0
         async for message in inbound.messages():

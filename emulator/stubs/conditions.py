@@ -223,13 +223,17 @@ class Step:
 
 def _getter(steps: tuple[Step, ...]) -> Getter:
     last = len(steps) - 1
+    # What the path reads when a message or map key on the way is missing: the value protobuf
+    # reads there (a scalar's default, an empty list), as for an unset scalar, so the operators
+    # always get a value of the field's type (a regex never sees None).
+    empty = _empty(steps[-1])
 
     def get(message: Any) -> tuple[bool, Any]:
         value = message
         for index, step in enumerate(steps):
             if step.map_key is not _MISSING:
                 if step.map_key not in value:
-                    return False, None
+                    return False, empty
                 value = value[step.map_key]
                 continue
             field = step.field
@@ -241,7 +245,7 @@ def _getter(steps: tuple[Step, ...]) -> Getter:
                 continue
             if field.message_type is not None:
                 if not value.HasField(name):
-                    return False, None
+                    return False, empty
                 value = getattr(value, name)
                 continue
             holder, value = value, getattr(value, name)
@@ -252,6 +256,15 @@ def _getter(steps: tuple[Step, ...]) -> Getter:
         return True, value
 
     return get
+
+
+def _empty(step: Step) -> Any:
+    field = step.field
+    if step.map_key is not _MISSING:
+        field = field.message_type.fields_by_name["value"]
+    elif field.is_repeated:
+        return ()
+    return None if field.message_type is not None else field.default_value
 
 
 def _terminal(
@@ -584,7 +597,13 @@ def header_conditions(spec: Mapping[str, Any], key: str) -> list[Condition]:
         show = _shower(field)
         test, expected = _operators(field, ops, at, show)
         found.append(
-            Condition(f"header {header}", _header_getter(header), _any_value(test), expected, show)
+            Condition(
+                f"header {header}",
+                _header_getter(header),
+                _any_value(test, field.empty),
+                expected,
+                show,
+            )
         )
     return found
 
@@ -599,6 +618,7 @@ class _Header(_Like):
         self.message_type = None
         self.is_repeated = False
         self.has_presence = True
+        self.empty: str | bytes = b"" if binary else ""
 
 
 class _Values(tuple[Any, ...]):
@@ -615,10 +635,10 @@ def _header_getter(header: str) -> Getter:
     return get
 
 
-def _any_value(test: Test) -> Test:
+def _any_value(test: Test, empty: str | bytes) -> Test:
     def holds(present: bool, values: Any) -> bool:
-        if not present:
-            return test(False, None)
+        if not present:  # a missing header reads as empty (never None: regex, len need text)
+            return test(False, empty)
         return any(test(True, v) for v in values)
 
     return holds
