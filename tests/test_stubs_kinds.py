@@ -942,7 +942,9 @@ def test_a_template_failing_at_call_time_is_internal_and_fails_the_test_at_exit(
         stub(emu, "broken", GET, respond={"message": {"name": "{{ request.nope }}"}})
         out = rpc(emu, GET, {"product_id": "p1"})
         assert out.code == grpc.StatusCode.INTERNAL
-        assert "stubs[0] (broken).respond.message.name" in out.details
+        assert (
+            "stub broken (emu.stubs.add() stubs[0]): respond.message.name: template" in out.details
+        )
         assert "nope" in out.details
         assert rpc(emu, UPLOAD, *ITEMS).code == OK  # still serving
         assert emu.calls(GET).last.answered_by == "stub broken"

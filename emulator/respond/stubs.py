@@ -159,7 +159,9 @@ class StubResponder(Responder):
             return self._unary(stub, reply, read, exchange, live or exchange.messages())
         if not (reply.headers or reply.trailers or reply.delay or reply.fails or reply.templated):
             item = reply.items[0]
-            return self._build(item, exchange, None, 0)  # the common case: bytes, no coroutine
+            return self._build(
+                stub, item, exchange, None, 0
+            )  # the common case: bytes, no coroutine
         return self._unary(stub, reply, read, exchange)
 
     async def _unary(
@@ -182,7 +184,7 @@ class StubResponder(Responder):
         await self._wait(stub, reply.delay)
         if reply.fails:
             raise _error(reply.status)  # type: ignore[arg-type]
-        return self._build(reply.items[0], exchange, render, 0)
+        return self._build(stub, reply.items[0], exchange, render, 0)
 
     async def _stream(
         self, stub: Stub, reply: Reply, read: Sequence[Message], exchange: Exchange
@@ -198,7 +200,7 @@ class StubResponder(Responder):
             items = items * self.defaults.stream_messages
         for index, item in enumerate(items):
             await self._wait(stub, item.delay)
-            yield self._build(item, exchange, render, index)
+            yield self._build(stub, item, exchange, render, index)
         if reply.fails:
             raise _error(reply.status)  # type: ignore[arg-type]
 
@@ -221,7 +223,7 @@ class StubResponder(Responder):
         if reply.stream:
             for index, item in enumerate(reply.items):
                 await self._wait(stub, item.delay)
-                yield self._build(item, exchange, render, index)
+                yield self._build(stub, item, exchange, render, index)
         if reply.fails and not stub.on_message:
             # Nothing would be sent per inbound message: fail now, as a unary or client stream
             # stub does, not once the client stops sending (a client waiting for a reply first
@@ -252,19 +254,24 @@ class StubResponder(Responder):
                     continue
                 for item in rule.items:
                     await self._wait(stub, item.delay)
-                    yield self._build(item, exchange, render, 0)
+                    yield self._build(stub, item, exchange, render, 0)
                 if rule.status is not None:
                     if rule.status.code != grpc.StatusCode.OK:
                         raise _error(rule.status)
                     return
             elif not reply.stream:
                 for item in reply.items:
-                    yield self._build(item, exchange, render, 0)
+                    yield self._build(stub, item, exchange, render, 0)
         if reply.fails:
             raise _error(reply.status)  # type: ignore[arg-type]
 
     def _build(
-        self, item: Item, exchange: Exchange, render: Mapping[str, Any] | None, index: int
+        self,
+        stub: Stub,
+        item: Item,
+        exchange: Exchange,
+        render: Mapping[str, Any] | None,
+        index: int,
     ) -> bytes:
         spec = exchange.call.spec
         message = item.message
@@ -285,7 +292,7 @@ class StubResponder(Responder):
         try:
             out = message.build(lambda: defaults.response(spec, key, index), render)
         except (TemplateError, StubDataError) as exc:
-            raise StubError(f"{exc.key}: {exc.problem}") from None
+            raise StubError(f"stub {stub.name} ({stub.source}): {exc.key}: {exc.problem}") from None
         if cache:
             if len(self._merged) >= _MERGED_ENTRIES:
                 self._merged.clear()
