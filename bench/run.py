@@ -116,9 +116,9 @@ class Child:
             self.lines.put(line)
         self.lines.put(None)
 
-    def wait_listening(self) -> int:
+    def wait_listening(self, timeout: float = START_TIMEOUT) -> int:
         try:
-            line = self.lines.get(timeout=START_TIMEOUT)
+            line = self.lines.get(timeout=timeout)
         except queue.Empty:
             line = None
         if line is None:
@@ -174,10 +174,12 @@ def first_rpc(port: int, timeout: float = START_TIMEOUT) -> float:
             return time.perf_counter()
 
 
-def start(name: str, cmd: list[str], env: dict[str, str] | None = None) -> Child:
+def start(
+    name: str, cmd: list[str], env: dict[str, str] | None = None, timeout: float = START_TIMEOUT
+) -> Child:
     child = Child(name, cmd, env)
     try:
-        child.wait_listening()
+        child.wait_listening(timeout)
     except BaseException:
         child.stop()
         raise

@@ -1,0 +1,1 @@
+"""Declarative stubs: their shape, checks against the contracts, matching, and emu.stubs."""
