@@ -237,11 +237,7 @@ class StubResponder(Responder):
                 render = {**render, "request": message, "message_index": number}
             if stub.on_message:
                 rule = next(
-                    (
-                        r
-                        for r in stub.on_message
-                        if all(c.check(message) is None for c in r.conditions)
-                    ),
+                    (r for r in stub.on_message if all(c.holds(message) for c in r.conditions)),
                     None,
                 )
                 if rule is None:

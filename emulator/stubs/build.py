@@ -59,6 +59,7 @@ def build_stubs(data: Any, contracts: Contracts, source: Source) -> list[Stub]:
             "(`- method: pkg.Service/Method`), got " + type(data).__name__
         )
     stubs = []
+    lines = _lines_by_stub(source.lines, source.prefix)
     for offset, raw in enumerate(data):
         index = source.first + offset
         key = f"{source.prefix}[{index}]"
@@ -67,7 +68,7 @@ def build_stubs(data: Any, contracts: Contracts, source: Source) -> list[Stub]:
             # What the caller wrote: one stub (`emu.stub_for(...)`: `match.request...`), or
             # the position in the stubs of this call, not among every stub added so far.
             shown = "" if len(data) == 1 else f"stubs[{offset}]"
-        stubs.append(_Builder(contracts, source, key, shown).stub(raw))
+        stubs.append(_Builder(contracts, source, key, shown, lines.get(key, {})).stub(raw))
     return stubs
 
 
@@ -75,15 +76,37 @@ def _join(*keys: str) -> str:
     return ".".join(k for k in keys if k)
 
 
+def _lines_by_stub(lines: Mapping[str, int], prefix: str) -> dict[str, dict[str, int]]:
+    """The lines of each stub's keys (`[3].match...` under `[3]`), split once: handing every
+    stub the whole file's lines made loading quadratic (10,000 stubs took minutes). A stub's
+    keys all start with its own `[i]`, and `where()` only ever walks up from them."""
+    groups: dict[str, dict[str, int]] = {}
+    start = len(prefix)
+    opening = f"{prefix}["
+    for key, line in lines.items():
+        end = key.find("]", start) if key.startswith(opening) else -1
+        if end >= 0:
+            groups.setdefault(key[: end + 1], {})[key] = line
+    return groups
+
+
 class _Builder:
-    def __init__(self, contracts: Contracts, source: Source, key: str, shown: str) -> None:
+    def __init__(
+        self,
+        contracts: Contracts,
+        source: Source,
+        key: str,
+        shown: str,
+        lines: Mapping[str, int],
+    ) -> None:
         self.contracts = contracts
         self.source = source
         self.key = key  # `[0]`, `stubs[2]`: where this stub's keys are, in `source.lines`
         # How messages show the stub: `stubs[2]`, then `stubs[2] (name)` once its name is known.
         self.base = shown
         self.shown = self.base
-        self.lines = {k.replace(key, self.base, 1): v for k, v in source.lines.items()}
+        # `lines`: this stub's keys only (see _lines_by_stub), renamed to start with `base`.
+        self.lines = {self.base + k[len(key) :]: v for k, v in lines.items()}
 
     def fail(self, key: str, problem: str) -> ConfigError:
         full = _join(self.key, key)

@@ -98,6 +98,11 @@ class Condition:
     show: Callable[[Any], str]
     equal_to: tuple[tuple[str, ...], Any] | None = None
 
+    def holds(self, target: Any) -> bool:
+        """`check(target) is None`, without the reason: what matching a call needs."""
+        present, value = self.get(target)
+        return bool(self.test(present, value))
+
     def check(self, target: Any) -> str | None:
         present, value = self.get(target)
         if self.test(present, value):

@@ -87,7 +87,7 @@ class MethodStubs:
         """The first stub that matches, or None."""
         first = messages[0] if messages else None
         for stub in self.candidates(first):
-            if not stub.failures(metadata, messages, scenarios, explain=False):
+            if stub.matches(metadata, messages, scenarios):
                 return stub
         return None
 
