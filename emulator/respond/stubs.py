@@ -92,7 +92,7 @@ class StubResponder(Responder):
                 if stub is None
                 else functools.partial(self._answer, stub, self._take(stub), [])
             )
-        return functools.partial(self._after_reading, methods)
+        return functools.partial(self._read_then_answer, methods)
 
     def _choose(self, call: Call, methods: MethodStubs, messages: Sequence[Message]) -> Stub | None:
         scenarios = self.stubs.scenarios
@@ -115,9 +115,6 @@ class StubResponder(Responder):
         if stub.set_state:
             self.stubs.scenarios[stub.scenario] = stub.set_state
         return reply
-
-    def _after_reading(self, methods: MethodStubs, exchange: Exchange) -> AsyncIterator[bytes]:
-        return self._read_then_answer(methods, exchange)
 
     async def _read_then_answer(
         self, methods: MethodStubs, exchange: Exchange

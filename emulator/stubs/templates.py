@@ -101,5 +101,4 @@ class Fake:
 
 
 def rfc3339(moment: datetime.datetime) -> str:
-    text = moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
-    return text
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
