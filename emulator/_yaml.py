@@ -24,7 +24,7 @@ SECRET_KEYED = frozenset({"auth.tokens"})  # mappings whose keys never appear in
 if TYPE_CHECKING:
     import yaml
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_EXPANDED", "read_yaml"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_EXPANDED", "read_yaml", "read_yaml_text"]
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -44,8 +44,11 @@ def read_yaml(
 ) -> tuple[Any, dict[str, int]]:
     """The file's data (None when empty) and the line of every dotted key; files over `limit`
     bytes are refused."""
-    source = str(path)
-    text = _read_text(path, flag, limit)
+    return read_yaml_text(_read_text(path, flag, limit), str(path))
+
+
+def read_yaml_text(text: str, source: str) -> tuple[Any, dict[str, int]]:
+    """YAML (or JSON) text's data and the line of every dotted key; errors name `source`."""
     loader = _loader_class()(text)
     loader.source = source
     try:

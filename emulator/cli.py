@@ -273,9 +273,12 @@ def _run(args: argparse.Namespace, check: bool) -> int:
     try:
         config = _config(args)
         _setup_logging(config)
+        from emulator.admin.serve import attach_admin
+        from emulator.control import ControlPlane
         from emulator.runtime.server import EmulatorServer
 
         server = EmulatorServer(config)
+        attach_admin(ControlPlane(server))
     except EmulatorError as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -368,6 +371,16 @@ def _banner(server: Any) -> None:
             note += "" if len(missing) == len(paths) else f": {', '.join(missing)}"
         print(f"  {name} ({_count(len(spec.methods), 'method')}{note})")
     print("  grpc.health.v1.Health, grpc.reflection.v1.ServerReflection (+v1alpha)")
+    admin = server.admin
+    if admin is not None:
+        host = server.config.admin.host or server.host
+        where = f"port {admin.port}" if admin.port is not None else "this port"
+        http = (
+            f", JSON over HTTP at http://{host}:{admin.http_port}/admin/v1"
+            if admin.http_port is not None
+            else ""
+        )
+        print(f"  admin: emulator.admin.v1.Admin on {where}{http}")
     sys.stdout.flush()
 
 

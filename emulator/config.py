@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from emulator._schema import ByteSize, Duration, build, invalid, parse_duration, where
+from emulator.admin.config import AdminConfig
 from emulator.errors import ConfigError
 from emulator.faults.checks import check_faults
 from emulator.faults.config import FaultConfig, RateLimitConfig
@@ -31,6 +32,7 @@ from emulator.security.config import (
 
 __all__ = [
     "BUILTIN_EXEMPT",
+    "AdminConfig",
     "AuthConfig",
     "Config",
     "DefaultsConfig",
@@ -200,6 +202,10 @@ class Config:
         default=(),
         metadata={"help": "method patterns answered `UNIMPLEMENTED` and left out of reflection"},
     )
+    admin: AdminConfig = field(
+        default_factory=AdminConfig,
+        metadata={"help": "the admin API: drive a running emulator from tests in any language"},
+    )
     log_format: Literal["text", "json"] = field(
         default="text", metadata={"help": "log lines as text or one JSON object per line"}
     )
@@ -365,21 +371,48 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
     check_security(config.tls, config.auth, bad)
     check_faults(config.faults, config.rate_limits, config.max_active_faults, bad)
     _check_host(config.server.host, bad)
+    _check_admin(config, bad)
 
 
-def _check_host(host: str, bad: Any) -> None:
+def _check_admin(config: Config, bad: Any) -> None:
+    admin = config.admin
+    for key in ("port", "http_port"):
+        port = getattr(admin, key)
+        if port is not None and not 0 <= port <= 65535:
+            raise bad(f"admin.{key}", f"must be 0 (any free port) to 65535, got {port}")
+        if port and port == config.server.port:
+            raise bad(
+                f"admin.{key}",
+                f"{port} is server.port already: leave admin.port unset to serve the admin API "
+                "on the emulator's port, or choose another",
+            )
+    if admin.port and admin.port == admin.http_port:
+        raise bad("admin.http_port", f"{admin.port} is admin.port already: choose another")
+    if admin.host:
+        _check_host(admin.host, bad, "admin.host")
+    if not re.fullmatch(r"[0-9a-z_.-]+", admin.session_header) or admin.session_header.endswith(
+        "-bin"
+    ):
+        raise bad(
+            "admin.session_header",
+            f"{admin.session_header!r} is not a header name: lower-case letters, digits, "
+            "'-', '_' and '.', not ending in -bin",
+        )
+
+
+def _check_host(host: str, bad: Any, key: str = "server.host") -> None:
     import ipaddress
 
     if not host:
-        raise bad("server.host", "must not be empty")
+        raise bad(key, "must not be empty")
     if ":" in host:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise bad(
-                "server.host",
+                key,
                 f"{host!r} is not a host name or IP address; an IPv6 address may be written "
                 "::1 or [::1], and the port goes in server.port (--port)",
             ) from None
     elif any(c.isspace() or c in "[]/" for c in host):
-        raise bad("server.host", f"{host!r} is not a host name or IP address")
+        raise bad(key, f"{host!r} is not a host name or IP address")

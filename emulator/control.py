@@ -18,6 +18,7 @@ join here as they arrive.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 from collections.abc import Callable, Mapping, Sequence
@@ -43,14 +44,14 @@ from emulator.errors import EmulatorError
 from emulator.faults.engine import FaultInterceptor
 from emulator.faults.rules import Rule, compile_rule
 from emulator.faults.setup import check_request_match
-from emulator.journal import CallList
+from emulator.journal import CallList, CallRecord
 from emulator.journal.verify import check_called
 from emulator.stubs.controls import StubControls
 
 if TYPE_CHECKING:
     from emulator.runtime.server import EmulatorServer
 
-__all__ = ["ControlPlane", "FaultHandle", "Override"]
+__all__ = ["RESET_PARTS", "SESSION_PARTS", "ControlPlane", "FaultHandle", "Override"]
 
 _STATUSES = {
     name: value
@@ -98,10 +99,12 @@ class FaultHandle:
         engine: FaultInterceptor,
         rule: Rule,
         on_undo: Callable[[FaultHandle], None] = lambda handle: None,
+        session: str | None = None,
     ) -> None:
         self._engine = engine
         self.rule = rule
         self.name = rule.name
+        self.session = session  # it fires only for calls tagged with it
         engine.add(rule)
         self._final: tuple[int, int] | None = None
         self._on_undo = on_undo
@@ -147,6 +150,10 @@ class ControlPlane:
         self._faults: list[FaultHandle] = []
         self._health_set: set[str] = set()
         self.stubs = StubControls(server)
+
+    @property
+    def server(self) -> EmulatorServer:
+        return self._server
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -203,29 +210,76 @@ class ControlPlane:
 
     # -- faults ------------------------------------------------------------------------------
 
-    def add_fault(self, rule: Mapping[str, Any], *, source: str = "fault") -> FaultHandle:
+    @property
+    def session_header(self) -> str:
+        """The header that tags a call with its test's session (`admin.session_header`)."""
+        return self._server.config.admin.session_header
+
+    def add_fault(
+        self,
+        rule: Mapping[str, Any],
+        *,
+        source: str = "fault",
+        session: str | None = None,
+        lines: Mapping[str, int] | None = None,
+    ) -> FaultHandle:
         """A fault rule (one `faults:` entry of emulator.yaml), checked against the contracts
-        and active until removed or `reset()`."""
+        and active until removed or `reset()`; with a `session`, it fires only for calls
+        tagged with it (the session header), whatever else it matches."""
+        session = session or None
         data = dict(rule)
+        ours = [h for h in self._faults if h.session == session]
         if "name" not in data:
-            taken = {r.name for r in self._server.faults.rules}
+            taken = {h.name for h in ours} | {r.name for r in self._server.faults.rules}
             data["name"] = next(
                 name for n in itertools.count(1) if (name := f"fault-{n}") not in taken
             )
-        config = Config.from_mapping({"faults": [data]}, source=source).faults[0]
+        config = Config.from_mapping(
+            {"faults": [data]},
+            source=source,
+            lines={f"faults[0].{k}": v for k, v in (lines or {}).items()},
+        ).faults[0]
         engine = self._server.faults
         if config.health is not None:
             raise EmulatorError("health faults are set in the configuration (faults=[...])")
-        if any(r.name == config.name for r in engine.rules):
-            raise EmulatorError(f"a fault named {config.name!r} is already active")
+        within = f" in session {session!r}" if session else ""
+        if any(h.name == config.name for h in ours) or (
+            session is None and any(r.name == config.name for r in engine.rules)
+        ):
+            raise EmulatorError(f"a fault named {config.name!r} is already active{within}")
         contracts = self._server.contracts
         check_method(config.match.method, contracts, f"fault {config.name}: match.method")
         check_request_match(config, contracts, f"fault {config.name}: match.request")
+        if session is not None:
+            match = dataclasses.replace(
+                config.match, metadata={**config.match.metadata, self.session_header: session}
+            )
+            config = dataclasses.replace(config, match=match)
         handle = FaultHandle(
-            engine, compile_rule(config, f"fault {config.name}"), self._faults.remove
+            engine,
+            compile_rule(config, f"fault {config.name}{within}"),
+            self._faults.remove,
+            session=session,
         )
         self._faults.append(handle)
         return handle
+
+    def faults(self, session: str | None = None) -> list[FaultHandle]:
+        """The faults added at run time and still active: the shared ones, and `session`'s."""
+        return [h for h in self._faults if h.session in (None, session or None)]
+
+    def remove_fault(self, name: str, session: str | None = None) -> FaultHandle:
+        """Undo the fault added at run time under `name` in `session`; EmulatorError if none."""
+        for handle in self._faults:
+            if handle.name == name and handle.session == (session or None):
+                handle.undo()
+                return handle
+        within = f" in session {session!r}" if session else ""
+        active = ", ".join(h.name for h in self._faults if h.session == (session or None))
+        raise EmulatorError(
+            f"no fault added at run time{within} is named {name!r}"
+            + (f"; active: {active}" if active else "")
+        )
 
     def fault_stats(self) -> dict[str, dict[str, int]]:
         """Per active fault rule: calls it `matched` and faults it `injected`."""
@@ -259,9 +313,17 @@ class ControlPlane:
 
     # -- journal and failures ----------------------------------------------------------------
 
-    def calls(self, method: str | None = None) -> CallList:
-        """Calls since the last reset, oldest first: all, one method's or one service's."""
+    def _records(self, session: str | None) -> list[CallRecord]:
         records = self._server.journal.records()
+        if not session:
+            return records
+        header = self.session_header
+        return [r for r in records if r.metadata.get(header) == session]
+
+    def calls(self, method: str | None = None, *, session: str | None = None) -> CallList:
+        """Calls since the last reset, oldest first: all, one method's or one service's; with a
+        `session`, only the calls tagged with it."""
+        records = self._records(session)
         if method is None:
             return CallList(records)
         if method in self._server.contracts.services:
@@ -269,10 +331,10 @@ class ControlPlane:
         name = self.method(method).name
         return CallList(r for r in records if r.method == name)
 
-    def unmatched(self, method: str | None = None) -> CallList:
+    def unmatched(self, method: str | None = None, *, session: str | None = None) -> CallList:
         """Calls to methods with stubs that no stub matched (each record's `near_misses` say
         which stubs came closest, and why not)."""
-        return CallList(r for r in self.calls(method) if r.near_misses)
+        return CallList(r for r in self.calls(method, session=session) if r.near_misses)
 
     def verify(
         self,
@@ -281,12 +343,22 @@ class ControlPlane:
         times: int | None = None,
         request: Mapping[str, Any] | Message | None = None,
         metadata: Mapping[str, str] | None = None,
+        at_least: int | None = None,
+        at_most: int | None = None,
+        session: str | None = None,
     ) -> CallList:
         """The calls to `method` that match; AssertionError with near misses when their number
-        is not `times` (or none matched)."""
+        is not `times` (or under `at_least`, over `at_most`; none given: at least one)."""
         name = self.method(method).name
-        records = self._server.journal.records()
-        return check_called(records, name, times=times, request=request, metadata=metadata)
+        return check_called(
+            self._records(session),
+            name,
+            times=times,
+            request=request,
+            metadata=metadata,
+            at_least=at_least,
+            at_most=at_most,
+        )
 
     @property
     def behavior_errors(self) -> list[tuple[str, BaseException]]:
@@ -306,28 +378,71 @@ class ControlPlane:
             if service in served:
                 await server.health.set(service, server.health_windows.status_of(service))
 
-    def reset(self) -> None:
-        """Journal, overrides, stubs added at run time (and every stub's counters, sequences and
-        scenarios), faults (and their counters), shared state, clock, per-call rngs, health
-        statuses set at runtime and behaviour failures back to the start."""
+    def reset(self, session: str | None = None, parts: Sequence[str] = ()) -> list[str]:
+        """Back to the start: journal, overrides, stubs added at run time (and every stub's
+        counters and sequences), scenarios, faults (and their counters), shared state, clock,
+        per-call rngs, health statuses set at runtime and behaviour failures; or only the
+        `parts` named (see `RESET_PARTS`). With a `session`, only what that session made:
+        its stubs, faults, scenarios and calls. Returns the parts reset."""
+        unknown = [p for p in parts if p not in RESET_PARTS]
+        if unknown:
+            raise EmulatorError(
+                f"cannot reset {', '.join(map(repr, unknown))}: parts are " + ", ".join(RESET_PARTS)
+            )
+        chosen = [p for p in RESET_PARTS if not parts or p in parts]
+        if session:
+            chosen = [p for p in chosen if p in SESSION_PARTS]
+            self._reset_session(session, chosen)
+            return chosen
         server = self._server
-        if self._health_set:
+        if "health" in chosen and self._health_set:
             services, self._health_set = sorted(self._health_set), set()
             server.run_on_loop(self._reset_health(services))
-        for override in self._overrides:
-            override.active = False  # nothing to put back one by one: restore() does it all
-        self._overrides.clear()
-        for handle in reversed(list(self._faults)):  # (each leaves the list)
-            handle.undo()
-        server.faults.reset()
-        server.registry.restore()  # the behaviours of the snapshot being served
-        self.stubs.reset()
-        server.journal.clear()
-        server.state.clear()
-        server.clock.reset()
-        server.dispatcher.reset()
-        server.defaults.release()  # big cached defaults: memory a test run should not keep
-        server.dispatcher.errors.clear()
+        if "overrides" in chosen:
+            for override in self._overrides:
+                override.active = False  # nothing to put back one by one: restore() does it
+            self._overrides.clear()
+            server.registry.restore()  # the behaviours of the snapshot being served
+        if "faults" in chosen:
+            for handle in reversed(list(self._faults)):  # (each leaves the list)
+                handle.undo()
+            server.faults.reset()
+        if "stubs" in chosen or "scenarios" in chosen:
+            self.stubs.reset(stubs="stubs" in chosen, scenarios="scenarios" in chosen)
+        if "journal" in chosen:
+            server.journal.clear()
+            server.dispatcher.reset()  # per-call rngs replay from the first call again
+            server.dispatcher.errors.clear()
+        if "state" in chosen:
+            server.state.clear()
+        if "clock" in chosen:
+            server.clock.reset()
+        if len(chosen) == len(RESET_PARTS):
+            server.defaults.release()  # big cached defaults: memory a test run should not keep
+        return chosen
+
+    def _reset_session(self, session: str, parts: Sequence[str]) -> None:
+        if "faults" in parts:
+            for handle in [h for h in self._faults if h.session == session]:
+                handle.undo()
+        if "stubs" in parts or "scenarios" in parts:
+            self.stubs.reset(session, stubs="stubs" in parts, scenarios="scenarios" in parts)
+        if "journal" in parts:
+            self._server.journal.drop(self.session_header, session)
+
+
+# What reset() can put back, and those of them a session has of its own.
+RESET_PARTS = (
+    "journal",
+    "stubs",
+    "scenarios",
+    "faults",
+    "overrides",
+    "state",
+    "clock",
+    "health",
+)
+SESSION_PARTS = ("journal", "stubs", "scenarios", "faults")
 
 
 def closest(name: str, candidates: Sequence[str] | Mapping[str, Any]) -> str:

@@ -72,6 +72,9 @@ class Emulator:
         self.raise_behavior_errors = raise_behavior_errors
         self._server = EmulatorServer(self.config, behaviors=sources)
         self._control = ControlPlane(self._server)
+        from emulator.admin.serve import attach_admin
+
+        attach_admin(self._control)  # (admin.enabled: false leaves it out)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: list[grpc.Channel] = []

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
-__all__ = ["BUILTIN_SERVICES", "HEALTH_SERVICE", "REFLECTION_SERVICES", "builtin_files"]
+__all__ = [
+    "ADMIN_SERVICE",
+    "BUILTIN_SERVICES",
+    "HEALTH_SERVICE",
+    "REFLECTION_SERVICES",
+    "builtin_files",
+]
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 REFLECTION_SERVICES = (
@@ -20,6 +27,11 @@ REFLECTION_SERVICES = (
     "grpc.reflection.v1alpha.ServerReflection",
 )
 BUILTIN_SERVICES = frozenset({HEALTH_SERVICE, *REFLECTION_SERVICES})
+# The admin API is served beside them (emulator.admin), outside the emulated services' security
+# and journal, so it is not among them.
+ADMIN_SERVICE = "emulator.admin.v1.Admin"
+# Its compiled descriptor, read as data: the contracts layer imports nothing of emulator.admin.
+_ADMIN_BINPB = Path(__file__).resolve().parent.parent / "admin" / "admin.binpb"
 
 
 # grpcio-health-checking and grpcio-reflection register their files as `grpc_health/...` and
@@ -61,4 +73,5 @@ def builtin_files() -> tuple[descriptor_pb2.FileDescriptorProto, ...]:
         for method in svc.method:
             method.input_type = rename(method.input_type)
             method.output_type = rename(method.output_type)
-    return (health, v1alpha, v1)
+    admin = descriptor_pb2.FileDescriptorProto.FromString(_ADMIN_BINPB.read_bytes())
+    return (health, v1alpha, v1, admin)

@@ -126,6 +126,15 @@ class CallRecord:
         return self._decode()[1]
 
     @property
+    def raw_requests(self) -> tuple[bytes, ...]:
+        """The request messages kept, as the bytes the client sent."""
+        return self._raw_requests
+
+    @property
+    def raw_responses(self) -> tuple[bytes, ...]:
+        return self._raw_responses
+
+    @property
     def request(self) -> Message | None:
         return self.requests[0] if self.requests else None
 
@@ -268,7 +277,10 @@ class Journal(Interceptor):
         self._secrets = SECRET_HEADERS | {s.lower() for s in secrets}
         self._counter = itertools.count(1)
         self._cleared_at = 0.0
+        self.clears = 0  # how many times clear() has run: indexes start again at 1 after it
         self.settle: Callable[[], None] | None = None
+        # Told after each call is kept (the admin API's WatchCalls); none on the usual path.
+        self.listeners: list[Callable[[], None]] = []
 
     @property
     def kept_bytes(self) -> int:
@@ -312,6 +324,9 @@ class Journal(Interceptor):
                 self._bytes > self._max_bytes and len(entries) > 1
             ):
                 self._bytes -= entries.popleft()[1]
+        if self.listeners:
+            for listener in list(self.listeners):
+                listener()
 
     def _number(self, spec: MethodSpec) -> int:
         with self._lock:
@@ -321,7 +336,8 @@ class Journal(Interceptor):
                 self._specs.append(spec)  # held, so its id is never reused
             return number
 
-    def records(self) -> list[CallRecord]:
+    def records(self, since: int = 0) -> list[CallRecord]:
+        """The calls kept, oldest first; with `since`, those after that index only."""
         if self.settle is not None:
             self.settle()  # calls the client has seen end (deadlines) are in before we read
         with self._lock:
@@ -335,14 +351,33 @@ class Journal(Interceptor):
                     for index, size, kept in entries
                 )
                 self._entries = entries
+            if since:
+                start = len(entries)
+                while start and entries[start - 1][0] > since:
+                    start -= 1
+                tail = itertools.islice(entries, start, None)
+                return [typing.cast(CallRecord, entry[2]) for entry in tail]
             return [typing.cast(CallRecord, entry[2]) for entry in entries]
+
+    def drop(self, header: str, value: str) -> None:
+        """Forget the calls whose `header` is `value` (one session's, at its reset)."""
+
+        def tagged(entry: _Kept | CallRecord) -> bool:
+            if type(entry) is tuple:
+                return next((v for k, v in entry[1] if k == header), None) == value
+            return typing.cast(CallRecord, entry).metadata.get(header) == value
+
+        with self._lock:
+            kept = deque(e for e in self._entries if not tagged(e[2]))
+            self._bytes = sum(e[1] for e in kept)
+            self._entries = kept
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
             self._counter = itertools.count(1)
-
+            self.clears += 1
             self._cleared_at = time.time()
 
 

@@ -27,13 +27,21 @@ def check_called(
     times: int | None = None,
     request: Mapping[str, Any] | Message | None = None,
     metadata: Mapping[str, str] | None = None,
+    at_least: int | None = None,
+    at_most: int | None = None,
 ) -> CallList:
-    """The matching calls to `method`; AssertionError with near misses when the count is off."""
+    """The matching calls to `method`; AssertionError with near misses when their number is
+    not `times`, under `at_least` or over `at_most` (none of them given: at least 1)."""
+    if times is not None:
+        at_least = at_most = times
+    elif at_least is None and at_most is None:
+        at_least = 1
     to_method = [r for r in records if r.method == method]
     matching = [r for r in to_method if not differences(r.request, r.metadata, request, metadata)]
-    if (times is None and matching) or (times is not None and len(matching) == times):
+    low, high = at_least or 0, at_most
+    if low <= len(matching) and (high is None or len(matching) <= high):
         return CallList(matching)
-    wanted = "at least 1 call" if times is None else f"{times} call{'s' * (times != 1)}"
+    wanted = _wanted(low, high)
     condition = _condition(request, metadata)
     lines = [f"expected {wanted} to {method}{condition}, got {len(matching)}"]
     if not to_method:
@@ -44,7 +52,7 @@ def check_called(
             else "no calls were made to the emulator at all"
         )
         return _fail(lines)
-    if times is not None and len(matching) > times:
+    if high is not None and len(matching) > high:
         lines.append("matching calls:")
         lines.extend(f"  {r.summary()}" for r in matching)
         return _fail(lines)
@@ -56,6 +64,9 @@ def check_called(
         ),
         key=lambda pair: len(pair[0]),
     )
+    if not misses:
+        lines.append(f"all {len(to_method)} call(s) to {method} match")
+        return _fail(lines)
     lines.append(f"{len(to_method)} call(s) to {method}; closest:")
     for diffs, record in misses[:_SHOWN]:
         lines.append(f"  {record.summary()}")
@@ -63,6 +74,17 @@ def check_called(
     if len(misses) > _SHOWN:
         lines.append(f"  ... and {len(misses) - _SHOWN} more")
     return _fail(lines)
+
+
+def _wanted(low: int, high: int | None) -> str:
+    def calls(n: int) -> str:
+        return f"{n} call{'s' * (n != 1)}"
+
+    if high is None:
+        return f"at least {calls(low)}"
+    if low == high:
+        return calls(low)
+    return f"at most {calls(high)}" if low == 0 else f"{low} to {calls(high)}"
 
 
 def _condition(

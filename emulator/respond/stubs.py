@@ -71,31 +71,39 @@ class StubResponder(Responder):
     # -- choosing ------------------------------------------------------------------------------
 
     def pick(self, call: Call) -> Answer | None:
-        methods = self.stubs.get(call.spec.path)
+        stubs = self.stubs
+        session = _session(call, stubs.session_header) if stubs.has_sessions else None
+        methods = stubs.get(call.spec.path, session)
         if methods is None:
             return None
+        scenarios = stubs.scenarios_of(session)
         if not call.spec.kind.client_streaming:
             try:
                 request = parse(call, call.requests[0])
             except BadRequest:
                 return None  # the next responder refuses the bytes
-            stub = self._choose(call, methods, (request,))
+            stub = self._choose(call, methods, (request,), scenarios)
             if stub is None:
                 return None
-            return functools.partial(self._answer, stub, self._take(stub), [request])
+            return functools.partial(self._answer, stub, self._take(stub, scenarios), [request])
         # A client stream is read to its end before the stub answers, as a server would; a
         # bidi stub whose stubs look at no request message may start answering at once.
         if methods.need == 0 and call.spec.kind.server_streaming:
-            stub = self._choose(call, methods, ())
+            stub = self._choose(call, methods, (), scenarios)
             return (
                 None
                 if stub is None
-                else functools.partial(self._answer, stub, self._take(stub), [])
+                else functools.partial(self._answer, stub, self._take(stub, scenarios), [])
             )
-        return functools.partial(self._read_then_answer, methods)
+        return functools.partial(self._read_then_answer, methods, scenarios)
 
-    def _choose(self, call: Call, methods: MethodStubs, messages: Sequence[Message]) -> Stub | None:
-        scenarios = self.stubs.scenarios
+    def _choose(
+        self,
+        call: Call,
+        methods: MethodStubs,
+        messages: Sequence[Message],
+        scenarios: dict[str, str],
+    ) -> Stub | None:
         stub = methods.select(call.metadata, messages, scenarios)
         if stub is None:
             misses = methods.near_misses(call.metadata, messages, scenarios)
@@ -107,17 +115,17 @@ class StubResponder(Responder):
         call.answered_by = f"stub {stub.name}"
         return stub
 
-    def _take(self, stub: Stub) -> Reply:
+    def _take(self, stub: Stub, scenarios: dict[str, str]) -> Reply:
         """The stub's next response, counted, and its scenario moved on, at the moment it is
         chosen: two calls in flight at once take consecutive responses of a sequence."""
         reply = stub.reply()
         stub.answered += 1
         if stub.set_state:
-            self.stubs.scenarios[stub.scenario] = stub.set_state
+            scenarios[stub.scenario] = stub.set_state
         return reply
 
     async def _read_then_answer(
-        self, methods: MethodStubs, exchange: Exchange
+        self, methods: MethodStubs, scenarios: dict[str, str], exchange: Exchange
     ) -> AsyncIterator[bytes]:
         stream = exchange.messages()
         read: list[Message] = []
@@ -126,14 +134,14 @@ class StubResponder(Responder):
         async for _ in _until(stream, read, need):
             pass
         call = exchange.call
-        stub = self._choose(call, methods, read)
+        stub = self._choose(call, methods, read, scenarios)
         if stub is None:
             answer = next(a for r in self.rest if (a := r.pick(call)) is not None)
             out = answer(exchange.replaying(read, stream))
             async for data in _as_stream(out):
                 yield data
             return
-        answers = self._answer(stub, self._take(stub), read, exchange, live=stream)
+        answers = self._answer(stub, self._take(stub, scenarios), read, exchange, live=stream)
         async for data in _as_stream(answers):
             yield data
 
@@ -367,6 +375,14 @@ async def _until(
             return
         read.append(message)
         yield message
+
+
+def _session(call: Call, header: str) -> str | None:
+    """The session a call is tagged with (its first value of the session header)."""
+    for key, value in call.metadata:
+        if key == header:
+            return value if isinstance(value, str) else None
+    return None
 
 
 async def _as_stream(out: AsyncIterator[bytes] | Awaitable[bytes] | bytes) -> AsyncIterator[bytes]:

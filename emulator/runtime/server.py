@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import CodeType
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -39,13 +39,22 @@ from emulator.runtime.snapshot import Runtime, Snapshot, build_snapshot, check_s
 from emulator.runtime.watchdog import LoopWatchdog
 from emulator.security.setup import BuiltinGuard, build_security, warn_if_exposed
 
-__all__ = ["EmulatorServer"]
+__all__ = ["Companion", "EmulatorServer"]
 
 log = logging.getLogger("emulator")
 
 SYNC_STREAM_THREADS = 1024  # sync client/bidi stream behaviours running at once
 # Names of the threads that run sync behaviours: `emulate` looks for them when it exits.
 WORKER_THREADS = ("emulator-behavior", "emulator-stream")
+
+
+class Companion(Protocol):
+    """Something that serves beside the emulator (the admin API's own ports): started once the
+    emulator's port is bound, before `emulator listening on`; stopped before it."""
+
+    async def start(self, server: EmulatorServer) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class EmulatorServer:
@@ -113,6 +122,11 @@ class EmulatorServer:
             self.contracts,
         )
         self.port: int | None = None
+        # Served beside the emulated services, outside their chain (the admin API), and what
+        # starts once the port is bound and stops first (the admin API's own ports).
+        self.extra_handlers: list[grpc.GenericRpcHandler] = []
+        self.companions: list[Companion] = []
+        self.admin: Any = None  # the admin API, once emulator.admin.serve attaches it
 
     @property
     def contracts(self) -> Contracts:
@@ -212,7 +226,12 @@ class EmulatorServer:
             options=self._server_options(),
         )
         server.add_generic_rpc_handlers(
-            (EmulatorHandler(self), ReflectionHandler(self), health_handler(self.health))
+            (
+                EmulatorHandler(self),
+                ReflectionHandler(self),
+                health_handler(self.health),
+                *self.extra_handlers,
+            )
         )
         address = _address(self.host, self.config.server.port)
         credentials = self.security.credentials
@@ -238,6 +257,12 @@ class EmulatorServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._report_health((), self.snapshot.health_services)
         self._server, self.port = server, port
+        try:
+            for companion in self.companions:
+                await companion.start(self)
+        except BaseException:
+            await self.stop(0)
+            raise
         if on_listening is not None:
             on_listening()
         warn_if_exposed(self.config)
@@ -280,6 +305,8 @@ class EmulatorServer:
         """Stop accepting calls; let in-flight ones finish within `grace` seconds."""
         if self._server is None:
             return
+        for companion in reversed(self.companions):
+            await companion.stop()
         self.health_windows.stop()
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.config.server.grace_period if grace is None else grace)

@@ -24,7 +24,7 @@ from emulator.behavior.discovery import BehaviorSource
 from emulator.behavior.registry import Registry
 from emulator.config import Config
 from emulator.contracts import Contracts, load_contracts
-from emulator.contracts.builtin import HEALTH_SERVICE, REFLECTION_SERVICES
+from emulator.contracts.builtin import ADMIN_SERVICE, HEALTH_SERVICE, REFLECTION_SERVICES
 from emulator.contracts.patterns import check_patterns
 from emulator.faults.setup import check_request_match
 from emulator.respond.behavior import BehaviorResponder, OverrideResponder
@@ -112,7 +112,10 @@ def build_snapshot(
     pools = {"executor": runtime.executor, "stream_executor": runtime.stream_executor}
     behaviours = BehaviorResponder(registry, defaults, contracts.pool, **pools)
     source, lines = config.file_lines("stubs")
-    stubs = StubSet(load_stubs(config.stubs, contracts, source=source, lines=lines))
+    stubs = StubSet(
+        load_stubs(config.stubs, contracts, source=source, lines=lines),
+        session_header=config.admin.session_header,
+    )
     dispatcher = runtime.dispatcher
     # Asked in order: unimplemented methods first (nothing else answers them), a test's
     # overrides, stubs, behaviours; the default responder, last, answers what none picks.
@@ -128,6 +131,8 @@ def build_snapshot(
         *(s for s in contracts.services if s not in unimplemented.hidden_services),
         HEALTH_SERVICE,
         *REFLECTION_SERVICES,
+        # On the emulator's own port unless it has one of its own (emulator.admin).
+        *((ADMIN_SERVICE,) if config.admin.enabled and config.admin.port is None else ()),
     )
     return Snapshot(
         contracts=contracts,

@@ -29,6 +29,7 @@ __all__ = [
     "Security",
     "build_security",
     "check_policy",
+    "loopback",
     "pem",
     "warn_if_exposed",
 ]
@@ -180,7 +181,7 @@ def _verifier(config: Config) -> TokenVerifier:
     )
 
 
-def _loopback(host: str) -> bool:
+def loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -200,7 +201,7 @@ def warn_if_exposed(config: Config) -> None:
             "services, for grpcurl) to auth.exempt to keep them open"
         )
     host = config.server.host
-    if _loopback(host) or config.tls.enabled:
+    if loopback(host) or config.tls.enabled:
         return
     log.warning("serving on %s without TLS: anyone on the network can call it", host)
     if config.auth.enabled:

@@ -67,15 +67,22 @@ class StubControls:
         self,
         *stubs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         source: str = "emu.stubs.add()",
+        session: str | None = None,
+        lines: Mapping[str, int] | None = None,
     ) -> StubHandle:
-        """One or more stubs, as a stub file writes them (mappings, or lists of them)."""
+        """One or more stubs, as a stub file writes them (mappings, or lists of them); with a
+        `session`, they answer only calls tagged with it (the session header)."""
         data: list[Any] = []
         for item in stubs:
             data.extend(item if isinstance(item, list | tuple) else [item])
         if not data:
             raise EmulatorError("emu.stubs.add() needs at least one stub")
-        where = Source(source, {}, "stubs", "runtime", first=self._added)
+        # Text with lines (a stub file sent to the admin API) names its keys as a file does.
+        prefix = "" if lines else "stubs"
+        where = Source(source, dict(lines or {}), prefix, "runtime", first=self._added)
         built = build_stubs(data, self._server.contracts, where)
+        for stub in built:
+            stub.in_session(session or None)
         self._added += len(built)
         self._server.snapshot.stubs.add(built)  # (ConfigError for a name already served)
         handle = StubHandle(built, self._undone)
@@ -91,31 +98,72 @@ class StubControls:
             self._handles.remove(handle)
         self._server.snapshot.stubs.remove(handle.stubs)
 
-    def stats(self) -> list[dict[str, Any]]:
-        """Per stub served (files, config, run time), in load order: name, methods, source and
-        calls `answered`, those never used included."""
-        return self._server.snapshot.stubs.stats()
+    def remove(self, names: Sequence[str] = (), *, session: str | None = None) -> list[Stub]:
+        """Stubs added at run time, by name (none named: all of them) in `session` (None: the
+        shared ones); the stubs removed. A name that is not there is an EmulatorError."""
+        wanted = set(names)
+        found = [
+            s
+            for h in self._handles
+            for s in h.stubs
+            if s.session == (session or None) and (not wanted or s.name in wanted)
+        ]
+        missing = wanted - {s.name for s in found}
+        if missing:
+            within = f" in session {session!r}" if session else ""
+            raise EmulatorError(
+                f"no stub added at run time{within} is named {', '.join(sorted(missing))}; "
+                "stubs from files and emulator.yaml stay until the emulator restarts"
+            )
+        self._drop(found)
+        return found
+
+    def _drop(self, stubs: Sequence[Stub]) -> None:
+        gone = {id(s) for s in stubs}
+        for handle in list(self._handles):
+            kept = tuple(s for s in handle.stubs if id(s) not in gone)
+            if not kept:
+                handle.active = False
+                self._handles.remove(handle)
+            elif len(kept) != len(handle.stubs):
+                handle.stubs, handle.names = kept, tuple(s.name for s in kept)
+        self._server.snapshot.stubs.remove(stubs)
+
+    def stats(self, session: str | None = None) -> list[dict[str, Any]]:
+        """Per stub served (files, config, run time), in load order: name, methods, source,
+        session and calls `answered`, those never used included; with a `session`, the shared
+        stubs and that session's only."""
+        return self._server.snapshot.stubs.stats(session)
 
     def unused(self) -> list[str]:
         """Names of the stubs served that have answered no call since the last reset."""
         return [s["name"] for s in self.stats() if not s["answered"]]
 
-    def scenario(self, name: str) -> str:
-        """A scenario's state (`started` until a stub moves it)."""
-        return self._server.snapshot.stubs.scenarios.get(name, "started")
+    def scenario(self, name: str, session: str | None = None) -> str:
+        """A scenario's state (`started` until a stub moves it); each session has its own."""
+        return self._server.snapshot.stubs.scenarios_of(session or None).get(name, "started")
 
-    def set_scenario(self, name: str, state: str) -> None:
+    def set_scenario(self, name: str, state: str, session: str | None = None) -> None:
         """Put a scenario in `state`, as a stub's `set_state` would."""
-        self._server.snapshot.stubs.scenarios[name] = state
+        self._server.snapshot.stubs.scenarios_of(session or None)[name] = state
 
-    def reset(self) -> None:
-        """Run-time stubs removed; every stub's counters, sequences and scenarios restarted."""
-        for handle in list(self._handles):
-            handle.active = False
+    def reset(
+        self, session: str | None = None, *, stubs: bool = True, scenarios: bool = True
+    ) -> None:
+        """Run-time stubs removed and every stub's counters and sequences restarted (`stubs`),
+        scenarios back to `started` (`scenarios`); with a `session`, only that session's."""
         served = self._server.snapshot.stubs
-        served.remove([s for h in self._handles for s in h.stubs])
-        self._handles.clear()
-        served.reset()
+        if session:
+            if stubs:
+                self._drop([s for h in self._handles for s in h.stubs if s.session == session])
+            served.reset(session, counters=stubs, scenarios=scenarios)
+            return
+        if stubs:
+            for handle in list(self._handles):
+                handle.active = False
+            served.remove([s for h in self._handles for s in h.stubs])
+            self._handles.clear()
+        served.reset(counters=stubs, scenarios=scenarios)
 
     def __len__(self) -> int:
         return len(self._server.snapshot.stubs)

@@ -86,11 +86,19 @@ class Stub:
     set_state: str = ""
     answered: int = 0  # calls it has answered since the last reset
     origin: str = "file"  # file, config or runtime (runtime stubs go at reset)
-    sort_key: tuple[int, int, int] = field(default=(0, 0, 0))
+    # The test session it belongs to: it answers only calls tagged with it (None: every call).
+    session: str | None = None
+    sort_key: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))
 
     def __post_init__(self) -> None:
+        self.in_session(self.session)
+
+    def in_session(self, session: str | None) -> None:
+        """Belong to `session`: a session's own stubs come before the shared ones, whatever
+        their priority, since a test's stubs are meant to win over the environment's."""
+        self.session = session
         specificity = len(self.request) + len(self.metadata) + bool(self.when_state)
-        self.sort_key = (-self.priority, -specificity, self.order)
+        self.sort_key = (session is None, -self.priority, -specificity, self.order)
 
     @property
     def exhausted(self) -> str:

@@ -105,13 +105,23 @@ class MethodStubs:
 
 
 class StubSet:
-    """Every stub served, by method path; scenario states; answered counts."""
+    """Every stub served, by method path and session; scenario states; answered counts.
 
-    def __init__(self, stubs: Iterable[Stub] = ()) -> None:
+    A session's stubs are kept apart: a call tagged with a session is matched against that
+    session's stubs of its method and the shared ones (`MethodStubs` of both, built when they
+    change), a call without one against the shared ones only. A hundred sessions cost a call
+    what its own session's stubs cost. Scenario states are per session too.
+    """
+
+    def __init__(self, stubs: Iterable[Stub] = (), *, session_header: str = "") -> None:
         self._lock = threading.Lock()  # between threads that change the set, never per call
         self._all: list[Stub] = []
         self._by_method: dict[str, MethodStubs] = {}
+        # session → method path → that session's stubs and the shared ones.
+        self._sessions: dict[str, dict[str, MethodStubs]] = {}
         self.scenarios: dict[str, str] = {}
+        self._session_scenarios: dict[str, dict[str, str]] = {}
+        self.session_header = session_header  # the header that names a call's session
         self.add(stubs)
 
     def __len__(self) -> int:
@@ -123,60 +133,127 @@ class StubSet:
     def __bool__(self) -> bool:
         return True  # an empty set still takes stubs added at run time
 
-    def get(self, path: str) -> MethodStubs | None:
+    def get(self, path: str, session: str | None = None) -> MethodStubs | None:
+        """The stubs a call to `path` in `session` is matched against."""
+        if session is not None:
+            mine = self._sessions.get(session)
+            if mine is not None:
+                found = mine.get(path)
+                if found is not None:
+                    return found
         return self._by_method.get(path)
 
-    def named(self, name: str) -> Stub | None:
-        return next((s for s in self._all if s.name == name), None)
+    @property
+    def has_sessions(self) -> bool:
+        return bool(self._sessions) or bool(self._session_scenarios)
+
+    def named(self, name: str, session: str | None = None) -> Stub | None:
+        return next((s for s in self._all if s.name == name and s.session == session), None)
 
     def add(self, stubs: Iterable[Stub]) -> None:
         stubs = list(stubs)
         if not stubs:
             return
         with self._lock:
-            taken = {s.name: s for s in self._all}
+            # Names are what counts, the journal and near misses go by; each session has its
+            # own, so parallel workers of one test suite may add the same stubs.
+            taken = {(s.session, s.name): s for s in self._all}
             for stub in stubs:
-                other = taken.setdefault(stub.name, stub)
+                other = taken.setdefault((stub.session, stub.name), stub)
                 if other is not stub:
-                    # Names are what counts, the journal and near misses go by.
+                    within = f" in session {stub.session!r}" if stub.session else ""
                     raise ConfigError(
-                        f"{stub.source}: a stub named {stub.name!r} is already served (from "
-                        f"{other.source}); give each stub a name of its own"
+                        f"{stub.source}: a stub named {stub.name!r} is already served{within} "
+                        f"(from {other.source}); give each stub a name of its own"
                     )
             self._all.extend(stubs)
-            self._rebuild({spec.path for stub in stubs for spec in stub.methods})
+            self._rebuild(stubs)
 
     def remove(self, stubs: Iterable[Stub]) -> None:
         gone = {id(s) for s in stubs}
         with self._lock:
             removed = [s for s in self._all if id(s) in gone]
             self._all = [s for s in self._all if id(s) not in gone]
-            self._rebuild({spec.path for stub in removed for spec in stub.methods})
+            self._rebuild(removed)
 
-    def _rebuild(self, paths: set[str]) -> None:
+    def in_session(self, session: str) -> list[Stub]:
+        return [s for s in self._all if s.session == session]
+
+    def _rebuild(self, changed: Iterable[Stub]) -> None:
+        shared: set[str] = set()
+        per_session: dict[str, set[str]] = {}
+        for stub in changed:
+            paths = {spec.path for spec in stub.methods}
+            if stub.session is None:
+                shared |= paths
+            else:
+                per_session.setdefault(stub.session, set()).update(paths)
+        by_path: dict[str, list[Stub]] = {}
+        for stub in self._all:
+            for spec in stub.methods:
+                by_path.setdefault(spec.path, []).append(stub)
         by_method = dict(self._by_method)
-        for path in paths:
-            mine = [s for s in self._all if any(spec.path == path for spec in s.methods)]
+        for path in shared:
+            mine = [s for s in by_path.get(path, ()) if s.session is None]
             if mine:
                 by_method[path] = MethodStubs(mine)
             else:
                 by_method.pop(path, None)
-        self._by_method = by_method  # one assignment: calls see the old set or the new one
+        sessions = {name: dict(tables) for name, tables in self._sessions.items()}
+        # A change to the shared stubs of a method changes every session that has its own.
+        for name, tables in sessions.items():
+            per_session.setdefault(name, set()).update(p for p in shared if p in tables)
+        for name, changed_paths in per_session.items():
+            table = sessions.setdefault(name, {})
+            for path in changed_paths:
+                stubs = by_path.get(path, ())
+                if any(s.session == name for s in stubs):
+                    table[path] = MethodStubs(s for s in stubs if s.session in (None, name))
+                else:
+                    table.pop(path, None)
+            if not table:
+                del sessions[name]
+        # One assignment each: a call sees the old sets or the new ones.
+        self._by_method = by_method
+        self._sessions = sessions
 
-    def reset(self) -> None:
-        """Counters, sequences and scenarios back to the start (the stubs stay)."""
-        for stub in self._all:
-            stub.answered = 0
-        self.scenarios.clear()
+    def scenarios_of(self, session: str | None) -> dict[str, str]:
+        """The scenario states calls of `session` see and move (each session has its own)."""
+        if session is None:
+            return self.scenarios
+        found = self._session_scenarios.get(session)
+        if found is None:
+            found = self._session_scenarios.setdefault(session, {})
+        return found
 
-    def stats(self) -> list[dict[str, Any]]:
-        """Per stub, in load order: name, methods, where it was written and calls answered."""
+    def reset(
+        self, session: str | None = None, *, counters: bool = True, scenarios: bool = True
+    ) -> None:
+        """Counters, sequences and scenarios back to the start (the stubs stay); with a
+        `session`, only that session's stubs and scenarios."""
+        if counters:
+            for stub in self._all:
+                if session is None or stub.session == session:
+                    stub.answered = 0
+        if not scenarios:
+            return
+        if session is None:
+            self.scenarios.clear()
+            self._session_scenarios.clear()
+        else:
+            self._session_scenarios.pop(session, None)
+
+    def stats(self, session: str | None = None) -> list[dict[str, Any]]:
+        """Per stub, in load order: name, methods, where it was written, its session and calls
+        answered; with a `session`, only the shared stubs and that session's."""
         return [
             {
                 "name": s.name,
                 "methods": [spec.name for spec in s.methods],
                 "source": s.source,
                 "answered": s.answered,
+                "session": s.session,
             }
             for s in self._all
+            if session is None or s.session in (None, session)
         ]

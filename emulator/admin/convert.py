@@ -1,0 +1,110 @@
+"""The admin API's messages from the control plane's values: calls, stubs, faults, structs.
+
+Requests and responses go out twice: as JSON (a `Struct`, protobuf's JSON mapping with the
+contract's field names, so a test in any language reads them without the contract's classes)
+and as the raw bytes the call carried. Header values of `-bin` headers, and any other bytes,
+go out base64-encoded, as gRPC's own text forms of them do.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+
+from emulator.admin.descriptor import pb
+from emulator.journal import CallRecord
+
+__all__ = ["call_record", "fault", "first_values", "plain", "struct", "stub_list"]
+
+
+def plain(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain Python values (whole numbers as int: a stub's `times: 2`, not 2.0)."""
+    return {key: _plain(value) for key, value in struct.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, struct_pb2.Struct):
+        return plain(value)
+    if isinstance(value, struct_pb2.ListValue):
+        return [_plain(v) for v in value]
+    return value
+
+
+def struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
+
+
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else base64.b64encode(value).decode("ascii")
+
+
+def first_values(headers: Mapping[str, str | bytes]) -> dict[str, str]:
+    return {key: _text(value) for key, value in headers.items()}
+
+
+def _json(message: Message) -> struct_pb2.Struct:
+    return struct(json_format.MessageToDict(message))
+
+
+def call_record(record: CallRecord, header: str, *, raw_only: bool = False) -> Any:
+    """One journal record as a `CallRecord` message (headers redacted as the journal keeps
+    them: secrets never leave)."""
+    session = record.metadata.get(header)
+    out = pb.CallRecord(
+        index=record.index,
+        method=record.method,
+        code=record.code.name,
+        details=record.details,
+        duration_seconds=record.duration,
+        metadata=first_values(record.metadata),
+        trailers=first_values(record.trailers),
+        raw_requests=record.raw_requests,
+        raw_responses=record.raw_responses,
+        request_count=record.request_count,
+        response_count=record.response_count,
+        faults=record.faults,
+        answered_by=record.answered_by,
+        session=session if isinstance(session, str) else "",
+        peer=record.peer,
+    )
+    out.started_at.FromDatetime(record.started_at)
+    for miss in record.near_misses:
+        out.near_misses.add(stub=miss.stub, reasons=miss.reasons)
+    if not raw_only:
+        out.requests.extend(_json(m) for m in record.requests)
+        out.responses.extend(_json(m) for m in record.responses)
+    return out
+
+
+def stub_list(stats: Iterable[Mapping[str, Any]]) -> Any:
+    return pb.StubList(
+        stubs=[
+            pb.Stub(
+                name=s["name"],
+                methods=s["methods"],
+                source=s["source"],
+                answered=s["answered"],
+                session=s["session"] or "",
+            )
+            for s in stats
+        ]
+    )
+
+
+def fault(handle: Any) -> Any:
+    """A `FaultHandle` as a `Fault` message."""
+    return pb.Fault(
+        name=handle.name,
+        matched=handle.matched,
+        injected=handle.injected,
+        session=handle.session or "",
+        active=handle.active,
+    )
