@@ -690,7 +690,8 @@ def test_serving_tokens_on_all_interfaces_without_tls_warns(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="emulator"):
         auth = {"tokens": {STATIC_TOKEN: {"principal": "ci"}}}
-        with serve(server={"host": "0.0.0.0"}, auth=auth) as served:
+        admin = {"enabled": False}  # (unguarded on 0.0.0.0 it would refuse to start)
+        with serve(server={"host": "0.0.0.0"}, auth=auth, admin=admin) as served:
             call(f"127.0.0.1:{served.emu.server.port}", token=STATIC_TOKEN)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("serving on 0.0.0.0 without TLS" in w for w in warnings), warnings

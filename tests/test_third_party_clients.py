@@ -78,6 +78,7 @@ def _skip_space(text: str, index: int) -> int:
 SERVICES = [
     "acme.shop.v1.Catalog",
     "acme.shop.v1.Orders",
+    "emulator.admin.v1.Admin",  # the admin API, on the emulator's port by default
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",

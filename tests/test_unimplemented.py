@@ -157,6 +157,7 @@ def test_a_hidden_service_is_gone_from_reflection(hidden: Emulator) -> None:
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split() == [
         CATALOG,
+        "emulator.admin.v1.Admin",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",

@@ -27,7 +27,16 @@ log = logging.getLogger("emulator")
 
 
 def admin_host(config: Config) -> str:
+    """Where the admin API's own ports (admin.port, admin.http_port) listen."""
     return config.admin.host or config.server.host
+
+
+def _hosts(config: Config) -> list[str]:
+    admin = config.admin
+    hosts = [config.server.host] if admin.port is None else []
+    if admin.port is not None or admin.http_port is not None:
+        hosts.append(admin_host(config))
+    return hosts
 
 
 def check_exposure(config: Config) -> None:
@@ -38,9 +47,10 @@ def check_exposure(config: Config) -> None:
             "admin.identities: client identities need mutual TLS: set tls.cert, tls.key and "
             "tls.client_ca, or use admin.token"
         )
-    host = admin_host(config)
-    if loopback(host) or admin.token or admin.identities:
+    exposed = [h for h in _hosts(config) if not loopback(h)]
+    if not exposed or admin.token or admin.identities:
         return
+    host = exposed[0]
     if not admin.allow_unauthenticated:
         raise ConfigError(
             f"admin: the admin API would listen on {host} with no authentication, and anyone "

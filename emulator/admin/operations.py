@@ -23,7 +23,6 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from emulator import __version__
 from emulator.admin.convert import call_record, fault, plain, stub_list
 from emulator.admin.descriptor import pb
 from emulator.contracts.patterns import check_method, method_matches
@@ -113,7 +112,7 @@ class Operations:
         for name in sorted(contracts.file_protos):
             digest.update(contracts.file_protos[name].SerializeToString(deterministic=True))
         info = pb.Info(
-            version=__version__,
+            version=_version(),
             seed=server.config.seed,
             contract_fingerprint=digest.hexdigest(),
             uptime_seconds=time.monotonic() - self.started,
@@ -337,6 +336,16 @@ class Operations:
             raise invalid("name" if not request.name else "state", "name a scenario and a state")
         self.control.stubs.set_scenario(request.name, request.state, session)
         return pb.Scenario(name=request.name, state=request.state, session=session or "")
+
+
+def _version() -> str:
+    # From the installed distribution: `emulator/__init__` imports what imports this module.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("grpc-emulator")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+        return "unknown"
 
 
 def _payload_field(name: str) -> str:

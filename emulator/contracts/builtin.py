@@ -73,5 +73,12 @@ def builtin_files() -> tuple[descriptor_pb2.FileDescriptorProto, ...]:
         for method in svc.method:
             method.input_type = rename(method.input_type)
             method.output_type = rename(method.output_type)
+    from google.protobuf import struct_pb2, timestamp_pb2
+
+    # The admin API's messages need these two; a contract's own copy, if any, comes first.
+    imports = tuple(
+        descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
+        for module in (struct_pb2, timestamp_pb2)
+    )
     admin = descriptor_pb2.FileDescriptorProto.FromString(_ADMIN_BINPB.read_bytes())
-    return (health, v1alpha, v1, admin)
+    return (health, v1alpha, v1, *imports, admin)
