@@ -370,7 +370,6 @@ def _banner(server: Any) -> None:
             note += ", unimplemented" + (" and hidden" if hidden else "")
             note += "" if len(missing) == len(paths) else f": {', '.join(missing)}"
         print(f"  {name} ({_count(len(spec.methods), 'method')}{note})")
-    print("  grpc.health.v1.Health, grpc.reflection.v1.ServerReflection (+v1alpha)")
     admin = server.admin
     if admin is not None:
         host = server.config.admin.host or server.host
@@ -381,6 +380,8 @@ def _banner(server: Any) -> None:
             else ""
         )
         print(f"  admin: emulator.admin.v1.Admin on {where}{http}")
+    # Last, as scripts that read the banner wait for it.
+    print("  grpc.health.v1.Health, grpc.reflection.v1.ServerReflection (+v1alpha)")
     sys.stdout.flush()
 
 
