@@ -510,11 +510,13 @@ def test_an_unguarded_admin_api_on_a_network_address_refuses_to_start() -> None:
 
 
 def test_allow_unauthenticated_starts_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="emulator"):
-        with Emulator(
+    with (
+        caplog.at_level(logging.WARNING, logger="emulator"),
+        Emulator(
             protos=PROTOS, server={"host": "0.0.0.0"}, admin={"allow_unauthenticated": True}
-        ) as emu:
-            assert Admin(f"127.0.0.1:{emu.server.port}")("GetInfo").version
+        ) as emu,
+    ):
+        assert Admin(f"127.0.0.1:{emu.server.port}")("GetInfo").version
     assert any("accepts every caller" in r.getMessage() for r in caplog.records)
 
 

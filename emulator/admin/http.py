@@ -16,6 +16,7 @@ lines. Errors answer 400 (INVALID_ARGUMENT, with `field_violations`), 401, 403 o
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,11 +31,14 @@ from emulator.admin.service import AdminHandler
 
 __all__ = ["start_http"]
 
+log = logging.getLogger("emulator")
+
 _STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.INTERNAL: 500,
 }
 MAX_BODY = 64 * 1024 * 1024  # as a stub file may be
 
@@ -106,7 +110,15 @@ def _route(
             return _error(error)
         return web.json_response(to_json(answer))
 
-    return serve
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await serve(request)
+        except Exception as exc:  # a bug of ours: a JSON answer, and the server keeps serving
+            log.error("admin %s %s failed", request.method, request.path, exc_info=exc)
+            message = f"the admin API failed: {type(exc).__name__}: {exc}"
+            return _error(AdminError(grpc.StatusCode.INTERNAL, message))
+
+    return guarded
 
 
 async def _parse(op: Operation, request: web.Request) -> Any:
@@ -150,7 +162,7 @@ def _from_query(cls: Any, request: web.Request) -> dict[str, Any]:
             )
         if entry and field.message_type is not None and field.message_type.GetOptions().map_entry:
             data.setdefault(field.name, {})[entry] = value
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif field.is_repeated:
             data.setdefault(field.name, []).append(value)
         elif field.message_type is not None:  # a Struct (a partial request) as JSON text
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from emulator.journal.matching import differences
 __all__ = ["OPERATIONS", "AdminError", "Operation", "Operations"]
 
 PAGE_SIZE, MAX_PAGE_SIZE = 100, 10_000
+
+log = logging.getLogger("emulator")
 
 
 class AdminError(Exception):
@@ -102,6 +105,11 @@ class Operations:
         except EmulatorError as exc:
             code = grpc.StatusCode.NOT_FOUND if "no " in str(exc)[:40] else None
             raise AdminError(code or grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        except Exception as exc:  # a bug of ours: said, logged, and the server keeps serving
+            log.error("admin %s failed", name, exc_info=exc)
+            raise AdminError(
+                grpc.StatusCode.INTERNAL, f"{name} failed: {type(exc).__name__}: {exc}"
+            ) from None
 
     # -- info ----------------------------------------------------------------------------------
 
@@ -354,7 +362,19 @@ def _payload_field(name: str) -> str:
 
 def to_json(message: Any) -> dict[str, Any]:
     """A response as the HTTP door sends it (proto3 JSON, defaults included)."""
-    found: dict[str, Any] = json_format.MessageToDict(
-        message, always_print_fields_with_no_presence=True
+    found: dict[str, Any] = _whole(
+        json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
     )
     return found
+
+
+def _whole(value: Any) -> Any:
+    """Struct numbers are doubles: `"nanos": 5.0` reads as the 5 the message had (JSON does not
+    tell the two apart, but people and `jq` do)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
