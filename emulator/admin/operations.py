@@ -31,6 +31,7 @@ from emulator.control import ControlPlane
 from emulator.errors import ConfigError, EmulatorError
 from emulator.journal import CallRecord
 from emulator.journal.matching import differences
+from emulator.stubs.store import describe
 
 __all__ = ["OPERATIONS", "AdminError", "Operation", "Operations"]
 
@@ -147,30 +148,14 @@ class Operations:
         if not stubs or stubs == [None]:
             raise invalid("stubs", "no stubs: send `stubs` (objects) or `text` (a stub file)")
         handle = self.control.stubs.add(*stubs, source=source, session=session, lines=lines)
-        added = {id(s) for s in handle.stubs}
-        return stub_list(
-            s for s in self.control.stubs.stats(session) if self._added(s, added, session)
-        )
-
-    def _added(self, stat: dict[str, Any], added: set[int], session: str | None) -> bool:
-        stub = self._server.snapshot.stubs.named(stat["name"], session)
-        return stub is not None and id(stub) in added
+        return stub_list(describe(s) for s in handle.stubs)
 
     async def _ListStubs(self, request: Any, session: str | None) -> Any:
         return stub_list(self.control.stubs.stats(session))
 
     async def _RemoveStubs(self, request: Any, session: str | None) -> Any:
         removed = self.control.stubs.remove(list(request.names), session=session)
-        return stub_list(
-            {
-                "name": s.name,
-                "methods": [m.name for m in s.methods],
-                "source": s.source,
-                "answered": s.answered,
-                "session": s.session,
-            }
-            for s in removed
-        )
+        return stub_list(describe(s) for s in removed)
 
     # -- faults --------------------------------------------------------------------------------
 

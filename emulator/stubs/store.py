@@ -22,7 +22,7 @@ from emulator.call import NearMiss
 from emulator.errors import ConfigError
 from emulator.stubs.model import Stub
 
-__all__ = ["MethodStubs", "StubSet"]
+__all__ = ["MethodStubs", "StubSet", "describe"]
 
 NEAR_MISSES = 3  # closest stubs a report names
 
@@ -247,13 +247,16 @@ class StubSet:
         """Per stub, in load order: name, methods, where it was written, its session and calls
         answered; with a `session`, only the shared stubs and that session's."""
         return [
-            {
-                "name": s.name,
-                "methods": [spec.name for spec in s.methods],
-                "source": s.source,
-                "answered": s.answered,
-                "session": s.session,
-            }
-            for s in self._all
-            if session is None or s.session in (None, session)
+            describe(s) for s in self._all if session is None or s.session in (None, session)
         ]
+
+
+def describe(stub: Stub) -> dict[str, Any]:
+    """A stub as `stats()` lists it: name, methods, source, calls answered and session."""
+    return {
+        "name": stub.name,
+        "methods": [spec.name for spec in stub.methods],
+        "source": stub.source,
+        "answered": stub.answered,
+        "session": stub.session,
+    }
