@@ -538,3 +538,36 @@ def test_emulate_banner_names_the_admin_ports() -> None:
         assert "JSON over HTTP at http://127.0.0.1:" in line
         port = int(line.split("on port ")[1].split(",")[0])
         assert Admin(f"127.0.0.1:{port}")("GetInfo").version
+
+
+def test_mtls_admin_identities_admit_only_the_listed_clients() -> None:
+    from emulator.security import CertificateAuthority
+
+    ca = CertificateAuthority()
+    server, ci, bob = (
+        ca.issue("emulator"),
+        ca.issue("ci", client=True),
+        ca.issue("bob", client=True),
+    )
+    tls = {"cert": server.cert_pem.decode(), "key": server.key_pem.decode()}
+    tls["client_ca"] = ca.cert_pem.decode()
+    config = {"identities": ["ci"], "port": 0}  # a port of its own, with the same credentials
+    with Emulator(protos=PROTOS, tls=tls, admin=config) as emu:
+        target = f"127.0.0.1:{emu.server.admin.port}"
+
+        def as_client(cert: Any) -> Admin:
+            client = Admin.__new__(Admin)
+            creds = grpc.ssl_channel_credentials(ca.cert_pem, cert.key_pem, cert.cert_pem)
+            client.channel, client.metadata = grpc.secure_channel(target, creds), ()
+            return client
+
+        assert as_client(ci)("GetInfo").version
+        with pytest.raises(grpc.RpcError) as raised:
+            as_client(bob)("GetInfo")
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_admin_identities_without_mutual_tls_are_refused_at_start() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Emulator(protos=PROTOS, admin={"identities": ["ci"]})
+    assert "admin.identities" in str(raised.value) and "tls.client_ca" in str(raised.value)
