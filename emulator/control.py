@@ -411,6 +411,9 @@ class ControlPlane:
             self.stubs.reset(stubs="stubs" in chosen, scenarios="scenarios" in chosen)
         if "journal" in chosen:
             server.journal.clear()
+            tracing = server.telemetry.tracing if server.telemetry is not None else None
+            if tracing is not None:
+                tracing.clear()  # the spans of the calls the journal no longer has
             server.dispatcher.reset()  # per-call rngs replay from the first call again
             server.dispatcher.errors.clear()
         if "state" in chosen:

@@ -159,6 +159,17 @@ class Emulator:
             self._stub_channel = self.channel() if self._loop else self.aio_channel()
         return DynamicStub(self._stub_channel, spec, contracts)
 
+    def spans(self) -> list[Any]:
+        """The finished spans of the calls so far (OpenTelemetry `ReadableSpan`s, the last
+        `telemetry.traces.keep`), oldest first; traces must be on (`telemetry.traces`)."""
+        telemetry = self._server.telemetry
+        if telemetry is None or telemetry.tracing is None:
+            raise EmulatorError(
+                "emu.spans() needs traces: Emulator(..., telemetry={'traces': {'enabled': True}})"
+            )
+        spans: list[Any] = telemetry.tracing.spans()
+        return spans
+
     def calls(self, method: str | None = None) -> CallList:
         """Calls so far (since the last reset), oldest first: all of them, those of one method
         (`pkg.Service/Method`) or those of one service (`pkg.Service`). Works after exit too."""
