@@ -135,6 +135,15 @@ class CallRecord:
         return self._raw_responses
 
     @property
+    def request_type(self) -> type[Message]:
+        """The method's request class (of the contracts the call was served with)."""
+        return self._input
+
+    @property
+    def response_type(self) -> type[Message]:
+        return self._output
+
+    @property
     def request(self) -> Message | None:
         return self.requests[0] if self.requests else None
 
