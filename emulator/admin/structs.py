@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import math
 import struct as _struct
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -66,6 +67,8 @@ class StructCache:
         self.max_bytes, self.max_entry = max_bytes, max_entry
         self._kept: dict[tuple[type[Message], bytes], bytes] = {}
         self._bytes = 0
+        # ListCalls pages are built off the event loop, WatchCalls records on it.
+        self._lock = threading.Lock()
 
     def of(
         self, cls: type[Message], raws: Sequence[bytes], decoded: Callable[[], Sequence[Message]]
@@ -89,16 +92,20 @@ class StructCache:
         size = len(found) + len(key[1])
         if size > self.max_entry:
             return
-        kept = self._kept
-        kept[key] = found
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            old = next(iter(kept))  # the oldest: dicts keep their order
-            self._bytes -= len(kept.pop(old)) + len(old[1])
+        with self._lock:
+            kept = self._kept
+            if key in kept:
+                return
+            kept[key] = found
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                old = next(iter(kept))  # the oldest: dicts keep their order
+                self._bytes -= len(kept.pop(old)) + len(old[1])
 
     def clear(self) -> None:
-        self._kept.clear()
-        self._bytes = 0
+        with self._lock:
+            self._kept.clear()
+            self._bytes = 0
 
 
 # -- wire bytes ----------------------------------------------------------------------------------
