@@ -193,10 +193,10 @@ class RemoteStubHandle:
     def undo(self) -> None:
         if self.active:
             self.active = False
-            try:
-                removed = self._stubs.remove(self.names)
-            except EmulatorError:  # gone already (a reset): nothing answered since
-                removed = []
+            # Those still there: a reset or `stubs.remove()` may have taken some already.
+            left = {s["name"] for s in self._stubs.stats(own=True)}
+            names = [n for n in self.names if n in left]
+            removed = self._stubs.remove(names) if names else []
             self._final = sum(s["answered"] for s in removed)
 
     def __enter__(self) -> RemoteStubHandle:
