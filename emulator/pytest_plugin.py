@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["EmulatorPool"]
 
 _EMULATOR = pytest.StashKey["Emulator | EmulatorClient"]()
+_READY_TIMEOUT = 30.0  # for a container still starting when the tests do
 _REMOTE_KEYS = ("target", "admin_token", "admin_tls")  # (tls= is the in-process server's)
 
 
@@ -94,7 +95,7 @@ class EmulatorPool:
         if client is None:
             client = EmulatorClient(target, token=token, tls=tls)
             try:
-                client.wait_until_ready(timeout=30)
+                client.wait_until_ready(timeout=_READY_TIMEOUT)
             except BaseException:
                 client.close()
                 raise

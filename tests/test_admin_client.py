@@ -51,7 +51,12 @@ def stock(client: EmulatorClient, product_id: str = "p1") -> int:
 
 def test_info_and_readiness(client: EmulatorClient) -> None:
     info = client.wait_until_ready(timeout=10)
-    assert info.services[CATALOG] == ("GetProduct", "ListProducts", "UpdateProduct", "GetCategoryTree")
+    assert info.services[CATALOG] == (
+        "GetProduct",
+        "ListProducts",
+        "UpdateProduct",
+        "GetCategoryTree",
+    )
     assert info.session_header == "x-emulator-session" == client.session_header
     assert info.seed == 0 and len(info.contract_fingerprint) == 64 and info.version
     assert client.info().uptime_seconds >= info.uptime_seconds
@@ -64,9 +69,11 @@ def test_wait_until_ready_gives_up_with_a_reason() -> None:
     with socket.socket() as spare:  # a port nobody listens on
         spare.bind(("127.0.0.1", 0))
         port = spare.getsockname()[1]
-    with EmulatorClient(f"127.0.0.1:{port}") as nobody:
-        with pytest.raises(EmulatorError, match="not ready within 0.3s"):
-            nobody.wait_until_ready(timeout=0.3)
+    with (
+        EmulatorClient(f"127.0.0.1:{port}") as nobody,
+        pytest.raises(EmulatorError, match=r"not ready within 0\.3s"),
+    ):
+        nobody.wait_until_ready(timeout=0.3)
 
 
 # -- stubs -------------------------------------------------------------------------------------
@@ -101,14 +108,14 @@ def test_stubs_add_stats_unused_remove(client: EmulatorClient) -> None:
     assert len(client.stubs) == len(client.stubs.stats())
     removed = client.stubs.remove(["never"])
     assert [s["name"] for s in removed] == ["never"]
-    with pytest.raises(EmulatorError, match="no stub added at run time .* named never"):
+    with pytest.raises(EmulatorError, match=r"no stub added at run time .* named never"):
         client.stubs.remove(["never"])
     handle.undo()  # the one left goes; the one removed already is no error
     assert client.stubs.stats(own=True) == []
 
 
 def test_a_bad_stub_is_a_config_error_naming_the_problem(client: EmulatorClient) -> None:
-    with pytest.raises(ConfigError, match="GetProdut.*did you mean.*GetProduct") as bad:
+    with pytest.raises(ConfigError, match=r"GetProdut.*did you mean.*GetProduct") as bad:
         client.stubs.add({"method": f"{CATALOG}/GetProdut", "respond": {"message": {}}})
     assert bad.value.key == "stubs"
     with pytest.raises(ConfigError, match="stock_cont"):
@@ -150,7 +157,9 @@ def test_fault_in_a_block_counts_and_rolls_back(client: EmulatorClient) -> None:
 def test_add_fault_takes_a_rule_mapping_and_bad_rules_name_the_key(
     client: EmulatorClient,
 ) -> None:
-    fault = client.add_fault({"match": {"method": GET}, "when": {"calls": [2]}, "abort": {"code": "ABORTED"}})
+    fault = client.add_fault(
+        {"match": {"method": GET}, "when": {"calls": [2]}, "abort": {"code": "ABORTED"}}
+    )
     assert fault.name == "fault-1" and fault.session == client.session
     stock(client)
     with pytest.raises(grpc.RpcError):
@@ -308,9 +317,11 @@ def test_sessions_see_their_own_stubs_faults_and_calls(target: str) -> None:
 
 def test_token() -> None:
     with Emulator(protos=PROTOS, admin={"token": "s3cret-admin"}) as emu:
-        with EmulatorClient(emu.target) as anonymous:
-            with pytest.raises(EmulatorError, match="UNAUTHENTICATED.*Bearer"):
-                anonymous.info()
+        with (
+            EmulatorClient(emu.target) as anonymous,
+            pytest.raises(EmulatorError, match=r"UNAUTHENTICATED.*Bearer"),
+        ):
+            anonymous.info()
         with EmulatorClient(emu.target, token="s3cret-admin") as admin:
             assert CATALOG in admin.info().services
 
@@ -331,7 +342,9 @@ def test_mutual_tls() -> None:
 
 
 def test_an_emulator_without_the_admin_api() -> None:
-    with Emulator(protos=PROTOS, admin={"enabled": False}) as emu:
-        with EmulatorClient(emu.target) as client:
-            with pytest.raises(EmulatorError, match="serves no emulator admin API"):
-                client.info()
+    with (
+        Emulator(protos=PROTOS, admin={"enabled": False}) as emu,
+        EmulatorClient(emu.target) as client,
+        pytest.raises(EmulatorError, match="serves no emulator admin API"),
+    ):
+        client.info()
