@@ -239,7 +239,8 @@ class RemoteStubs:
 
     def stats(self, *, own: bool = False) -> list[dict[str, Any]]:
         """Per stub served (files, config, run time) that this session sees, in load order:
-        name, methods, source, session and calls `answered`; `own=True`: this session's only."""
+        name, methods, source, session and calls `answered`. `own=True`: this session's only
+        (without a session: the shared ones, files' and config's included)."""
         found = self._admin.call("ListStubs", pb.ListStubsRequest(session=self._session))
         stats = [_stat(s) for s in found.stubs]
         if own:
