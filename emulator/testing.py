@@ -182,11 +182,21 @@ class Emulator:
         times: int | None = None,
         request: Mapping[str, Any] | Message | None = None,
         metadata: Mapping[str, str] | None = None,
+        at_least: int | None = None,
+        at_most: int | None = None,
     ) -> CallList:
         """Assert calls to `method` whose request contains `request` (partial, by field) and
-        whose headers include `metadata`: `times` of them, or at least one. On failure the
-        message shows the closest calls and how each differs."""
-        return self._control.verify(method, times=times, request=request, metadata=metadata)
+        whose headers include `metadata`: `times` of them (or at least `at_least`, at most
+        `at_most`; none given: at least one). On failure the message shows the closest calls
+        and how each differs."""
+        return self._control.verify(
+            method,
+            times=times,
+            request=request,
+            metadata=metadata,
+            at_least=at_least,
+            at_most=at_most,
+        )
 
     def assert_not_called(self, method: str) -> None:
         self.assert_called(method, times=0)
