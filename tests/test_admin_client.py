@@ -117,7 +117,7 @@ def test_stubs_add_stats_unused_remove(client: EmulatorClient) -> None:
 def test_a_bad_stub_is_a_config_error_naming_the_problem(client: EmulatorClient) -> None:
     with pytest.raises(ConfigError, match=r"GetProdut.*did you mean.*GetProduct") as bad:
         client.stubs.add({"method": f"{CATALOG}/GetProdut", "respond": {"message": {}}})
-    assert bad.value.key == "stubs"
+    assert bad.value.key == "stubs[0].method"
     with pytest.raises(ConfigError, match="stock_cont"):
         client.stub_for(GET, respond={"message": {"stock_cont": 1}})
     assert client.stubs.stats(own=True) == []  # nothing half added

@@ -16,6 +16,7 @@ import asyncio
 import datetime
 import hashlib
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from emulator.admin.convert import call_record, fault, plain, stub_list
 from emulator.admin.descriptor import pb
 from emulator.contracts.patterns import check_method, method_matches
 from emulator.control import ControlPlane
-from emulator.errors import ConfigError, EmulatorError
+from emulator.errors import ConfigError, EmulatorError, NotFoundError
 from emulator.journal import CallRecord
 from emulator.journal.matching import differences
 from emulator.stubs.store import describe
@@ -104,11 +105,11 @@ class Operations:
         except AdminError:
             raise
         except ConfigError as exc:  # a stub or fault rule as a file would be refused
-            field = "text" if getattr(request, "text", "") else _payload_field(name)
-            raise invalid(field, str(exc)) from None
+            raise invalid(_field(name, request, str(exc)), str(exc)) from None
+        except NotFoundError as exc:
+            raise AdminError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
         except EmulatorError as exc:
-            code = grpc.StatusCode.NOT_FOUND if "no " in str(exc)[:40] else None
-            raise AdminError(code or grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            raise AdminError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except Exception as exc:  # a bug of ours: said, logged, and the server keeps serving
             log.error("admin %s failed", name, exc_info=exc)
             raise AdminError(
@@ -352,8 +353,21 @@ def _version() -> str:
         return "unknown"
 
 
-def _payload_field(name: str) -> str:
-    return {"AddStubs": "stubs", "AddFault": "rule"}.get(name, "")
+_KEY = re.compile(r"^admin(?::\d+)?: ([\w\[\].]+): ")
+
+
+def _field(name: str, request: Any, message: str) -> str:
+    """The request field a refused stub or fault names, as precisely as the message does:
+    `stubs[1].match.request`, `rule.abort.code`, `text[0].respond` (its line is in the text)."""
+    base = "text" if getattr(request, "text", "") else {"AddStubs": "stubs"}.get(name, "rule")
+    found = _KEY.match(re.sub(r"^(admin(?::\d+)?: )faults\[0\] \([^)]*\)", r"\1", message))
+    key = found.group(1) if found else ""
+    for prefix in ("stubs", "faults[0]"):
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+    if key and base == "stubs" and not key.startswith("["):
+        key = "[0]." + key  # one stub's keys are named without its index
+    return base + (key if key.startswith(("[", ".")) or not key else "." + key)
 
 
 def to_json(message: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -104,7 +105,7 @@ def admin_error(exc: grpc.RpcError, operation: str, target: str) -> EmulatorErro
     details: str = (exc.details() if hasattr(exc, "details") else None) or str(exc)
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         field = _bad_field(exc)
-        if field in _PAYLOADS:
+        if re.split(r"[.\[]", field, maxsplit=1)[0] in _PAYLOADS:  # stubs[1].method, ...
             return ConfigError(details, key=field)
         return EmulatorError(details)
     if code is grpc.StatusCode.NOT_FOUND:
