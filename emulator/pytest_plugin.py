@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["EmulatorPool"]
 
 _EMULATOR = pytest.StashKey["Emulator | EmulatorClient"]()
+_ACCESS = pytest.StashKey[list[str]]()
 _READY_TIMEOUT = 30.0  # for a container still starting when the tests do
 _REMOTE_KEYS = ("target", "admin_token", "admin_tls")  # (tls= is the in-process server's)
 
@@ -52,6 +53,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "emulator_import_paths", "extra .proto import roots for the emulator fixture", type="paths"
     )
     parser.addini("emulator_seed", "seed for the emulator fixture", default="0")
+    parser.addoption(
+        "--emulator-artifacts",
+        metavar="DIR",
+        default=None,
+        help="write each failed test's emulator calls (JSON lines) and access log lines to DIR",
+    )
+    parser.addini(
+        "emulator_artifacts", "directory for failed tests' emulator calls (as --emulator-artifacts)"
+    )
     parser.addini(
         "emulator_target",
         "host:port of a running emulator: the fixture drives it remotely (EMULATOR_TARGET wins)",
@@ -158,7 +168,42 @@ def pytest_runtest_makereport(
     emu = item.stash.get(_EMULATOR, None)
     if emu is not None and report.when == "call" and report.failed:
         report.sections.append(("emulator calls", _calls_section(emu)))
+        folder = item.config.getoption("emulator_artifacts") or item.config.getini(
+            "emulator_artifacts"
+        )
+        if folder:
+            from emulator._artifacts import write_artifacts
+
+            written = write_artifacts(Path(folder), item.nodeid, emu, item.stash.get(_ACCESS, []))
+            report.sections.append(("emulator artifacts", written))
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """With --emulator-artifacts, the access log lines the test's calls wrote are kept for it."""
+    folder = item.config.getoption("emulator_artifacts") or item.config.getini("emulator_artifacts")
+    if not folder:
+        return (yield)
+    import logging
+
+    lines: list[str] = []
+    item.stash[_ACCESS] = lines
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Keep()
+    logger = logging.getLogger("emulator.access")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # access lines are INFO: kept even when the log says less
+    logger.addHandler(handler)
+    try:
+        return (yield)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _remote_emulator(
