@@ -174,7 +174,8 @@ def pytest_runtest_makereport(
         if folder:
             from emulator._artifacts import write_artifacts
 
-            written = write_artifacts(Path(folder), item.nodeid, emu, item.stash.get(_ACCESS, []))
+            access: list[str] = item.stash.get(_ACCESS, [])
+            written = write_artifacts(Path(folder), item.nodeid, emu, access)
             report.sections.append(("emulator artifacts", written))
     return report
 
