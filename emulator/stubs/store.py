@@ -246,9 +246,7 @@ class StubSet:
     def stats(self, session: str | None = None) -> list[dict[str, Any]]:
         """Per stub, in load order: name, methods, where it was written, its session and calls
         answered; with a `session`, only the shared stubs and that session's."""
-        return [
-            describe(s) for s in self._all if session is None or s.session in (None, session)
-        ]
+        return [describe(s) for s in self._all if session is None or s.session in (None, session)]
 
 
 def describe(stub: Stub) -> dict[str, Any]:
