@@ -27,9 +27,9 @@ RUN set -eu; \
         set --; \
     fi; \
     python3 -m venv /opt/emulator; \
-    /opt/emulator/bin/pip wheel --no-cache-dir "$@" --wheel-dir /tmp/dist /src; \
+    /opt/emulator/bin/pip wheel --no-cache-dir "$@" --wheel-dir /tmp/dist "/src[telemetry]"; \
     /opt/emulator/bin/pip install --no-cache-dir --no-index --find-links /tmp/dist \
-        /tmp/dist/grpc_emulator-*.whl; \
+        "$(ls /tmp/dist/grpc_emulator-*.whl)[telemetry]"; \
     /opt/emulator/bin/pip uninstall --yes --quiet pip setuptools; \
     /opt/emulator/bin/emulate --help >/dev/null
 

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 50051
 
-.PHONY: run test lint typecheck bench bench-stubs check container-test docs dist clean
+.PHONY: run test lint typecheck bench bench-stubs bench-sessions check container-test docs dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: $(STAMP)
 # What 1,000 stubs on the called method and 10,000 on other methods cost (bench/stubs.py).
 bench-stubs: $(STAMP)
 	$(BIN)/python bench/stubs.py
+
+# What 100 sessions of 10 stubs cost a tagged call; an admin ListCalls of 10,000 calls (bench/sessions.py).
+bench-sessions: $(STAMP)
+	$(BIN)/python bench/sessions.py
 
 # Builds the image with podman on a local Debian base and runs it (root; see the script).
 container-test: $(STAMP)

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import signal
 import statistics
 import sys
@@ -30,6 +29,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
+from rounds import Variant, median_iqr, pinning, run_rounds, write_results  # noqa: E402
+from rounds import ratios as rps_ratios  # noqa: E402
 
 # grpc through run.py: importing it re-executes this script under the venv when grpc is missing.
 from run import (  # noqa: E402 - bench/ helpers
@@ -40,7 +41,6 @@ from run import (  # noqa: E402 - bench/ helpers
     emulator_cmd,
     first_rpc,
     grpc,
-    start,
     terminated,
     verdicts,
 )
@@ -102,54 +102,27 @@ def check_rules_loaded(port: int) -> None:
         raise BenchError("the rules emulator did not apply its probe rule: config not loaded?")
 
 
-def pinning() -> tuple[list[str], set[int] | None]:
-    """Servers on the last CPU, this script and the load generator on the others: on a small
-    machine that keeps the two from trading places, which is most of the round-to-round noise."""
-    cpus = sorted(os.sched_getaffinity(0))
-    taskset = shutil.which("taskset")
-    if len(cpus) < 2 or taskset is None:
-        return [], None
-    return [taskset, "-c", str(cpus[-1])], set(cpus[:-1])
-
-
 def measure(
     loadgen: Any, rounds: int, config: Path, prefix: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each round starts both servers afresh, one at a time: a long-lived process can be a few
-    per cent faster or slower than its twin for its whole life (memory layout, hash seed), and
-    an idle twin still competes for the CPU."""
+    """Both servers started afresh each round, one at a time (see bench/rounds.py)."""
     env = {"GRPC_EMULATOR_CACHE_DIR": str(config.parent / "cache")}
-    commands = {
-        PLAIN: [*prefix, *emulator_cmd()],
-        RULES: [*prefix, *emulator_cmd(), "--config", str(config)],
-    }
-    per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in commands}
-    names = list(commands)
-    for number in range(rounds):
-        for name in names if number % 2 == 0 else names[::-1]:  # alternate who goes first
-            child = start(name, commands[name], env)
-            try:
-                first_rpc(child.port)
-                if name == RULES:
-                    check_rules_loaded(child.port)
-                cpu = child.cpu_seconds()
-                result = loadgen.run(child.port)
-                if result["errors"]:
-                    raise BenchError(f"{name}: {result['errors']} calls failed under load")
-                result["server_cpu_us_per_req"] = (
-                    (child.cpu_seconds() - cpu) * 1e6 / max(1, result["requests"])
-                )  # includes the warm-up calls: comparable between the two only
-                first_rpc(child.port, timeout=5)
-            finally:
-                child.stop()
-            per_round[name].append(result)
-            print(
-                f"  round {number + 1}/{rounds} {name:<20} {result['rps']:>9.0f} req/s"
-                f"  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
-                f"  {result['server_cpu_us_per_req']:.0f} us CPU/req",
-                flush=True,
-            )
-    return per_round
+
+    def ready(child: Child) -> None:
+        first_rpc(child.port)
+
+    def ready_with_rules(child: Child) -> None:
+        first_rpc(child.port)
+        check_rules_loaded(child.port)
+
+    after = lambda child: first_rpc(child.port, timeout=5)  # noqa: E731
+    variants = [
+        Variant(PLAIN, [*prefix, *emulator_cmd()], ready, after, env),
+        Variant(
+            RULES, [*prefix, *emulator_cmd(), "--config", str(config)], ready_with_rules, after, env
+        ),
+    ]
+    return run_rounds(variants, rounds, loadgen, width=20, rps_width=9)
 
 
 def interceptor_cost(calls: int = 100_000) -> dict[str, float]:
@@ -186,7 +159,7 @@ def interceptor_cost(calls: int = 100_000) -> dict[str, float]:
 
 def summarise(per_round: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     plain, ruled = per_round[PLAIN], per_round[RULES]
-    ratios = [r["rps"] / p["rps"] for r, p in zip(ruled, plain, strict=True) if p["rps"]]
+    ratios = rps_ratios(ruled, plain, "rps")
     cpu_ratios = [
         p["server_cpu_us_per_req"] / r["server_cpu_us_per_req"]
         for r, p in zip(ruled, plain, strict=True)
@@ -201,9 +174,7 @@ def summarise(per_round: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "server_cpu_us_per_req": statistics.median(r["server_cpu_us_per_req"] for r in results),
             "rps_per_round": [round(r["rps"], 1) for r in results],
         }
-    summary["ratio"] = statistics.median(ratios)
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    summary["ratio_iqr"] = [round(quartiles[0], 3), round(quartiles[2], 3)]
+    summary["ratio"], summary["ratio_iqr"] = median_iqr(ratios)
     summary["ratios_per_round"] = [round(x, 3) for x in ratios]
     summary["cpu_ratio"] = statistics.median(cpu_ratios)
     return summary
@@ -291,15 +262,9 @@ def main() -> int:
     summary = summarise(per_round)
     summary["interceptor"] = interceptor_cost()
     checks = report(summary, meta)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {"meta": meta, "summary": summary, "rounds": per_round, "checks": checks}, indent=2
-        )
-        + "\n"
+    write_results(
+        args.output, {"meta": meta, "summary": summary, "rounds": per_round, "checks": checks}
     )
-    shown = args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output
-    print(f"\nwrote {shown}")
     return 0
 
 

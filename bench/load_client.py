@@ -2,7 +2,7 @@
 
     python bench/load_client.py --target 127.0.0.1:PORT --method /pkg.Svc/M --body-hex HEX
         [--concurrency 32] [--channels 4] [--duration 5] [--warmup 1]
-        [--ca CA.pem [--cert C.pem --key K.pem]] [--token TOKEN]
+        [--ca CA.pem [--cert C.pem --key K.pem]] [--token TOKEN] [--header KEY:VALUE ...]
 
 `--concurrency` coroutines spread over `--channels` channels call the method back to back
 with the same request bytes (no (de)serialisation on the client) for a warm-up, then for
@@ -49,7 +49,10 @@ async def worker(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     body = bytes.fromhex(args.body_hex)
-    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else None
+    pairs = [tuple(h.split(":", 1)) for h in args.header]
+    if args.token:
+        pairs.append(("authorization", f"Bearer {args.token}"))
+    metadata = tuple((k.strip(), v.strip()) for k, v in pairs) or None
     channels = [_channel(args) for _ in range(args.channels)]
     try:
         calls = [ch.unary_unary(args.method) for ch in channels]  # bytes in, bytes out
@@ -106,6 +109,7 @@ def main() -> int:
     parser.add_argument("--cert", help="mTLS: client certificate")
     parser.add_argument("--key", help="mTLS: client key")
     parser.add_argument("--token", help="bearer token sent with every call")
+    parser.add_argument("--header", action="append", default=[], help="KEY:VALUE on every call")
     args = parser.parse_args()
     if not args.target.startswith("127.0.0.1:"):
         parser.error("load goes to 127.0.0.1 only")

@@ -41,6 +41,7 @@ class Load:
     connections: int = 4
     duration: float = 5.0
     warmup: float = 1.0
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every call (a session's header)
 
     @property
     def streams_per_connection(self) -> int:
@@ -82,6 +83,7 @@ class H2Load:
             f"-d{self.body_file}",
             "-Hcontent-type: application/grpc",
             "-Hte: trailers",
+            *(f"-H{key}: {value}" for key, value in ld.headers),
             f"http://127.0.0.1:{port}{ld.method}",
         ]
         if log is not None:
@@ -166,6 +168,7 @@ class PythonLoad:
             f"--channels={ld.connections}",
             f"--duration={ld.duration:g}",
             f"--warmup={ld.warmup:g}",
+            *(f"--header={key}:{value}" for key, value in ld.headers),
         ]
         try:
             done = subprocess.run(

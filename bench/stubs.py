@@ -40,8 +40,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-from faults import pinning  # noqa: E402 - bench/ helpers
 from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
+from rounds import Variant, medians, pinning, ratios, run_rounds, write_results  # noqa: E402
 
 # grpc through run.py: importing it re-executes this script under the venv when grpc is missing.
 from run import (  # noqa: E402 - bench/ helpers
@@ -51,7 +51,6 @@ from run import (  # noqa: E402 - bench/ helpers
     emulator_cmd,
     grpc,
     machine_facts,
-    start,
     terminated,
     verdicts,
 )
@@ -181,41 +180,21 @@ def measure(
     loadgen: Any, rounds: int, folders: dict[str, Path | None], cache: Path, prefix: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
     env = {"GRPC_EMULATOR_CACHE_DIR": str(cache)}
-    per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
-    names = list(VARIANTS)
-    for number in range(rounds):
-        shift = number % len(names)
-        for name in names[shift:] + names[:shift]:  # rotate who goes first
-            folder = folders[name]
-            cmd = [*prefix, *emulator_cmd()]
-            if folder is not None:
-                cmd += ["--stubs", str(folder)]
-            child = start(name, cmd, env, timeout=START_TIMEOUT)
-            try:
-                served, reply = call_until_served(child.port)
-                check_answers(name, child.port, reply)
-                cpu = child.cpu_seconds()
-                result = loadgen.run(child.port)
-                if result["errors"]:
-                    raise BenchError(f"{name}: {result['errors']} calls failed under load")
-                result["server_cpu_us_per_req"] = (
-                    (child.cpu_seconds() - cpu) * 1e6 / max(1, result["requests"])
-                )  # includes the warm-up calls: comparable between variants only
-                result["listening_ms"] = child.listening_ms
-                result["first_rpc_ms"] = (served - child.t0) * 1000
-                result.update(child.rss_mb())
-                call_until_served(child.port, timeout=5)  # still answering after the load
-            finally:
-                child.stop()
-            per_round[name].append(result)
-            print(
-                f"  round {number + 1}/{rounds} {name:<14} {result['rps']:>8.0f} req/s"
-                f"  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
-                f"  {result['server_cpu_us_per_req']:.0f} us CPU/req"
-                f"  first RPC {result['first_rpc_ms']:.0f} ms",
-                flush=True,
-            )
-    return per_round
+    variants = []
+    for name in VARIANTS:
+        folder = folders[name]
+        cmd = [*prefix, *emulator_cmd()]
+        if folder is not None:
+            cmd += ["--stubs", str(folder)]
+
+        def ready(child: Child, name: str = name) -> float:
+            served, reply = call_until_served(child.port)
+            check_answers(name, child.port, reply)
+            return served
+
+        after = lambda child: call_until_served(child.port, timeout=5)  # noqa: E731
+        variants.append(Variant(name, cmd, ready, after, env))
+    return run_rounds(variants, rounds, loadgen, timeout=START_TIMEOUT)
 
 
 def responder_cost(
@@ -283,32 +262,27 @@ def responder_cost(
 # -- summary and report --------------------------------------------------------------------------
 
 
-def _ratios(results: list[dict[str, Any]], base: list[dict[str, Any]], key: str) -> list[float]:
-    return [r[key] / b[key] for r, b in zip(results, base, strict=True) if b[key]]
+MEDIANS = (
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "server_cpu_us_per_req",
+    "listening_ms",
+    "first_rpc_ms",
+    "VmRSS",
+    "response_bytes",
+)
 
 
 def summarise(per_round: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for name, results in per_round.items():
-        ratios = _ratios(results, per_round[DEFAULTS], "rps")
-        summary[name] = {
-            key: statistics.median(r[key] for r in results)
-            for key in (
-                "rps",
-                "p50_ms",
-                "p99_ms",
-                "server_cpu_us_per_req",
-                "listening_ms",
-                "first_rpc_ms",
-                "VmRSS",
-                "response_bytes",
-            )
-            if all(r.get(key) is not None for r in results)
-        }
-        summary[name]["ratio_to_defaults"] = statistics.median(ratios)
-        summary[name]["ratios_per_round"] = [round(x, 3) for x in ratios]
+        per = ratios(results, per_round[DEFAULTS], "rps")
+        summary[name] = medians(results, MEDIANS)
+        summary[name]["ratio_to_defaults"] = statistics.median(per)
+        summary[name]["ratios_per_round"] = [round(x, 3) for x in per]
         summary[name]["rps_per_round"] = [round(r["rps"], 1) for r in results]
-    elsewhere = _ratios(per_round[MANY_ELSEWHERE], per_round[FEW_ELSEWHERE], "rps")
+    elsewhere = ratios(per_round[MANY_ELSEWHERE], per_round[FEW_ELSEWHERE], "rps")
     summary["10k/10 elsewhere"] = {
         "ratio": statistics.median(elsewhere),
         "ratios_per_round": [round(x, 3) for x in elsewhere],
@@ -421,15 +395,9 @@ def main() -> int:
         loadgen.close()
         shutil.rmtree(tmp, ignore_errors=True)
     checks = report(summary, meta)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {"meta": meta, "summary": summary, "rounds": per_round, "checks": checks}, indent=2
-        )
-        + "\n"
+    write_results(
+        args.output, {"meta": meta, "summary": summary, "rounds": per_round, "checks": checks}
     )
-    shown = args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output
-    print(f"\nwrote {shown}")
     return 0
 
 

@@ -18,6 +18,7 @@ from emulator.headers import Headers
 from emulator.metadata import MetadataError
 
 if TYPE_CHECKING:
+    from emulator.admin.client import EmulatorClient
     from emulator.config import Config
     from emulator.journal import CallList, CallRecord
     from emulator.runtime.context import CallContext
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "Emulator",
+    "EmulatorClient",
     "EmulatorError",
     "Headers",
     "MetadataError",
@@ -51,6 +53,7 @@ _LAZY = {
     "CallRecord": "emulator.journal",
     "Config": "emulator.config",
     "Emulator": "emulator.testing",
+    "EmulatorClient": "emulator.admin.client",
 }
 
 

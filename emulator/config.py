@@ -29,6 +29,7 @@ from emulator.security.config import (
     TlsConfig,
     check_security,
 )
+from emulator.telemetry.config import LogConfig, TelemetryConfig
 
 __all__ = [
     "BUILTIN_EXEMPT",
@@ -206,6 +207,11 @@ class Config:
         default_factory=AdminConfig,
         metadata={"help": "the admin API: drive a running emulator from tests in any language"},
     )
+    telemetry: TelemetryConfig = field(
+        default_factory=TelemetryConfig,
+        metadata={"help": "traces (OpenTelemetry), metrics (Prometheus) and request ids"},
+    )
+    log: LogConfig = field(default_factory=LogConfig, metadata={"help": "per-call logging"})
     log_format: Literal["text", "json"] = field(
         default="text", metadata={"help": "log lines as text or one JSON object per line"}
     )
@@ -372,6 +378,29 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
     check_faults(config.faults, config.rate_limits, config.max_active_faults, bad)
     _check_host(config.server.host, bad)
     _check_admin(config, bad)
+    _check_telemetry(config, bad)
+
+
+def _check_telemetry(config: Config, bad: Any) -> None:
+    telemetry = config.telemetry
+    port = telemetry.metrics.port
+    if port is not None and not 0 <= port <= 65535:
+        raise bad("telemetry.metrics.port", f"must be 0 (any free port) to 65535, got {port}")
+    if port and port in (config.server.port, config.admin.port, config.admin.http_port):
+        raise bad("telemetry.metrics.port", f"{port} is taken by the emulator or its admin API")
+    if not telemetry.metrics.path.startswith("/"):
+        raise bad("telemetry.metrics.path", f"must start with /, got {telemetry.metrics.path!r}")
+    if telemetry.metrics.host:
+        _check_host(telemetry.metrics.host, bad, "telemetry.metrics.host")
+    if telemetry.traces.keep < 0:
+        raise bad("telemetry.traces.keep", f"must be 0 or more, got {telemetry.traces.keep}")
+    header = telemetry.request_id_header
+    if not re.fullmatch(r"[0-9a-z_.-]+", header) or header.endswith("-bin"):
+        raise bad(
+            "telemetry.request_id_header",
+            f"{header!r} is not a header name: lower-case letters, digits, '-', '_' and '.', "
+            "not ending in -bin",
+        )
 
 
 def _check_admin(config: Config, bad: Any) -> None:

@@ -40,7 +40,7 @@ from emulator.clock import Clock
 from emulator.config import Config
 from emulator.contracts.model import MethodSpec
 from emulator.contracts.patterns import check_method
-from emulator.errors import EmulatorError
+from emulator.errors import EmulatorError, NotFoundError
 from emulator.faults.engine import FaultInterceptor
 from emulator.faults.rules import Rule, compile_rule
 from emulator.faults.setup import check_request_match
@@ -163,7 +163,7 @@ class ControlPlane:
         spec = contracts.method(name)
         if spec is None:
             names = [m.name for m in contracts.methods.values()]
-            raise EmulatorError(f"no method {name!r} in the contracts{closest(name, names)}")
+            raise NotFoundError(f"no method {name!r} in the contracts{closest(name, names)}")
         return spec
 
     # -- overrides ---------------------------------------------------------------------------
@@ -276,7 +276,7 @@ class ControlPlane:
                 return handle
         within = f" in session {session!r}" if session else ""
         active = ", ".join(h.name for h in self._faults if h.session == (session or None))
-        raise EmulatorError(
+        raise NotFoundError(
             f"no fault added at run time{within} is named {name!r}"
             + (f"; active: {active}" if active else "")
         )
@@ -300,7 +300,7 @@ class ControlPlane:
         through grpc.health, until set again or `reset()`. Runs on the server's loop."""
         server = self._server
         if service and service not in server.services:
-            raise EmulatorError(
+            raise NotFoundError(
                 f"no service {service!r} is served{closest(service, server.services)}"
             )
         value = _STATUSES.get(status.upper())
@@ -411,6 +411,9 @@ class ControlPlane:
             self.stubs.reset(stubs="stubs" in chosen, scenarios="scenarios" in chosen)
         if "journal" in chosen:
             server.journal.clear()
+            tracing = server.telemetry.tracing if server.telemetry is not None else None
+            if tracing is not None:
+                tracing.clear()  # the spans of the calls the journal no longer has
             server.dispatcher.reset()  # per-call rngs replay from the first call again
             server.dispatcher.errors.clear()
         if "state" in chosen:

@@ -31,12 +31,17 @@ __all__ = [
     "ContractError",
     "EmulatorError",
     "Interrupted",
+    "NotFoundError",
     "RpcAbort",
 ]
 
 
 class EmulatorError(Exception):
     """The emulator cannot start as configured; the message says where and what to do."""
+
+
+class NotFoundError(EmulatorError):
+    """A name given at run time (a method, service, stub or fault) is not there."""
 
 
 class ContractError(EmulatorError):

@@ -36,6 +36,9 @@ class _JsonFormatter(logging.Formatter):
         source = getattr(record, "source", None)
         if source:
             entry["source"] = source
+        access = getattr(record, "access", None)  # an access log line: its fields, as fields
+        if access:
+            entry.update({k: v for k, v in access.items() if k != "time"})
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry)

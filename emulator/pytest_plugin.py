@@ -14,6 +14,12 @@ after each test; `@pytest.mark.emulator(fresh=True)` gives the test a server of 
 test fails, its report lists the calls it made; when a behaviour raised during a test, the test
 errors at teardown (`raise_behavior_errors=False` opts out).
 
+Remote mode: with a target (the marker's `target=`, then `EMULATOR_TARGET`, then the ini option
+`emulator_target`), the fixture is an `EmulatorClient` of that running emulator (a container,
+`emulate`) with a session of its own for each test, reset at teardown; the contracts and
+behaviours are the running emulator's, so the other options are not used. The marker's
+`admin_token=` (or `EMULATOR_ADMIN_TOKEN`) and `admin_tls=` are the client's `token` and `tls`.
+
 pytest loads this module in every run of a project that installs grpc-emulator, so it imports
 nothing heavy (grpc, protobuf, the server) until a test asks for the fixture.
 """
@@ -28,11 +34,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from emulator.admin.client import EmulatorClient
     from emulator.testing import Emulator
 
 __all__ = ["EmulatorPool"]
 
-_EMULATOR = pytest.StashKey["Emulator"]()
+_EMULATOR = pytest.StashKey["Emulator | EmulatorClient"]()
+_READY_TIMEOUT = 30.0  # for a container still starting when the tests do
+_REMOTE_KEYS = ("target", "admin_token", "admin_tls")  # (tls= is the in-process server's)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,15 +52,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "emulator_import_paths", "extra .proto import roots for the emulator fixture", type="paths"
     )
     parser.addini("emulator_seed", "seed for the emulator fixture", default="0")
+    parser.addini(
+        "emulator_target",
+        "host:port of a running emulator: the fixture drives it remotely (EMULATOR_TARGET wins)",
+        default="",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "emulator(protos=..., behaviors=..., stubs=..., seed=..., fresh=False, **config): "
-        "configure the "
-        "`emulator` fixture; fresh=True gives the test a server of its own; "
-        "raise_behavior_errors=False lets behaviours raise without failing the test",
+        "emulator(protos=..., behaviors=..., stubs=..., seed=..., fresh=False, target=None, "
+        "**config): configure the `emulator` fixture; fresh=True gives the test a server of its "
+        "own; raise_behavior_errors=False lets behaviours raise without failing the test; "
+        "target='host:port' drives a running emulator instead, in a session of the test's own",
     )
 
 
@@ -60,6 +74,7 @@ class EmulatorPool:
 
     def __init__(self) -> None:
         self._running: dict[Any, Emulator] = {}
+        self._remote: dict[Any, EmulatorClient] = {}
 
     def get(self, options: dict[str, Any]) -> Emulator:
         from emulator.testing import Emulator
@@ -70,7 +85,27 @@ class EmulatorPool:
             emu = self._running[key] = Emulator(**options).__enter__()
         return emu
 
+    def remote(self, target: str, token: str | None, tls: Any) -> EmulatorClient:
+        """A client of the emulator at `target`, ready (its health SERVING); one per target,
+        whose connection each test's session shares."""
+        from emulator.admin.client import EmulatorClient
+
+        key = _frozen({"target": target, "token": token, "tls": tls})
+        client = self._remote.get(key)
+        if client is None:
+            client = EmulatorClient(target, token=token, tls=tls)
+            try:
+                client.wait_until_ready(timeout=_READY_TIMEOUT)
+            except BaseException:
+                client.close()
+                raise
+            self._remote[key] = client
+        return client
+
     def close(self) -> None:
+        for client in self._remote.values():
+            client.close()
+        self._remote.clear()
         for emu in self._running.values():
             emu.reset()  # a failure after the last test's teardown is no test's to report
             emu.__exit__(None, None, None)
@@ -86,9 +121,16 @@ def emulator_pool() -> Iterator[EmulatorPool]:
 
 
 @pytest.fixture
-def emulator(request: pytest.FixtureRequest, emulator_pool: EmulatorPool) -> Iterator[Emulator]:
-    """A running emulator, configured by `@pytest.mark.emulator(...)` or the ini options."""
+def emulator(
+    request: pytest.FixtureRequest, emulator_pool: EmulatorPool
+) -> Iterator[Emulator | EmulatorClient]:
+    """A running emulator, configured by `@pytest.mark.emulator(...)` or the ini options; with
+    a target, a client of that emulator in a session of this test's own."""
     __tracebackhide__ = True  # a behaviour failure at teardown shows the behaviour's frames
+    remote = _remote(request)
+    if remote is not None:
+        yield from _remote_emulator(request, emulator_pool, remote)
+        return
     options = _options(request)
     if options.pop("fresh", False):
         from emulator.testing import Emulator
@@ -119,7 +161,36 @@ def pytest_runtest_makereport(
     return report
 
 
-def _calls_section(emu: Emulator) -> str:
+def _remote_emulator(
+    request: pytest.FixtureRequest, pool: EmulatorPool, remote: dict[str, Any]
+) -> Iterator[EmulatorClient]:
+    import uuid
+
+    shared = pool.remote(remote["target"], remote.get("token"), remote.get("tls"))
+    client = shared.with_session(f"pytest-{uuid.uuid4().hex}")
+    request.node.stash[_EMULATOR] = client
+    try:
+        yield client
+    finally:
+        client.reset()  # the session's stubs, faults, scenarios and calls: the emulator stays
+
+
+def _remote(request: pytest.FixtureRequest) -> dict[str, Any] | None:
+    """The target, token and tls of remote mode, or None for an in-process emulator."""
+    marker = request.node.get_closest_marker("emulator")
+    given = {k: v for k, v in (marker.kwargs if marker else {}).items() if k in _REMOTE_KEYS}
+    target = (
+        given.get("target")
+        or os.environ.get("EMULATOR_TARGET")
+        or request.config.getini("emulator_target")
+    )
+    if not target:
+        return None
+    token = given.get("admin_token") or os.environ.get("EMULATOR_ADMIN_TOKEN") or None
+    return {"target": str(target).strip(), "token": token, "tls": given.get("admin_tls")}
+
+
+def _calls_section(emu: Emulator | EmulatorClient) -> str:
     # An exception here would be an INTERNALERROR that ends the whole session: never let it.
     try:
         return emu.calls().describe()
@@ -146,6 +217,8 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
         if marker.args:
             raise pytest.UsageError("@pytest.mark.emulator takes keyword arguments only")
         options.update(marker.kwargs)
+        for key in _REMOTE_KEYS:
+            options.pop(key, None)  # (target=None, or the remote client's token and tls)
     if not options["protos"]:
         raise pytest.UsageError(
             "the emulator fixture needs contracts: @pytest.mark.emulator(protos='protos/') or "

@@ -159,6 +159,17 @@ class Emulator:
             self._stub_channel = self.channel() if self._loop else self.aio_channel()
         return DynamicStub(self._stub_channel, spec, contracts)
 
+    def spans(self) -> list[Any]:
+        """The finished spans of the calls so far (OpenTelemetry `ReadableSpan`s, the last
+        `telemetry.traces.keep`), oldest first; traces must be on (`telemetry.traces`)."""
+        telemetry = self._server.telemetry
+        if telemetry is None or telemetry.tracing is None:
+            raise EmulatorError(
+                "emu.spans() needs traces: Emulator(..., telemetry={'traces': {'enabled': True}})"
+            )
+        spans: list[Any] = telemetry.tracing.spans()
+        return spans
+
     def calls(self, method: str | None = None) -> CallList:
         """Calls so far (since the last reset), oldest first: all of them, those of one method
         (`pkg.Service/Method`) or those of one service (`pkg.Service`). Works after exit too."""
@@ -171,11 +182,21 @@ class Emulator:
         times: int | None = None,
         request: Mapping[str, Any] | Message | None = None,
         metadata: Mapping[str, str] | None = None,
+        at_least: int | None = None,
+        at_most: int | None = None,
     ) -> CallList:
         """Assert calls to `method` whose request contains `request` (partial, by field) and
-        whose headers include `metadata`: `times` of them, or at least one. On failure the
-        message shows the closest calls and how each differs."""
-        return self._control.verify(method, times=times, request=request, metadata=metadata)
+        whose headers include `metadata`: `times` of them (or at least `at_least`, at most
+        `at_most`; none given: at least one). On failure the message shows the closest calls
+        and how each differs."""
+        return self._control.verify(
+            method,
+            times=times,
+            request=request,
+            metadata=metadata,
+            at_least=at_least,
+            at_most=at_most,
+        )
 
     def assert_not_called(self, method: str) -> None:
         self.assert_called(method, times=0)

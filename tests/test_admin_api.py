@@ -194,7 +194,7 @@ def test_a_bad_stub_is_invalid_argument_with_a_field_violation(emu: Emulator, ad
         admin("AddStubs", session="s1", stubs=[bad])
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     [(field, description)] = bad_request(raised.value)
-    assert field == "stubs"
+    assert field == "stubs[0].match.request.no_such_field"
     assert "no_such_field" in description and "GetProductRequest" in description
     # Nothing already accepted is lost, and the server keeps serving.
     assert product(emu, "p1", "s1").name == "Kept"
@@ -203,6 +203,11 @@ def test_a_bad_stub_is_invalid_argument_with_a_field_violation(emu: Emulator, ad
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     [(field, description)] = bad_request(raised.value)
     assert field == "text" and "not valid YAML" in description and "admin:1" in description
+    two = [stub("p2", "fine", "Fine"), struct({"method": "acme.shop.v1.Nope/Get"})]
+    with pytest.raises(grpc.RpcError) as raised:
+        admin("AddStubs", session="s1", stubs=two)
+    assert bad_request(raised.value)[0][0] == "stubs[1].method"
+    assert product(emu, "p2", "s1").name != "Fine"  # all or nothing: the good one is not added
     with pytest.raises(grpc.RpcError) as raised:
         admin("AddStubs", session="s1")
     assert bad_request(raised.value)[0][0] == "stubs"
@@ -254,7 +259,8 @@ def test_a_fault_as_yaml_text_and_a_bad_one(emu: Emulator, admin: Admin) -> None
         admin("AddFault", text="name: x\nabort: {code: NO_SUCH_CODE}\n")
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     [(field, description)] = bad_request(raised.value)
-    assert field == "text" and "NO_SUCH_CODE" in description and "admin:2" in description
+    assert field == "text.abort.code" and "NO_SUCH_CODE" in description
+    assert "admin:2" in description
     with pytest.raises(grpc.RpcError) as raised:
         admin("RemoveFault", name="never-added")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND

@@ -12,10 +12,10 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
-from google.protobuf.message import Message
+from google.protobuf import struct_pb2
 
 from emulator.admin.descriptor import pb
+from emulator.admin.structs import StructCache
 from emulator.journal import CallRecord
 
 __all__ = ["call_record", "fault", "first_values", "plain", "struct", "stub_list"]
@@ -50,8 +50,7 @@ def first_values(headers: Mapping[str, str | bytes]) -> dict[str, str]:
     return {key: _text(value) for key, value in headers.items()}
 
 
-def _json(message: Message) -> struct_pb2.Struct:
-    return struct(json_format.MessageToDict(message))
+_STRUCTS = StructCache()  # the JSON forms of messages, for ListCalls and WatchCalls
 
 
 def call_record(record: CallRecord, header: str, *, raw_only: bool = False) -> Any:
@@ -79,8 +78,14 @@ def call_record(record: CallRecord, header: str, *, raw_only: bool = False) -> A
     for miss in record.near_misses:
         out.near_misses.add(stub=miss.stub, reasons=miss.reasons)
     if not raw_only:
-        out.requests.extend(_json(m) for m in record.requests)
-        out.responses.extend(_json(m) for m in record.responses)
+        # Struct bytes parsed in C (building each Struct in Python cost most of a big page),
+        # kept by message bytes; a message is decoded only when its bytes are new.
+        jsons = _STRUCTS.of(record.request_type, record.raw_requests, lambda: record.requests)
+        for data in jsons:
+            out.requests.add().MergeFromString(data)
+        jsons = _STRUCTS.of(record.response_type, record.raw_responses, lambda: record.responses)
+        for data in jsons:
+            out.responses.add().MergeFromString(data)
     return out
 
 

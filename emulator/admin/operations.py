@@ -16,8 +16,10 @@ import asyncio
 import datetime
 import hashlib
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,7 @@ from emulator.admin.convert import call_record, fault, plain, stub_list
 from emulator.admin.descriptor import pb
 from emulator.contracts.patterns import check_method, method_matches
 from emulator.control import ControlPlane
-from emulator.errors import ConfigError, EmulatorError
+from emulator.errors import ConfigError, EmulatorError, NotFoundError
 from emulator.journal import CallRecord
 from emulator.journal.matching import differences
 from emulator.stubs.store import describe
@@ -38,6 +40,8 @@ __all__ = ["OPERATIONS", "AdminError", "Operation", "Operations"]
 PAGE_SIZE, MAX_PAGE_SIZE = 100, 10_000
 
 log = logging.getLogger("emulator")
+# One thread builds ListCalls pages, one at a time: off the event loop, and never two at once.
+_PAGES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-admin")
 
 
 class AdminError(Exception):
@@ -101,11 +105,11 @@ class Operations:
         except AdminError:
             raise
         except ConfigError as exc:  # a stub or fault rule as a file would be refused
-            field = "text" if getattr(request, "text", "") else _payload_field(name)
-            raise invalid(field, str(exc)) from None
+            raise invalid(_field(name, request, str(exc)), str(exc)) from None
+        except NotFoundError as exc:
+            raise AdminError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
         except EmulatorError as exc:
-            code = grpc.StatusCode.NOT_FOUND if "no " in str(exc)[:40] else None
-            raise AdminError(code or grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            raise AdminError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except Exception as exc:  # a bug of ours: said, logged, and the server keeps serving
             log.error("admin %s failed", name, exc_info=exc)
             raise AdminError(
@@ -224,6 +228,14 @@ class Operations:
                     "not a page token of this journal (it was reset since): list again",
                 )
             after = max(after, int(index))
+        if request.method:
+            self.check_watch(request)  # a bad pattern: refused here, not in the thread
+        # A big page takes a while to build (10,000 calls: a second or more): built off the
+        # event loop, so the emulated services keep answering meanwhile.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_PAGES, self._list_calls, request, session, after, size)
+
+    def _list_calls(self, request: Any, session: str | None, after: int, size: int) -> Any:
         records = self._matching(request, session)
         chosen = [r for r in records if r.index > after] if after else records
         page = chosen[:size]
@@ -341,8 +353,21 @@ def _version() -> str:
         return "unknown"
 
 
-def _payload_field(name: str) -> str:
-    return {"AddStubs": "stubs", "AddFault": "rule"}.get(name, "")
+_KEY = re.compile(r"^admin(?::\d+)?: ([\w\[\].]+): ")
+
+
+def _field(name: str, request: Any, message: str) -> str:
+    """The request field a refused stub or fault names, as precisely as the message does:
+    `stubs[1].match.request`, `rule.abort.code`, `text[0].respond` (its line is in the text)."""
+    base = "text" if getattr(request, "text", "") else {"AddStubs": "stubs"}.get(name, "rule")
+    found = _KEY.match(re.sub(r"^(admin(?::\d+)?: )faults\[0\] \([^)]*\)", r"\1", message))
+    key = found.group(1) if found else ""
+    for prefix in ("stubs", "faults[0]"):
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+    if key and base == "stubs" and not key.startswith("["):
+        key = "[0]." + key  # one stub's keys are named without its index
+    return base + (key if key.startswith(("[", ".")) or not key else "." + key)
 
 
 def to_json(message: Any) -> dict[str, Any]:

@@ -135,6 +135,15 @@ class CallRecord:
         return self._raw_responses
 
     @property
+    def request_type(self) -> type[Message]:
+        """The method's request class (of the contracts the call was served with)."""
+        return self._input
+
+    @property
+    def response_type(self) -> type[Message]:
+        return self._output
+
+    @property
     def request(self) -> Message | None:
         return self.requests[0] if self.requests else None
 
@@ -278,9 +287,15 @@ class Journal(Interceptor):
         self._counter = itertools.count(1)
         self._cleared_at = 0.0
         self.clears = 0  # how many times clear() has run: indexes start again at 1 after it
+        self.dropped = 0  # calls dropped to keep within the bounds, since the start
         self.settle: Callable[[], None] | None = None
         # Told after each call is kept (the admin API's WatchCalls); none on the usual path.
         self.listeners: list[Callable[[], None]] = []
+
+    @property
+    def size(self) -> int:
+        """Calls kept now."""
+        return len(self._entries)
 
     @property
     def kept_bytes(self) -> int:
@@ -324,6 +339,7 @@ class Journal(Interceptor):
                 self._bytes > self._max_bytes and len(entries) > 1
             ):
                 self._bytes -= entries.popleft()[1]
+                self.dropped += 1
         if self.listeners:
             for listener in list(self.listeners):
                 listener()

@@ -22,7 +22,7 @@ from grpc_health.v1.health import aio as health_aio
 from emulator.behavior.defaults import DefaultResponses
 from emulator.behavior.discovery import BehaviorSource
 from emulator.behavior.registry import Registry
-from emulator.chain import Chain
+from emulator.chain import Chain, Interceptor
 from emulator.clock import Clock
 from emulator.config import Config
 from emulator.contracts import Contracts
@@ -38,6 +38,7 @@ from emulator.runtime.reflection import ReflectionHandler
 from emulator.runtime.snapshot import Runtime, Snapshot, build_snapshot, check_snapshot
 from emulator.runtime.watchdog import LoopWatchdog
 from emulator.security.setup import BuiltinGuard, build_security, warn_if_exposed
+from emulator.telemetry.config import wanted as telemetry_wanted
 
 __all__ = ["Companion", "EmulatorServer"]
 
@@ -106,8 +107,23 @@ class EmulatorServer:
         check_snapshot(config, self.snapshot)
         self.faults = build_faults(config, clock=self.clock)
         budgets = MaxDurationInterceptor(config.max_duration)
-        # Security first: nothing after it sees a call the policy refuses.
-        interceptors = [*self.security.interceptors, self.faults, self.journal]
+        self.companions: list[Companion] = []
+        self.telemetry: Any = None  # emulator.telemetry.setup.Telemetry, when configured
+        telemetry: list[Interceptor] = []
+        if telemetry_wanted(config.telemetry, config.log):
+            from emulator.telemetry.setup import Telemetry
+
+            self.telemetry = Telemetry(
+                config,
+                lambda: (self.host, self.port),
+                lambda: self.journal.size,
+                lambda: self.journal.dropped,
+            )
+            telemetry = self.telemetry.interceptors
+            self.companions.append(self.telemetry)
+        # Telemetry sees every call, refused ones too; then security: nothing after it sees a
+        # call the policy refuses.
+        interceptors = [*telemetry, *self.security.interceptors, self.faults, self.journal]
         self.dispatcher.chain = Chain([*interceptors, budgets] if budgets else interceptors)
         self.journal.settle = self.dispatcher.inflight.settle
         self.watchdog = LoopWatchdog(config.server.loop_block_warning, self._behaviour_code)
@@ -122,10 +138,10 @@ class EmulatorServer:
             self.contracts,
         )
         self.port: int | None = None
-        # Served beside the emulated services, outside their chain (the admin API), and what
-        # starts once the port is bound and stops first (the admin API's own ports).
+        # Served beside the emulated services, outside their chain (the admin API); and, in
+        # `companions`, what starts once the port is bound and stops first (the admin API's and
+        # the metrics' own ports).
         self.extra_handlers: list[grpc.GenericRpcHandler] = []
-        self.companions: list[Companion] = []
         self.admin: Any = None  # the admin API, once emulator.admin.serve attaches it
 
     @property

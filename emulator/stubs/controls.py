@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from emulator.errors import EmulatorError
+from emulator.errors import EmulatorError, NotFoundError
 from emulator.stubs.build import Source, build_stubs
 from emulator.stubs.model import Stub
 
@@ -111,7 +111,7 @@ class StubControls:
         missing = wanted - {s.name for s in found}
         if missing:
             within = f" in session {session!r}" if session else ""
-            raise EmulatorError(
+            raise NotFoundError(
                 f"no stub added at run time{within} is named {', '.join(sorted(missing))}; "
                 "stubs from files and emulator.yaml stay until the emulator restarts"
             )

@@ -1,0 +1,134 @@
+"""Interleaved load rounds of emulator variants, and the medians of what they gave.
+
+    per_round = run_rounds(variants, rounds, loadgen)   # {variant name: [one result a round]}
+    median, (low, high) = median_iqr(ratios(per_round[B], per_round[A], "rps"))
+
+Each round starts every variant afresh, one at a time, in an order that rotates: a long-lived
+process can be a few per cent faster or slower than its twin for its whole life (memory layout,
+hash seed), and an idle twin still competes for the CPU. Ratios are taken per round, then the
+median. Used by bench/stubs.py, bench/faults.py and bench/sessions.py; bench/run.py keeps its
+servers up between rounds (its start-up is measured apart).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from run import REPO, BenchError, Child, start  # bench/ is sys.path[0]
+
+
+def pinning() -> tuple[list[str], set[int] | None]:
+    """Servers on the last CPU, this script and the load generator on the others: on a small
+    machine that keeps the two from trading places, which is most of the round-to-round noise."""
+    cpus = sorted(os.sched_getaffinity(0))
+    taskset = shutil.which("taskset")
+    if len(cpus) < 2 or taskset is None:
+        return [], None
+    return [taskset, "-c", str(cpus[-1])], set(cpus[:-1])
+
+
+@dataclass
+class Variant:
+    """One emulator configuration: how to start it, and what to check before and after load.
+
+    `ready(child)` runs once the server listens: it waits for the first answer, checks that the
+    variant serves what it says (BenchError if not) and returns the perf_counter() of that first
+    answer, or None not to report start-up. `after(child)` checks it still answers after the
+    load. `loadgen`, if set, replaces the rounds' load generator for this variant (another
+    request or other headers)."""
+
+    name: str
+    cmd: list[str]
+    ready: Callable[[Child], float | None]
+    after: Callable[[Child], object]
+    env: dict[str, str] = field(default_factory=dict)
+    loadgen: Any = None
+
+
+def run_rounds(
+    variants: Sequence[Variant],
+    rounds: int,
+    loadgen: Any,
+    *,
+    timeout: float = 30.0,
+    width: int = 14,
+    rps_width: int = 8,
+) -> dict[str, list[dict[str, Any]]]:
+    """`rounds` rotating rounds of every variant; per variant, one loadgen result a round with
+    the server's CPU a call (and, when `ready` reports it, start-up and RSS)."""
+    per_round: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
+    order = list(variants)
+    for number in range(rounds):
+        shift = number % len(order)
+        for variant in order[shift:] + order[:shift]:  # rotate who goes first
+            result = _one(variant, variant.loadgen or loadgen, timeout)
+            per_round[variant.name].append(result)
+            first = (
+                f"  first RPC {result['first_rpc_ms']:.0f} ms" if "first_rpc_ms" in result else ""
+            )
+            print(
+                f"  round {number + 1}/{rounds} {variant.name:<{width}} "
+                f"{result['rps']:>{rps_width}.0f} req/s"
+                f"  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
+                f"  {result['server_cpu_us_per_req']:.0f} us CPU/req{first}",
+                flush=True,
+            )
+    return per_round
+
+
+def _one(variant: Variant, loadgen: Any, timeout: float) -> dict[str, Any]:
+    child = start(variant.name, variant.cmd, variant.env, timeout=timeout)
+    try:
+        served = variant.ready(child)
+        cpu = child.cpu_seconds()
+        result: dict[str, Any] = loadgen.run(child.port)
+        if result["errors"]:
+            raise BenchError(f"{variant.name}: {result['errors']} calls failed under load")
+        result["server_cpu_us_per_req"] = (
+            (child.cpu_seconds() - cpu) * 1e6 / max(1, result["requests"])
+        )  # includes the warm-up calls: comparable between variants only
+        if served is not None:
+            result["listening_ms"] = child.listening_ms
+            result["first_rpc_ms"] = (served - child.t0) * 1000
+            result.update(child.rss_mb())
+        variant.after(child)  # still answering properly after the load
+    finally:
+        child.stop()
+    return result
+
+
+# -- summaries -----------------------------------------------------------------------------------
+
+
+def ratios(results: list[dict[str, Any]], base: list[dict[str, Any]], key: str) -> list[float]:
+    """`key` of each round's result over the base's of the same round."""
+    return [r[key] / b[key] for r, b in zip(results, base, strict=True) if b[key]]
+
+
+def median_iqr(values: Sequence[float]) -> tuple[float, list[float]]:
+    """The median and the interquartile range (both ends, rounded to 3 places)."""
+    quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return statistics.median(values), [round(quartiles[0], 3), round(quartiles[2], 3)]
+
+
+def medians(results: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, float]:
+    """The median over rounds of each of `keys` that every round has."""
+    return {
+        key: statistics.median(r[key] for r in results)
+        for key in keys
+        if all(r.get(key) is not None for r in results)
+    }
+
+
+def write_results(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    print(f"\nwrote {shown}")

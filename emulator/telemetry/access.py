@@ -1,0 +1,97 @@
+"""The access log: one structured line per call (`log.access: all | errors`).
+
+Written through the `emulator.access` logger, so it follows `log_format` (a JSON object per line,
+or text) and `log_stream`; or to `log.access_file`, as JSON lines. A line names the caller by its
+principal or certificate identity, never by a token: headers are not logged at all.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import IO, Any
+
+import grpc
+
+from emulator.call import Call
+from emulator.chain import Interceptor
+
+__all__ = ["AccessLog"]
+
+log = logging.getLogger("emulator.access")
+
+
+class AccessLog(Interceptor):
+    def __init__(
+        self,
+        mode: str,
+        *,
+        session_header: str,
+        request_id: Callable[[Call], str],
+        trace_ids: Callable[[Call], tuple[str, str]],
+        path: str = "",
+    ) -> None:
+        self._errors_only = mode == "errors"
+        self._session_header = session_header
+        self._request_id = request_id
+        self._trace_ids = trace_ids
+        self._file: IO[str] | None = None
+        self._lock = threading.Lock()
+        if path:
+            from emulator.errors import ConfigError
+
+            try:
+                self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open while serving
+            except OSError as exc:
+                raise ConfigError(f"log.access_file: cannot open {path}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def entry(self, call: Call) -> dict[str, Any]:
+        session = next((v for k, v in call.metadata if k == self._session_header), None)
+        trace_id, span_id = self._trace_ids(call)
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(call.started, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "method": call.spec.name,
+            "code": call.code.name,
+            "duration_ms": round(call.duration * 1000, 3),
+            "peer": call.peer,
+            "principal": call.principal or (call.identities[0] if call.identities else None),
+            "session": session if isinstance(session, str) else None,
+            "responder": call.answered_by or None,
+            "faults": list(call.faults),
+            "request_id": self._request_id(call) or None,
+            "trace_id": trace_id or None,
+            "span_id": span_id or None,
+        }
+        if call.code != grpc.StatusCode.OK:
+            entry["details"] = call.details
+        return entry
+
+    def after(self, call: Call) -> None:
+        if self._errors_only and call.code == grpc.StatusCode.OK:
+            return
+        entry = self.entry(call)
+        if self._file is not None:
+            line = json.dumps(entry, separators=(",", ":")) + "\n"
+            with self._lock:
+                self._file.write(line)
+                self._file.flush()
+            return
+        text = " ".join(f"{k}={_text(v)}" for k, v in entry.items() if v not in (None, []))
+        log.info("%s", text, extra={"access": entry})
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    text = str(value)
+    return json.dumps(text) if any(c.isspace() for c in text) or not text else text

@@ -1,0 +1,212 @@
+"""Telemetry with real parts: spans received by a real OTLP receiver (opentelemetry-proto's
+TraceService, served here), /metrics scraped with curl and parsed by prometheus-client's parser,
+the access log read back from its file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from emulator import Emulator
+from tests.conftest import PROTOS, wait_until
+
+CATALOG = "acme.shop.v1.Catalog"
+ORDERS = "acme.shop.v1.Orders"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC trace receiver: keeps every span exported to it."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self.lock = threading.Lock()
+
+    def Export(self, request: Any, context: Any) -> Any:
+        with self.lock:
+            for resource in request.resource_spans:
+                for scope in resource.scope_spans:
+                    self.spans.extend((resource.resource, span) for span in scope.spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, int]]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    found = Receiver()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(found, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield found, port
+    server.stop(0)
+
+
+def attributes(span: Any) -> dict[str, Any]:
+    out = {}
+    for kv in span.attributes:
+        value = kv.value
+        out[kv.key] = getattr(value, value.WhichOneof("value"))
+    return out
+
+
+def test_spans_reach_an_otlp_receiver_inside_the_callers_trace(
+    receiver: tuple[Receiver, int],
+) -> None:
+    found, port = receiver
+    telemetry = {"traces": {"endpoint": f"http://127.0.0.1:{port}"}}
+    auth = {"tokens": {"good-token": {"principal": "ci"}}, "exempt": [f"{CATALOG}/*"]}
+    faults = [
+        {"name": "flaky", "match": {"method": f"{ORDERS}/Ping"}, "abort": {"code": "UNAVAILABLE"}}
+    ]
+    with Emulator(protos=PROTOS, telemetry=telemetry, auth=auth, faults=faults) as emu:
+        emu.stub(CATALOG).GetProduct({"product_id": "p1"}, metadata=[("traceparent", PARENT)])
+        list(emu.stub(CATALOG).ListProducts({}))
+        with pytest.raises(grpc.RpcError):  # no token: refused
+            emu.stub(ORDERS).CreateOrder({})
+        with pytest.raises(grpc.RpcError):  # a fault
+            emu.stub(ORDERS).Ping({}, metadata=[("authorization", "Bearer good-token")])
+        port_served = emu.server.port
+    spans = {span.name: (resource, span) for resource, span in found.spans}
+    resource, get = spans[f"{CATALOG}/GetProduct"]
+    assert get.trace_id.hex() == TRACE_ID
+    assert get.parent_span_id.hex() == "00f067aa0ba902b7"
+    assert get.kind == get.SPAN_KIND_SERVER
+    attrs = attributes(get)
+    assert attrs["rpc.system"] == "grpc"
+    assert attrs["rpc.service"] == CATALOG and attrs["rpc.method"] == "GetProduct"
+    assert attrs["rpc.grpc.status_code"] == 0
+    assert attrs["server.address"] == "127.0.0.1" and attrs["server.port"] == port_served
+    assert attrs["emulator.responder"] == "default"
+    assert [e.name for e in get.events] == ["responder"]
+    assert {kv.key: kv.value.string_value for kv in resource.attributes}["service.name"] == (
+        "grpc-emulator"
+    )
+    _, stream = spans[f"{CATALOG}/ListProducts"]
+    assert attributes(stream)["rpc.response.messages"] == 3
+    assert stream.trace_id.hex() != TRACE_ID  # no traceparent: a trace of its own
+    _, refused = spans[f"{ORDERS}/CreateOrder"]
+    assert attributes(refused)["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert attributes(refused)["error.type"] == "UNAUTHENTICATED"
+    assert [e.name for e in refused.events] == ["auth.refused"]
+    assert refused.status.code == refused.status.STATUS_CODE_ERROR
+    _, faulted = spans[f"{ORDERS}/Ping"]
+    events = {e.name: e for e in faulted.events}
+    assert set(events) == {"auth.admitted", "fault"}
+    assert events["fault"].attributes[0].value.string_value == "flaky"
+    assert attributes(faulted)["enduser.id"] == "ci"
+
+
+def test_emu_spans_keeps_the_finished_spans_and_reset_clears_them() -> None:
+    with Emulator(protos=PROTOS, telemetry={"traces": {"enabled": True}}) as emu:
+        emu.stub(CATALOG).GetProduct({"product_id": "p1"})
+        [span] = emu.spans()
+        assert span.name == f"{CATALOG}/GetProduct"
+        assert span.attributes["rpc.method"] == "GetProduct"
+        emu.reset()
+        assert emu.spans() == []
+
+
+def scrape(port: int) -> dict[str, Any]:
+    text = subprocess.run(
+        ["curl", "-sf", f"http://127.0.0.1:{port}/metrics"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def samples(family: Any, name: str, **labels: str) -> list[float]:
+    return [
+        s.value
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def test_metrics_are_served_and_parse(tmp_path: Path) -> None:
+    stubs = [
+        {
+            "name": "p1",
+            "method": f"{CATALOG}/GetProduct",
+            "match": {"request": {"product_id": "p1"}},
+            "respond": {"message": {"name": "One"}},
+        }
+    ]
+    faults = [{"name": "down", "match": {"method": f"{ORDERS}/Ping"}, "abort": {"code": "ABORTED"}}]
+    telemetry = {"metrics": {"port": 0}}
+    with Emulator(protos=PROTOS, telemetry=telemetry, stubs=stubs, faults=faults) as emu:
+        stub = emu.stub(CATALOG)
+        stub.GetProduct({"product_id": "p1"})
+        stub.GetProduct({"product_id": "p2"})
+        with pytest.raises(grpc.RpcError):
+            emu.stub(ORDERS).Ping({})
+        families = scrape(emu.server.telemetry.metrics_port)
+    duration = families["rpc_server_call_duration_seconds"]
+    counts = samples(
+        duration,
+        "rpc_server_call_duration_seconds_count",
+        rpc_method="GetProduct",
+        rpc_grpc_status_code="0",
+        responder="stub",
+    )
+    assert counts == [1.0]
+    assert samples(duration, "rpc_server_call_duration_seconds_count", responder="default") == [1.0]
+    aborted = str(grpc.StatusCode.ABORTED.value[0])
+    assert samples(
+        duration, "rpc_server_call_duration_seconds_count", rpc_grpc_status_code=aborted
+    ) == [1.0]
+    assert samples(
+        families["emulator_faults_injected"], "emulator_faults_injected_total", rule="down"
+    ) == [1.0]
+    assert samples(families["emulator_stub_matches"], "emulator_stub_matches_total", stub="p1") == [
+        1.0
+    ]
+    assert samples(families["emulator_stub_misses"], "emulator_stub_misses_total") == [1.0]
+    assert samples(
+        families["rpc_server_calls_in_flight"],
+        "rpc_server_calls_in_flight",
+        rpc_method="GetProduct",
+    ) == [0.0]
+    assert samples(families["emulator_journal_records"], "emulator_journal_records") == [3.0]
+    assert "process_resident_memory_bytes" in families
+
+
+def test_the_access_log_has_a_line_per_call_and_no_token(tmp_path: Path) -> None:
+    out = tmp_path / "access.jsonl"
+    auth = {"tokens": {"tok-secret": {"principal": "ci"}}}
+    log = {"access": "all", "access_file": str(out)}
+    telemetry = {"traces": {"enabled": True}}
+    with Emulator(protos=PROTOS, log=log, auth=auth, telemetry=telemetry) as emu:
+        emu.stub(CATALOG).GetProduct(
+            {"product_id": "p1"},
+            metadata=[
+                ("authorization", "Bearer tok-secret"),
+                ("x-request-id", "req-42"),
+                ("x-emulator-session", "s9"),
+            ],
+        )
+        with pytest.raises(grpc.RpcError):
+            emu.stub(CATALOG).GetProduct({})
+        [span, _] = emu.spans()
+        lines = wait_until(lambda: out.read_text().splitlines() if out.exists() else None)
+    assert "tok-secret" not in out.read_text()
+    first, second = (json.loads(line) for line in lines)
+    assert first["method"] == f"{CATALOG}/GetProduct" and first["code"] == "OK"
+    assert first["principal"] == "ci" and first["session"] == "s9"
+    assert first["request_id"] == "req-42" and first["responder"] == "default"
+    assert first["trace_id"] == format(span.context.trace_id, "032x")
+    assert second["code"] == "UNAUTHENTICATED" and len(second["request_id"]) == 32
+    assert second["details"]
