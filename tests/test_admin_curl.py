@@ -112,8 +112,8 @@ def test_bad_input_is_400_naming_the_problem_and_the_server_keeps_serving(
     status, answer = served.curl("POST", "/stubs", {"session": "s", "stubs": [misspelt]})
     assert status == 400
     field, description = _violation(answer)
-    assert field == "stubs", answer
-    assert "respond.message.nmae" in description and "did you mean 'name'?" in description
+    assert field == "stubs[0].respond.message.nmae", answer
+    assert "no field 'nmae'" in description and "did you mean 'name'?" in description
 
     status, answer = served.curl("POST", "/stubs", "[1]")
     assert status == 400
