@@ -1,8 +1,11 @@
 # grpc-emulator image.
 #
 #   docker build -t grpc-emulator .
-#   docker run --rm -p 127.0.0.1:50051:50051 -v "$PWD/protos:/protos:ro" \
-#       -v "$PWD/behaviors:/behaviors:ro" grpc-emulator
+#   docker run --rm -p 127.0.0.1:50051:50051 -p 127.0.0.1:8080:8080 \
+#       -v "$PWD/protos:/protos:ro" -v "$PWD/behaviors:/behaviors:ro" grpc-emulator
+#
+# 50051: the emulated services and the gRPC admin API; 8080: the admin API as JSON over HTTP
+# (admin.http_port in deploy/container/emulator.yaml; set EMULATOR_ADMIN_TOKEN on shared networks).
 #
 # Air-gapped: when the build context holds a wheels/ folder (the project's dependencies and
 # setuptools, as wheels for the base image's Python), pip installs only from it, never from an
@@ -50,7 +53,7 @@ ENV PATH=/opt/emulator/bin:$PATH \
     EMULATOR_LOG_STREAM=stdout
 USER 10001:10001
 WORKDIR /home/emulator
-EXPOSE 50051
+EXPOSE 50051 8080
 # Plaintext only: with TLS, override it (docker run --health-cmd, compose healthcheck:) adding
 # emulate health's --tls-ca/--tls-cert/--tls-key flags.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \

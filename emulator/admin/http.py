@@ -133,6 +133,13 @@ async def _parse(op: Operation, request: web.Request) -> Any:
                 f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                 "body",
             ) from None
+        if not isinstance(data, dict):  # ParseDict would name a list item as a field
+            raise AdminError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the body must be a JSON object (a {cls.DESCRIPTOR.name}), "
+                f"not {type(data).__name__}",
+                "body",
+            )
     else:
         data = _from_query(cls, request)
     try:
