@@ -31,6 +31,9 @@ RUN set -eu; \
     /opt/emulator/bin/pip install --no-cache-dir --no-index --find-links /tmp/dist \
         "$(ls /tmp/dist/grpc_emulator-*.whl)[telemetry]"; \
     /opt/emulator/bin/pip uninstall --yes --quiet pip setuptools; \
+    # Sources of compiled extensions (.c, .pyx, .pxd, .h) and type stubs run nothing here.
+    find /opt/emulator/lib \( -name '*.c' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h' \
+        -o -name '*.pyi' \) -type f -delete; \
     /opt/emulator/bin/emulate --help >/dev/null
 
 # ---- final: the base image, the venv and a non-root user; no compiler, no pip ----
