@@ -70,6 +70,9 @@ class StubResponder(Responder):
 
     # -- choosing ------------------------------------------------------------------------------
 
+    def picks(self, path: str) -> bool | None:
+        return None if self.stubs.get(path) is not None else False  # stubs: by the request
+
     def pick(self, call: Call) -> Answer | None:
         methods = self.stubs.get(call.spec.path)
         if methods is None:

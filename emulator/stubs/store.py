@@ -19,6 +19,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from emulator.call import NearMiss
+from emulator.changes import Changes
 from emulator.errors import ConfigError
 from emulator.stubs.model import Stub
 
@@ -107,7 +108,8 @@ class MethodStubs:
 class StubSet:
     """Every stub served, by method path; scenario states; answered counts."""
 
-    def __init__(self, stubs: Iterable[Stub] = ()) -> None:
+    def __init__(self, stubs: Iterable[Stub] = (), *, changes: Changes | None = None) -> None:
+        self.changes = changes or Changes()  # moved whenever a method's stubs change
         self._lock = threading.Lock()  # between threads that change the set, never per call
         self._all: list[Stub] = []
         self._by_method: dict[str, MethodStubs] = {}
@@ -162,6 +164,7 @@ class StubSet:
             else:
                 by_method.pop(path, None)
         self._by_method = by_method  # one assignment: calls see the old set or the new one
+        self.changes.moved()
 
     def reset(self) -> None:
         """Counters, sequences and scenarios back to the start (the stubs stay)."""
