@@ -160,7 +160,8 @@ class FaultInterceptor(Interceptor):
 
     def live(self, hook: str) -> bool:
         # With no rule, limit or header fault, a call costs nothing here: the chain leaves the
-        # hooks out until add() (only the warning about ignored fault headers looks, until said).
+        # hooks out until add() (only the look for ignored fault headers runs, until it has
+        # said so; in `after`, a loop over two hooks costs as much as the coroutine).
         if hook == "before":
             return bool(self._rules or self._limits or self._header_faults) or (
                 not self._header_warned

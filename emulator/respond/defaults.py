@@ -39,7 +39,8 @@ class DefaultResponder(Responder):
 
     def _now(self, call: Call, request: bytes) -> bytes:
         call.answered_by = "default"
-        return self._unary(call, request)
+        out = self.defaults.cached(call.spec, request)
+        return self._unary(call, request) if out is None else out
 
     def _unary(self, call: Call, request: bytes) -> bytes:
         # The common case, cached by request digest: parse only to refuse bad bytes once.

@@ -98,7 +98,8 @@ class Dispatcher:
             keep=self.keep_messages,
         )
         call.servicer_context = grpc_ctx
-        self.inflight.add(call)
+        if call.deadline is not None:  # only those are ever waited for (and expire)
+            self.inflight.add(call)
         return call
 
     def end(self, call: Call) -> None:
@@ -109,7 +110,8 @@ class Dispatcher:
         try:
             self.chain.after(call)
         finally:
-            self.inflight.remove(call)
+            if call.deadline is not None:
+                self.inflight.remove(call)
         ctx = call.context
         if ctx is not None and ctx._request_stream is not None:
             ctx._request_stream.close()  # a sync behaviour waiting for a request stops
