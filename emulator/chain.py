@@ -12,6 +12,10 @@ State an interceptor keeps from one hook to the next lives on the call, in a slo
 (`self.state(call)`, `self.set_state(call, value)`), so interceptors share no per-call dicts and
 a finished call drops it all at once.
 
+The chain calls only the hooks an interceptor has live (`Interceptor.live`: by default those its
+class overrides). One whose hooks have nothing to do for a while, such as faults without rules,
+says so there and calls `changed()` when that changes, so it costs nothing per call meanwhile.
+
 Security interceptors run first, then faults, so nothing a test configures lets a request through
 that the policy refuses.
 """
