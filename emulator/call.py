@@ -182,8 +182,7 @@ class Call:
         # identity from it); dropped when the call ends, as the journal keeps the call.
         self.servicer_context: Any = None
         # A client stream's default answer is keyed by all its requests: keep their digest.
-        client_stream = spec.kind.client_streaming and not spec.kind.server_streaming
-        self.requests = Messages(keep, digest=client_stream)
+        self.requests = Messages(keep, digest=spec.digests_requests)
         self.responses = Messages(keep)
         self.code = grpc.StatusCode.OK
         self.details = ""

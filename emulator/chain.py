@@ -12,6 +12,10 @@ State an interceptor keeps from one hook to the next lives on the call, in a slo
 (`self.state(call)`, `self.set_state(call, value)`), so interceptors share no per-call dicts and
 a finished call drops it all at once.
 
+The chain calls only the hooks an interceptor has live (`Interceptor.live`: by default those its
+class overrides). One whose hooks have nothing to do for a while, such as faults without rules,
+says so there and calls `changed()` when that changes, so it costs nothing per call meanwhile.
+
 Security interceptors run first, then faults, so nothing a test configures lets a request through
 that the policy refuses.
 """
@@ -26,8 +30,14 @@ from emulator.call import Call
 __all__ = ["Chain", "Interceptor"]
 
 
+_HOOKS = ("before", "on_request", "before_response", "after")
+
+
 class Interceptor:
     """Override any of the four hooks; the defaults do nothing and cost nothing per call."""
+
+    # The chains this interceptor is in: told to bind its hooks again when `changed()`.
+    _chains: tuple[Chain, ...] = ()
 
     async def before(self, call: Call) -> None:
         """Runs before the responder; raise `RpcAbort` to end the call with a status."""
@@ -40,6 +50,18 @@ class Interceptor:
 
     def after(self, call: Call) -> None:
         """Runs once the call has its status; must not raise."""
+
+    def live(self, hook: str) -> bool:
+        """Whether the chain calls `hook` (a name of the four) now: by default, the hooks the
+        class overrides. An interceptor whose hooks have nothing to do for a while (faults
+        with no rules) says so here, and calls `changed()` when that changes."""
+        return getattr(type(self), hook) is not getattr(Interceptor, hook)
+
+    def changed(self) -> None:
+        """What `live()` answers has changed: the chains bind their hooks again, so the next
+        call runs the hooks that now have something to do (calls under way may run either)."""
+        for chain in self._chains:
+            chain.bind()
 
     def state(self, call: Call, default: Any = None) -> Any:
         """What this interceptor stored on `call` with `set_state`, or `default`."""
@@ -54,36 +76,36 @@ class Interceptor:
 
 
 class Chain:
-    """Interceptors in order. A hook no interceptor overrides costs nothing per call, and a hook
-    only one overrides is that interceptor's own method (no loop, no extra coroutine)."""
+    """Interceptors in order. A hook no interceptor has live costs nothing per call (the
+    dispatcher reads `checks_calls`, `checks_requests` and `checks_responses` first), and a hook
+    only one has is that interceptor's own method (no loop, no extra coroutine)."""
+
+    checks_calls: bool  # some interceptor's `before` is live
+    checks_requests: bool  # `on_request`
+    checks_responses: bool  # `before_response`
 
     def __init__(self, interceptors: Sequence[Interceptor] = ()) -> None:
         self.interceptors = list(interceptors)
-        self._before = self._overriding("before")
-        self._on_request = self._overriding("on_request")
-        self._before_response = self._overriding("before_response")
-        self._after = self._overriding("after")[::-1]  # unwinding: the last one first
-        # Instance attributes shadow the methods below when one interceptor has the hook.
-        for name, found in (
-            ("before", self._before),
-            ("on_request", self._on_request),
-            ("before_response", self._before_response),
-            ("after", self._after),
-        ):
-            if len(found) == 1:
-                setattr(self, name, getattr(found[0], name))
+        for interceptor in self.interceptors:
+            interceptor._chains = (*interceptor._chains, self)
+        self.bind()
 
-    def _overriding(self, name: str) -> list[Interceptor]:
-        base = getattr(Interceptor, name)
-        return [i for i in self.interceptors if getattr(type(i), name) is not base]
-
-    @property
-    def checks_requests(self) -> bool:
-        return bool(self._on_request)
-
-    @property
-    def checks_responses(self) -> bool:
-        return bool(self._before_response)
+    def bind(self) -> None:
+        """Point each hook at the interceptors whose hook is live (see `Interceptor.live`)."""
+        found = {name: [i for i in self.interceptors if i.live(name)] for name in _HOOKS}
+        found["after"].reverse()  # unwinding: the last one first
+        # The lists first, then the shortcuts: a call on the loop meanwhile sees either binding.
+        self._before, self._on_request = found["before"], found["on_request"]
+        self._before_response, self._after = found["before_response"], found["after"]
+        for name, live in found.items():
+            if len(live) == 1:
+                # An instance attribute shadows the looping method below.
+                setattr(self, name, getattr(live[0], name))
+            else:
+                self.__dict__.pop(name, None)
+        self.checks_calls = bool(self._before)
+        self.checks_requests = bool(self._on_request)
+        self.checks_responses = bool(self._before_response)
 
     async def before(self, call: Call) -> None:
         for interceptor in self._before:

@@ -12,6 +12,7 @@ from typing import Any
 
 from emulator.behavior.base import Behavior
 from emulator.behavior.discovery import BehaviorSource, at, discover, no_service, where
+from emulator.changes import Changes
 from emulator.contracts.model import Contracts, MethodSpec
 from emulator.errors import BehaviorError
 
@@ -69,8 +70,15 @@ class Implementation:
 class Registry:
     """Which implementation answers each method path; methods with none get defaults."""
 
-    def __init__(self, contracts: Contracts, sources: Sequence[BehaviorSource] = ()) -> None:
+    def __init__(
+        self,
+        contracts: Contracts,
+        sources: Sequence[BehaviorSource] = (),
+        *,
+        changes: Changes | None = None,
+    ) -> None:
         self.contracts = contracts
+        self.changes = changes or Changes()  # moved by every replace() and restore()
         self._impls: dict[str, Implementation] = {}
         for item in discover(sources):
             for impl in bind(contracts, item):
@@ -91,6 +99,7 @@ class Registry:
         previous = self._impls.pop(path, None)
         if impl is not None:
             self._impls[path] = impl
+        self.changes.moved()
         return previous
 
     def built(self, path: str) -> Implementation | None:
@@ -102,6 +111,7 @@ class Registry:
         undone at once. Each snapshot has a registry of its own, so after a swap this restores
         the new one's behaviours, never the old one's."""
         self._impls = dict(self._built)
+        self.changes.moved()
 
     def __iter__(self) -> Iterator[Implementation]:
         return iter(list(self._impls.values()))

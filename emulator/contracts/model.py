@@ -58,10 +58,14 @@ class MethodSpec:
     # Read several times per call: computed once.
     name: str = field(init=False)
     path: str = field(init=False)
+    # A client stream with one response: its default answer is keyed by a digest of all its
+    # requests (read by every call's record; an enum property costs a Python call).
+    digests_requests: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", f"{self.service}/{self.method}")
         object.__setattr__(self, "path", f"/{self.service}/{self.method}")
+        object.__setattr__(self, "digests_requests", self.kind is RpcKind.STREAM_UNARY)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

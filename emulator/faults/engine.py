@@ -113,6 +113,10 @@ class FaultInterceptor(Interceptor):
         self._by_path: dict[str, _ForMethod] = {}
         self._header_calls = itertools.count(1)
         self._header_warned = header_faults  # headers ignored while off: logged once
+        # Once a rule with `stream` has been added, the per-message and end hooks stay live:
+        # a call holding its stream fault keeps it (and frees its max_active_faults slot) even
+        # after the rule is removed.
+        self._streams = any(r.config.stream for r in self._rules)
 
     # -- rules at run time (emu.fault) ---------------------------------------------------------
 
@@ -125,6 +129,8 @@ class FaultInterceptor(Interceptor):
         rule.removed = False
         self._rules = [*self._rules, rule]
         self._by_path = {}
+        self._streams = self._streams or bool(rule.config.stream)
+        self.changed()
 
     def remove(self, rule: Rule) -> None:
         # A call already past `_for` holds the old list: the flag keeps the rule from firing
@@ -133,6 +139,7 @@ class FaultInterceptor(Interceptor):
         self._by_path = {}
         self._rules = [r for r in self._rules if r is not rule]
         self._by_path = {}
+        self.changed()
 
     def reset(self) -> None:
         """Counters, matching-call indexes, buckets and windows back to the start."""
@@ -150,6 +157,18 @@ class FaultInterceptor(Interceptor):
         return self._clock() - self._started
 
     # -- the chain hooks -------------------------------------------------------------------
+
+    def live(self, hook: str) -> bool:
+        # With no rule, limit or header fault, a call costs nothing here: the chain leaves the
+        # hooks out until add() (only the look for ignored fault headers runs, until it has
+        # said so; in `after`, a loop over two hooks costs as much as the coroutine).
+        if hook == "before":
+            return bool(self._rules or self._limits or self._header_faults) or (
+                not self._header_warned
+            )
+        if hook == "on_request":
+            return any(r.needs_request for r in self._rules)
+        return self._streams  # before_response, after
 
     def _for(self, path: str) -> _ForMethod:
         # Read the cache before the rules: a concurrent add()/remove() replaces both, and a
@@ -176,6 +195,10 @@ class FaultInterceptor(Interceptor):
     async def before(self, call: Call) -> None:
         if not self._header_warned:
             self._header_warned = warn_if_ignored(call.metadata)
+            if self._header_warned:
+                self.changed()  # said: with no rules, `before` has nothing left to do
+            if not (self._rules or self._limits or self._header_faults):
+                return
         rules, limits, by_request = self._for(call.spec.path)
         if not (rules or limits or self._header_faults):
             return

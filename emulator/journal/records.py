@@ -45,6 +45,7 @@ M = TypeVar("M", bound=Message)
 _Kept: TypeAlias = tuple[Any, ...]
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _NUMBERS = {code: number for number, code in _CODES.items()}
+_OK = grpc.StatusCode.OK
 
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset(
@@ -317,7 +318,8 @@ class Journal(Interceptor):
             call.metadata,
             call.trailers,
             call.peer,
-            _NUMBERS[call.code],
+            # (OK by identity: an enum's __hash__ is a Python call)
+            0 if call.code is _OK else _NUMBERS[call.code],
             call.details,
             call.started,
             call.duration,

@@ -7,7 +7,8 @@ picks the responder once per call, asking each in order:
 
     unimplemented methods → a test's overrides → stubs → behaviours → the default response
 
-Each `Responder.pick(call)` returns the function that answers the call, or None to pass it on;
+Each `Responder.pick(call)` returns the function that answers the call, or None to pass it on
+(`picks(path)` says beforehand which methods it never, or always, picks);
 a new way to answer (stubs, replay, a proxy) is a new responder in that list, never a branch per
 RPC kind. The four kinds meet grpc in `emulator.runtime.handlers`, and only there.
 """
@@ -160,8 +161,20 @@ class Responder:
     """Answers the calls it picks; `pick` returns None to leave a call to the next one, and
     names itself on the call it picks (`call.answered_by`), for the journal."""
 
+    # A shortcut for a unary-unary method whose every call this responder picks: the answer's
+    # bytes from the call and its request at once, `answered_by` set, no pick and no Exchange
+    # (the cached default). None: no shortcut, the call goes through `pick`.
+    answer_now: Callable[[Call, bytes], bytes] | None = None
+
     def pick(self, call: Call) -> Answer | None:
         raise NotImplementedError
+
+    def picks(self, path: str) -> bool | None:
+        """Whether `pick` takes every call of method `path` (True) or none (False) as things
+        stand, or None when it depends on the call. The handler of each method asks only the
+        responders that may pick its calls, and works them out again when what they depend on
+        changes (a test's override, stubs added: `emulator.changes.Changes`)."""
+        return None
 
     def reset(self) -> None:
         """Back to the start, between tests (counters, sequences)."""

@@ -67,6 +67,9 @@ class BehaviorResponder(Responder):
         call.answered_by = f"behaviour {impl.origin}"
         return functools.partial(self.answer, impl)
 
+    def picks(self, path: str) -> bool:
+        return self.registry.get(path) is not None
+
     def answer(
         self, impl: Implementation, exchange: Exchange
     ) -> AsyncIterator[bytes] | Awaitable[bytes]:
@@ -172,6 +175,10 @@ class OverrideResponder(BehaviorResponder):
         origin = impl.origin
         call.answered_by = origin if origin.startswith("override") else f"override {origin}"
         return functools.partial(self.answer, impl)
+
+    def picks(self, path: str) -> bool:
+        impl = self.registry.get(path)
+        return impl is not None and impl is not self.registry.built(path)
 
 
 def _located(exc: BaseException, impl: Implementation) -> BaseException:

@@ -22,22 +22,33 @@ class DefaultResponder(Responder):
 
     def __init__(self, defaults: DefaultResponses) -> None:
         self.defaults = defaults
+        self.answer_now = self._now
 
     def pick(self, call: Call) -> Answer:
         call.answered_by = "default"
         return self.answer
 
+    def picks(self, path: str) -> bool:
+        return True
+
     def answer(self, exchange: Exchange) -> AsyncIterator[bytes] | bytes:
         call = exchange.call
-        spec = call.spec
-        if spec.kind is not RpcKind.UNARY_UNARY:
+        if call.spec.kind is not RpcKind.UNARY_UNARY:
             return self._stream(exchange)
+        return self._unary(call, exchange.request)
+
+    def _now(self, call: Call, request: bytes) -> bytes:
+        call.answered_by = "default"
+        out = self.defaults.cached(call.spec, request)
+        return self._unary(call, request) if out is None else out
+
+    def _unary(self, call: Call, request: bytes) -> bytes:
         # The common case, cached by request digest: parse only to refuse bad bytes once.
-        defaults = self.defaults
-        out = defaults.cached(spec, exchange.request)
+        spec, defaults = call.spec, self.defaults
+        out = defaults.cached(spec, request)
         if out is None:
-            parse(call, exchange.request)
-            out = defaults.response_bytes(spec, exchange.request)
+            parse(call, request)
+            out = defaults.response_bytes(spec, request)
         return out
 
     async def _stream(self, exchange: Exchange) -> AsyncIterator[bytes]:

@@ -70,6 +70,9 @@ class StubResponder(Responder):
 
     # -- choosing ------------------------------------------------------------------------------
 
+    def picks(self, path: str) -> bool | None:
+        return None if self.stubs.stubbed(path) else False  # stubs: by the request (and session)
+
     def pick(self, call: Call) -> Answer | None:
         stubs = self.stubs
         session = _session(call, stubs.session_header) if stubs.has_sessions else None

@@ -69,6 +69,9 @@ class UnimplementedResponder(Responder):
     def __bool__(self) -> bool:
         return bool(self.messages)
 
+    def picks(self, path: str) -> bool:
+        return path in self.messages
+
     def pick(self, call: Call) -> Answer | None:
         message = self.messages.get(call.spec.path)
         if message is None:

@@ -1,13 +1,10 @@
-"""One grpc.aio method handler per RPC, for all four kinds, over raw bytes.
+"""The `Dispatcher`: the building blocks every call is run with, whatever its RPC kind.
 
-Requests arrive as bytes (no grpc deserializer) so that a default response can be computed from,
-and cached by a digest of, the exact request bytes, and so that bytes that do not parse become a
-clean INVALID_ARGUMENT instead of a framework error. Responses leave as bytes for the same reason.
-
-This is the one place where the four RPC kinds differ: each becomes a `Call` that passes the
-interceptor chain, then an `Exchange` answered by the responder picked for it (`emulator.respond`).
-The responders come with the method's `Route`, fixed when the serving snapshot was built
-(`emulator.runtime.snapshot`): a call ends on the snapshot it started on.
+A call's `Call` record (`begin`), its chain hooks, its responder (`pick`, `exchange`), each
+response message on its way out (`respond`), its status (`finish`, `fail`, `close`) and its
+journal record (`end`). The four kinds put them together in `emulator.runtime.routes`, and only
+there; what lasts from one snapshot to the next (chain, state, calls in flight, failures) lives
+here.
 """
 
 from __future__ import annotations
@@ -19,16 +16,11 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import (
-    AsyncIterator,
-    Awaitable,
     Callable,
-    Mapping,
     MutableMapping,
     Sequence,
 )
-from dataclasses import dataclass
-from types import CoroutineType
-from typing import Any, NoReturn, Protocol, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
@@ -39,7 +31,7 @@ from emulator.behavior.convert import ReturnTypeError
 from emulator.behavior.defaults import seeded_rng
 from emulator.call import DEFAULT_KEEP, Call, Metadata, past_deadline
 from emulator.chain import Chain
-from emulator.contracts.model import MethodSpec, RpcKind
+from emulator.contracts.model import MethodSpec
 from emulator.errors import RpcAbort
 from emulator.metadata import MAX_DETAILS, MAX_STATUS_BYTES, encoded_size, size, truncated
 from emulator.respond import Answer, BadRequest, ClientGone, Escaped, Exchange, Responder
@@ -47,20 +39,11 @@ from emulator.runtime.compression import algorithm
 from emulator.runtime.context import CallContext
 from emulator.runtime.inflight import InFlight
 
-__all__ = ["Dispatcher", "EmulatorHandler", "Route", "method_handlers"]
+__all__ = ["Dispatcher", "ServicerContext"]
 
 log = logging.getLogger("emulator")
 
 ServicerContext: TypeAlias = Any  # grpc ships no type hints for its aio context
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One method as a snapshot serves it. `responders` are asked in order; the last (the
-    default responder) answers whatever none of the others picks."""
-
-    spec: MethodSpec
-    responders: tuple[Responder, ...]
 
 
 class Dispatcher:
@@ -115,7 +98,8 @@ class Dispatcher:
             keep=self.keep_messages,
         )
         call.servicer_context = grpc_ctx
-        self.inflight.add(call)
+        if call.deadline is not None:  # only those are ever waited for (and expire)
+            self.inflight.add(call)
         return call
 
     def end(self, call: Call) -> None:
@@ -126,7 +110,8 @@ class Dispatcher:
         try:
             self.chain.after(call)
         finally:
-            self.inflight.remove(call)
+            if call.deadline is not None:
+                self.inflight.remove(call)
         ctx = call.context
         if ctx is not None and ctx._request_stream is not None:
             ctx._request_stream.close()  # a sync behaviour waiting for a request stops
@@ -281,79 +266,39 @@ class Dispatcher:
             grpc.StatusCode.DEADLINE_EXCEEDED if past_deadline(call) else grpc.StatusCode.CANCELLED
         )
 
-    # -- the four kinds, as grpc.aio calls them ----------------------------------------------
-
-    async def _unary_start(self, call: Call, request: bytes) -> None:
+    async def unary_start(self, call: Call, request: bytes) -> None:
+        """A unary request's call, before its responder: the request and the chain's hooks."""
         call.requests.append(request)
-        await self.chain.before(call)
-        if self.chain.checks_requests:
-            await self.chain.on_request(call, 0)
+        chain = self.chain
+        if chain.checks_calls:
+            await chain.before(call)
+        if chain.checks_requests:
+            await chain.on_request(call, 0)
 
-    async def unary_unary(self, request: bytes, grpc_ctx: ServicerContext, route: Route) -> bytes:
-        async with self.lifecycle(route.spec, grpc_ctx) as call:
-            await self._unary_start(call, request)
-            answer = self.pick(call, route.responders)
-            answers = answer(self.exchange(call, grpc_ctx, request=request))
-            out = answers if isinstance(answers, bytes) else await _one(answers)
-            return await self.respond(call, grpc_ctx, out)
-
-    async def unary_stream(
-        self, request: bytes, grpc_ctx: ServicerContext, route: Route
-    ) -> AsyncIterator[bytes]:
-        async with self.lifecycle(route.spec, grpc_ctx) as call:
-            await self._unary_start(call, request)
-            answer = self.pick(call, route.responders)
-            answers = answer(self.exchange(call, grpc_ctx, request=request))
-            if not isinstance(answers, AsyncIterator):  # one message, ready or awaited
-                out = answers if isinstance(answers, bytes) else await answers
-                yield await self.respond(call, grpc_ctx, out)
-                return
-            async for data in answers:
-                yield await self.respond(call, grpc_ctx, data)
-
-    async def stream_unary(
-        self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, route: Route
-    ) -> bytes:
-        async with self.lifecycle(route.spec, grpc_ctx) as call:
-            await self.chain.before(call)
-            answer = self.pick(call, route.responders)
-            answers = answer(self.exchange(call, grpc_ctx, stream=requests))
-            out = answers if isinstance(answers, bytes) else await _one(answers)
-            return await self.respond(call, grpc_ctx, out)
-
-    async def stream_stream(
-        self, requests: AsyncIterator[bytes], grpc_ctx: ServicerContext, route: Route
-    ) -> AsyncIterator[bytes]:
-        async with self.lifecycle(route.spec, grpc_ctx) as call:
-            await self.chain.before(call)
-            answer = self.pick(call, route.responders)
-            answers = answer(self.exchange(call, grpc_ctx, stream=requests))
-            if not isinstance(answers, AsyncIterator):  # one message, ready or awaited
-                out = answers if isinstance(answers, bytes) else await answers
-                yield await self.respond(call, grpc_ctx, out)
-                return
-            async for data in answers:
-                yield await self.respond(call, grpc_ctx, data)
-
-
-def _one(answers: AsyncIterator[bytes] | Awaitable[bytes]) -> Awaitable[bytes]:
-    """What to await for a unary answer: a coroutine itself, no layer around it."""
-    return answers if type(answers) is CoroutineType else _single(answers)
-
-
-async def _single(answers: AsyncIterator[bytes] | Awaitable[bytes]) -> bytes:
-    """The one message a unary response has (responders yield exactly one)."""
-    if not isinstance(answers, AsyncIterator):
-        return await answers
-    out = b""
-    async for out in answers:  # noqa: B007 - the last (only) one is the answer
-        pass
-    return out
+    async def close(self, call: Call, grpc_ctx: ServicerContext, exc: BaseException | None) -> None:
+        """The status of a call whose responder is done (`exc` None) or raised `exc`: OK with
+        the behaviour's trailers, the status that fits the exception (the abort replaces it),
+        or CANCELLED / DEADLINE_EXCEEDED. `end()` comes after it, whatever it raises."""
+        if isinstance(exc, ClientGone):
+            self.cancelled(call)
+            self.end(call)
+            raise asyncio.CancelledError from None  # as grpc ends a call the client left
+        if grpc_ctx.cancelled():
+            self.cancelled(call)  # the client has left: what was answered never arrived
+        elif exc is None:
+            await self.finish(call, grpc_ctx)
+        elif isinstance(exc, Exception):
+            await self.fail(grpc_ctx, exc, call)
+        elif isinstance(exc, GeneratorExit) or _cancelled():
+            self.cancelled(call)
+        else:
+            # SystemExit, KeyboardInterrupt or a CancelledError of the behaviour's own: were
+            # it let through, it would stop the event loop, or leave the call unanswered.
+            await self.fail(grpc_ctx, Escaped(exc), call)
 
 
 class _Lifecycle:
-    """Ends a call the same way for all four kinds: OK with the behaviour's trailers, the status
-    that fits an exception (the abort replaces it), or CANCELLED / DEADLINE_EXCEEDED."""
+    """Ends a call the same way for the kinds that stream (`Dispatcher.close`, then `end`)."""
 
     __slots__ = ("call", "dispatcher", "grpc_ctx")
 
@@ -366,26 +311,10 @@ class _Lifecycle:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> None:
-        dispatcher, call = self.dispatcher, self.call
         try:
-            if isinstance(exc, ClientGone):
-                dispatcher.cancelled(call)
-                dispatcher.end(call)
-                raise asyncio.CancelledError from None  # as grpc ends a call the client left
-            if self.grpc_ctx.cancelled():
-                dispatcher.cancelled(call)  # the client has left: what was answered never arrived
-            elif exc is None:
-                await dispatcher.finish(call, self.grpc_ctx)
-            elif isinstance(exc, Exception):
-                await dispatcher.fail(self.grpc_ctx, exc, call)
-            elif isinstance(exc, GeneratorExit) or _cancelled():
-                dispatcher.cancelled(call)
-            else:
-                # SystemExit, KeyboardInterrupt or a CancelledError of the behaviour's own: were
-                # it let through, it would stop the event loop, or leave the call unanswered.
-                await dispatcher.fail(self.grpc_ctx, Escaped(exc), call)
+            await self.dispatcher.close(self.call, self.grpc_ctx, exc)
         finally:
-            dispatcher.end(call)
+            self.dispatcher.end(self.call)
 
 
 def _cancelled() -> bool:
@@ -406,63 +335,3 @@ def _abort_trailers(exc: RpcAbort) -> Metadata:
             status.details.append(packed)
         trailers.append(("grpc-status-details-bin", status.SerializeToString()))
     return tuple(trailers)
-
-
-class _Handlers(Protocol):
-    @property
-    def handlers(self) -> Mapping[str, grpc.RpcMethodHandler]: ...
-
-
-class _Served(Protocol):
-    """What holds the snapshot being served (the server): one reference, replaced in one
-    assignment (see `emulator.runtime.snapshot`)."""
-
-    @property
-    def snapshot(self) -> _Handlers: ...
-
-
-class EmulatorHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """The one generic handler: each call looks its method up in the snapshot served when it
-    starts, and keeps that method handler (and its route) to the end."""
-
-    def __init__(self, served: _Served) -> None:
-        self._served = served
-
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        return self._served.snapshot.handlers.get(details.method)  # None: UNIMPLEMENTED
-
-
-def method_handlers(
-    dispatcher: Dispatcher, routes: Mapping[str, Route]
-) -> dict[str, grpc.RpcMethodHandler]:
-    """A ready grpc method handler per method path, each bound to its route."""
-    return {path: _method_handler(dispatcher, route) for path, route in routes.items()}
-
-
-def _method_handler(dispatcher: Dispatcher, route: Route) -> grpc.RpcMethodHandler:
-    factories: dict[RpcKind, tuple[Callable[..., Any], Callable[..., Any]]] = {
-        RpcKind.UNARY_UNARY: (grpc.unary_unary_rpc_method_handler, dispatcher.unary_unary),
-        RpcKind.UNARY_STREAM: (grpc.unary_stream_rpc_method_handler, dispatcher.unary_stream),
-        RpcKind.STREAM_UNARY: (grpc.stream_unary_rpc_method_handler, dispatcher.stream_unary),
-        RpcKind.STREAM_STREAM: (grpc.stream_stream_rpc_method_handler, dispatcher.stream_stream),
-    }
-    factory, behaviour = factories[route.spec.kind]
-    return factory(_bound(behaviour, route))
-
-
-def _bound(func: Callable[..., Any], route: Route) -> Callable[..., Any]:
-    # A plain closure (not functools.partial) so grpc.aio still sees a coroutine or async
-    # generator function and drives it natively.
-    if route.spec.kind.server_streaming:
-
-        async def stream_handler(request: Any, context: ServicerContext) -> AsyncIterator[bytes]:
-            async for item in func(request, context, route):
-                yield item
-
-        return stream_handler
-
-    async def handler(request: Any, context: ServicerContext) -> bytes:
-        result: bytes = await func(request, context, route)
-        return result
-
-    return handler

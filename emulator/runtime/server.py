@@ -32,9 +32,10 @@ from emulator.faults.max_duration import MaxDurationInterceptor
 from emulator.faults.setup import build_faults
 from emulator.journal import Journal
 from emulator.runtime.compression import compression_name
-from emulator.runtime.handlers import Dispatcher, EmulatorHandler
+from emulator.runtime.handlers import Dispatcher
 from emulator.runtime.health import health_handler
 from emulator.runtime.reflection import ReflectionHandler
+from emulator.runtime.routes import EmulatorHandler
 from emulator.runtime.snapshot import Runtime, Snapshot, build_snapshot, check_snapshot
 from emulator.runtime.watchdog import LoopWatchdog
 from emulator.security.setup import BuiltinGuard, build_security, warn_if_exposed

@@ -22,6 +22,7 @@ import grpc
 from emulator.behavior.defaults import DefaultResponses
 from emulator.behavior.discovery import BehaviorSource
 from emulator.behavior.registry import Registry
+from emulator.changes import Changes
 from emulator.config import Config
 from emulator.contracts import Contracts, load_contracts
 from emulator.contracts.builtin import ADMIN_SERVICE, HEALTH_SERVICE, REFLECTION_SERVICES
@@ -31,8 +32,9 @@ from emulator.respond.behavior import BehaviorResponder, OverrideResponder
 from emulator.respond.defaults import DefaultResponder
 from emulator.respond.stubs import StubResponder
 from emulator.respond.unimplemented import UnimplementedResponder
-from emulator.runtime.handlers import Dispatcher, Route, method_handlers
+from emulator.runtime.handlers import Dispatcher
 from emulator.runtime.reflection import Catalogue
+from emulator.runtime.routes import Route, method_handlers
 from emulator.security.setup import check_policy
 from emulator.stubs.files import load_stubs
 from emulator.stubs.store import StubSet
@@ -95,7 +97,10 @@ def build_snapshot(
     `behaviors` (files run afresh), defaults and a handler per method. Refuses behaviours that
     do not fit (BehaviorError); the config's checks are `check_snapshot`'s."""
     contracts = contracts or load_contracts(config.protos, config.import_paths)
-    registry = Registry(contracts, [*config.behaviors, *behaviors])
+    # Moved by a test's overrides and by stubs added or removed: each route then works out
+    # again which responders may pick its calls (`Route.asked`).
+    changes = Changes()
+    registry = Registry(contracts, [*config.behaviors, *behaviors], changes=changes)
     defaults = DefaultResponses.from_config(contracts, config)
     # Their patterns first, so a misspelt one gets the "did you mean" of every method pattern.
     check_patterns(
@@ -115,6 +120,7 @@ def build_snapshot(
     stubs = StubSet(
         load_stubs(config.stubs, contracts, source=source, lines=lines),
         session_header=config.admin.session_header,
+        changes=changes,
     )
     dispatcher = runtime.dispatcher
     # Asked in order: unimplemented methods first (nothing else answers them), a test's
@@ -126,7 +132,10 @@ def build_snapshot(
         StubResponder(stubs, defaults, rest, seed=config.seed, clock=dispatcher.clock),
         *rest,
     )
-    routes = {path: Route(spec, responders) for path, spec in contracts.methods.items()}
+    routes = {
+        path: Route(spec, responders, dispatcher, changes)
+        for path, spec in contracts.methods.items()
+    }
     listed = (
         *(s for s in contracts.services if s not in unimplemented.hidden_services),
         HEALTH_SERVICE,
@@ -138,7 +147,7 @@ def build_snapshot(
         contracts=contracts,
         registry=registry,
         defaults=defaults,
-        handlers=method_handlers(runtime.dispatcher, routes),
+        handlers=method_handlers(routes),
         services=listed,
         unimplemented=unimplemented,
         stubs=stubs,

@@ -19,6 +19,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from emulator.call import NearMiss
+from emulator.changes import Changes
 from emulator.errors import ConfigError
 from emulator.stubs.model import Stub
 
@@ -113,7 +114,14 @@ class StubSet:
     what its own session's stubs cost. Scenario states are per session too.
     """
 
-    def __init__(self, stubs: Iterable[Stub] = (), *, session_header: str = "") -> None:
+    def __init__(
+        self,
+        stubs: Iterable[Stub] = (),
+        *,
+        session_header: str = "",
+        changes: Changes | None = None,
+    ) -> None:
+        self.changes = changes or Changes()  # moved whenever a method's stubs change
         self._lock = threading.Lock()  # between threads that change the set, never per call
         self._all: list[Stub] = []
         self._by_method: dict[str, MethodStubs] = {}
@@ -142,6 +150,10 @@ class StubSet:
                 if found is not None:
                     return found
         return self._by_method.get(path)
+
+    def stubbed(self, path: str) -> bool:
+        """Whether any stub, shared or of a session, may answer calls to `path`."""
+        return path in self._by_method or any(path in t for t in self._sessions.values())
 
     @property
     def has_sessions(self) -> bool:
@@ -216,6 +228,7 @@ class StubSet:
         # One assignment each: a call sees the old sets or the new ones.
         self._by_method = by_method
         self._sessions = sessions
+        self.changes.moved()
 
     def scenarios_of(self, session: str | None) -> dict[str, str]:
         """The scenario states calls of `session` see and move (each session has its own)."""

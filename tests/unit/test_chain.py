@@ -127,3 +127,31 @@ def test_state_is_per_interceptor_and_per_call(call: Callable[..., Call]) -> Non
     assert second.state(two) is None
     first.set_state(one, "replaced")
     assert (first.state(one), second.state(one)) == ("replaced", "second on one")
+
+
+async def test_a_hook_the_interceptor_says_is_idle_is_left_out_until_it_changes(
+    call: Callable[..., Call],
+) -> None:
+    log: list[str] = []
+
+    class Sometimes(Interceptor):
+        busy = False
+
+        def live(self, hook: str) -> bool:
+            return self.busy and super().live(hook)
+
+        async def before(self, call: Call) -> None:
+            log.append("before")
+
+    sometimes = Sometimes()
+    chain = Chain([sometimes, AfterOnly()])
+    assert not chain.checks_calls  # the dispatcher skips `before` altogether
+    await chain.before(call())
+    sometimes.busy = True
+    sometimes.changed()  # the chain binds its hooks again
+    assert chain.checks_calls
+    await chain.before(call())
+    sometimes.busy = False
+    sometimes.changed()
+    assert not chain.checks_calls
+    assert log == ["before"]
