@@ -93,6 +93,7 @@ _FLAGS = {
         ("--stream-messages",), "N", "messages in a default server stream (default 3)"
     ),
     "journal.redact_headers": Flag(metavar="HEADER"),
+    "journal.out": Flag(metavar="FILE"),
     "tls.cert": Flag((), "FILE", "server certificate (PEM)"),
     "tls.key": Flag((), "FILE", "server private key (PEM)"),
     "tls.client_ca": Flag(
@@ -279,6 +280,11 @@ def _run(args: argparse.Namespace, check: bool) -> int:
 
         server = EmulatorServer(config)
         attach_admin(ControlPlane(server))
+        journal_out = None
+        if not check:  # check serves nothing, so it writes (and creates) no file either
+            from emulator.journal_out import attach_journal_out
+
+            journal_out = attach_journal_out(server)
     except EmulatorError as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -298,6 +304,9 @@ def _run(args: argparse.Namespace, check: bool) -> int:
     except EmulatorError as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return EXIT_SETUP
+    finally:
+        if journal_out is not None:
+            journal_out.close()  # after the drain: calls that finished in it are in the file
     if _behaviours_still_running():
         # A sync behaviour still running past the grace period would hold the interpreter
         # open (its thread cannot be cancelled): the grace period is the promise, so leave now.
