@@ -36,6 +36,7 @@ EXIT_SETUP = 2
 _TOOLS = {
     "certs": ("emulator.commands.certs", "write a test CA, server and client certificates"),
     "health": ("emulator.commands.health", "exit 0 when a running emulator is SERVING"),
+    "report": ("emulator.commands.report", "a --journal-out journal as one HTML page; drift"),
     "token": ("emulator.commands.token", "mint valid (or deliberately broken) JWTs for tests"),
 }
 _CHECK = "compile the contracts, load the behaviours and config; serve nothing"
@@ -110,7 +111,7 @@ _TITLES = {"tls": "TLS"}
 _USAGE = """emulate --proto PATH... [--behaviors PATH...] [--stubs PATH...] [--config FILE]
                [flags below]
        emulate check ...the same flags...
-       emulate {certs,health,token} ... (see `emulate SUBCOMMAND --help`)"""
+       emulate {certs,health,report,token} ... (see `emulate SUBCOMMAND --help`)"""
 
 
 def _parser(prog: str = "emulate", description: str = "") -> argparse.ArgumentParser:
