@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -302,3 +303,20 @@ def test_a_missing_journal_is_one_line(tmp_path: Path) -> None:
 def test_fail_on_drift_needs_a_baseline(tmp_path: Path) -> None:
     done = report(_calls(tmp_path / "ok.jsonl", GET, [0.01]), "--fail-on-drift")
     assert done.returncode == 2 and "--fail-on-drift needs --baseline" in done.stderr
+
+
+def test_the_same_journal_makes_the_same_page(journals: tuple[Path, Path], tmp_path: Path) -> None:
+    run, baseline = journals
+    pages = []
+    for seed in ("1", "2"):  # string hashing differs between processes: orders must not
+        page = tmp_path / f"report-{seed}.html"
+        command = ["report", str(run), "-o", str(page), "--baseline", str(baseline)]
+        subprocess.run(
+            [sys.executable, "-m", "emulator", *command],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        pages.append(page.read_bytes())
+    assert pages[0] == pages[1]

@@ -81,7 +81,7 @@ def _style(axes: Axes, grid: Literal["x", "y"] = "x") -> None:
 def calls_by_status(stats: dict[str, MethodStats], palette: dict[str, str]) -> str:
     """Horizontal bars, one per method, split by status code (coloured by `palette`)."""
     methods = list(stats)
-    codes = sorted({code for s in stats.values() for code in s.codes}, key=lambda c: c != "OK")
+    codes = sorted({code for s in stats.values() for code in s.codes}, key=lambda c: (c != "OK", c))
     figure = _figure(len(methods))
     axes = figure.add_subplot()
     left = [0] * len(methods)

@@ -59,7 +59,7 @@ def render(
         failed=[c for c in calls if not c.ok],
         failed_limit=FAILED,
         faulted=sum(1 for c in calls if c.faults),
-        fault_counts=Counter(f for c in calls for f in set(c.faults)).most_common(),
+        fault_counts=Counter(f for c in calls for f in sorted(set(c.faults))).most_common(),
         slowest=sorted(calls, key=lambda c: (-c.duration, c.line))[:SLOWEST],
         palette=palette,
         charts=drawn,
