@@ -142,7 +142,7 @@ class JournalConfig:
             "help": "more headers shown as redacted (besides authorization, cookies and API keys)"
         },
     )
-    # A CI artifact that outlives the process: each line is flushed as its call ends.
+    # A CI artifact that outlives the process: lines are flushed as they are written.
     out: str | None = field(
         default=None,
         metadata={

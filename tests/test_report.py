@@ -320,3 +320,22 @@ def test_the_same_journal_makes_the_same_page(journals: tuple[Path, Path], tmp_p
         )
         pages.append(page.read_bytes())
     assert pages[0] == pages[1]
+
+
+def test_text_from_the_calls_is_escaped_and_never_mathtext(tmp_path: Path) -> None:
+    hostile = {
+        "method": "x.Y/<script>alert(1)</script>",
+        "code": "UNAVAILABLE",
+        "startedAt": "2026-01-05T09:00:00Z",
+        "durationSeconds": 0.01,
+        "faults": ["costs $5 a $call"],  # `$...$` would be mathtext to matplotlib
+        "details": "<img src=x onerror=alert(1)>",
+    }
+    journal = tmp_path / "hostile.jsonl"
+    journal.write_text(json.dumps(hostile) + "\n")
+    done = report(journal, "-o", tmp_path / "r.html")
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("costs $5 a $call") >= 2  # the chart's legend and the table

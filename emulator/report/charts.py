@@ -8,10 +8,11 @@ Each chart is a `Figure` of its own, never pyplot's global state, so nothing nee
 
 from __future__ import annotations
 
+import functools
 import io
 import re
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Literal, ParamSpec, TypeVar
 
 import matplotlib
 from matplotlib.axes import Axes
@@ -50,11 +51,25 @@ def _legend_outside(axes: Axes) -> None:
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _drawn(draw: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(draw)
+    def drawing(*args: P.args, **kwargs: P.kwargs) -> R:
+        # Method names and fault rules are text, never mathtext: a `$` in a name stays a `$`.
+        with matplotlib.rc_context({"text.parse_math": False, "svg.fonttype": "none"}):
+            return draw(*args, **kwargs)
+
+    return drawing
+
+
 def _svg(figure: Figure, name: str, label: str) -> str:
     """The figure as an `<svg>` element: no XML prolog, ids prefixed with `name` so that the
     charts of one page never share one, and a label for screen readers."""
     out = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
+    with matplotlib.rc_context({"svg.hashsalt": name}):
         figure.savefig(out, format="svg", metadata={"Date": None}, bbox_inches="tight")
     text = out.getvalue()
     text = text[text.index("<svg") :]
@@ -78,6 +93,7 @@ def _style(axes: Axes, grid: Literal["x", "y"] = "x") -> None:
     axes.set_axisbelow(True)
 
 
+@_drawn
 def calls_by_status(stats: dict[str, MethodStats], palette: dict[str, str]) -> str:
     """Horizontal bars, one per method, split by status code (coloured by `palette`)."""
     methods = list(stats)
@@ -103,6 +119,7 @@ def _log_ms(axes: Axes) -> None:
     axes.set_xlabel("call duration (log scale)")
 
 
+@_drawn
 def latency(stats: dict[str, MethodStats], baseline: dict[str, MethodStats] | None) -> str:
     """A box plot of each method's call durations (whiskers at 1.5 IQR, the rest as dots), on
     a log scale; with a baseline, its box in grey under the journal's."""
@@ -143,6 +160,7 @@ def latency(stats: dict[str, MethodStats], baseline: dict[str, MethodStats] | No
     return _svg(figure, "latency", "call duration per method")
 
 
+@_drawn
 def faults_over_time(calls: Sequence[Call], bins: int = 60) -> str | None:
     """Faults injected per time slice, stacked by rule, with failed calls as a line; None when
     no call had a fault."""
@@ -178,6 +196,7 @@ def faults_over_time(calls: Sequence[Call], bins: int = 60) -> str | None:
     return _svg(figure, "faults-over-time", "faults injected over time, by rule")
 
 
+@_drawn
 def drift(stats: dict[str, MethodStats], baseline: dict[str, MethodStats]) -> str:
     """p50 and p99 of each method both journals have, the journal's next to the baseline's."""
     methods = [m for m in stats if m in baseline]
