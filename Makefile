@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 50051
 
-.PHONY: run test lint typecheck bench bench-stubs bench-sessions check container-test docs dist clean
+.PHONY: run test lint typecheck browser bench bench-stubs bench-sessions check container-test docs dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(BIN)/python -m pytest
+
+# Headless Chromium (Debian's package) for tests/test_report.py: apt-get when root, else a note.
+browser:
+	scripts/browser
 
 # The generated parts of docs/ (config keys, variables, flags); tests/test_docs.py checks them.
 docs: $(STAMP)

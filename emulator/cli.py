@@ -36,6 +36,7 @@ EXIT_SETUP = 2
 _TOOLS = {
     "certs": ("emulator.commands.certs", "write a test CA, server and client certificates"),
     "health": ("emulator.commands.health", "exit 0 when a running emulator is SERVING"),
+    "report": ("emulator.commands.report", "a --journal-out journal as one HTML page; drift"),
     "token": ("emulator.commands.token", "mint valid (or deliberately broken) JWTs for tests"),
 }
 _CHECK = "compile the contracts, load the behaviours and config; serve nothing"
@@ -93,6 +94,7 @@ _FLAGS = {
         ("--stream-messages",), "N", "messages in a default server stream (default 3)"
     ),
     "journal.redact_headers": Flag(metavar="HEADER"),
+    "journal.out": Flag(metavar="FILE"),
     "tls.cert": Flag((), "FILE", "server certificate (PEM)"),
     "tls.key": Flag((), "FILE", "server private key (PEM)"),
     "tls.client_ca": Flag(
@@ -109,7 +111,7 @@ _TITLES = {"tls": "TLS"}
 _USAGE = """emulate --proto PATH... [--behaviors PATH...] [--stubs PATH...] [--config FILE]
                [flags below]
        emulate check ...the same flags...
-       emulate {certs,health,token} ... (see `emulate SUBCOMMAND --help`)"""
+       emulate {certs,health,report,token} ... (see `emulate SUBCOMMAND --help`)"""
 
 
 def _parser(prog: str = "emulate", description: str = "") -> argparse.ArgumentParser:
@@ -279,6 +281,11 @@ def _run(args: argparse.Namespace, check: bool) -> int:
 
         server = EmulatorServer(config)
         attach_admin(ControlPlane(server))
+        journal_out = None
+        if not check:  # check serves nothing, so it writes (and creates) no file either
+            from emulator.journal_out import attach_journal_out
+
+            journal_out = attach_journal_out(server)
     except EmulatorError as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -298,6 +305,9 @@ def _run(args: argparse.Namespace, check: bool) -> int:
     except EmulatorError as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return EXIT_SETUP
+    finally:
+        if journal_out is not None:
+            journal_out.close()  # after the drain: calls that finished in it are in the file
     if _behaviours_still_running():
         # A sync behaviour still running past the grace period would hold the interpreter
         # open (its thread cannot be cancelled): the grace period is the promise, so leave now.

@@ -143,6 +143,14 @@ class JournalConfig:
             "help": "more headers shown as redacted (besides authorization, cookies and API keys)"
         },
     )
+    # A CI artifact that outlives the process: lines are flushed as they are written.
+    out: str | None = field(
+        default=None,
+        metadata={
+            "help": "append every finished call to this file as one JSON line (the admin API's "
+            "CallRecord, redacted), flushed as it goes so a killed emulator still leaves it"
+        },
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,7 +339,7 @@ def load_config_file(path: str | Path) -> Config:
             value = [value]
         if isinstance(value, list):
             data[key] = [str(base / v) if isinstance(v, str) else v for v in value]
-    for section, keys in (("tls", ("cert", "key", "client_ca")),):
+    for section, keys in (("tls", ("cert", "key", "client_ca")), ("journal", ("out",))):
         values = data.get(section)
         if isinstance(values, dict):
             for key in keys:

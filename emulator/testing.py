@@ -75,6 +75,9 @@ class Emulator:
         from emulator.admin.serve import attach_admin
 
         attach_admin(self._control)  # (admin.enabled: false leaves it out)
+        from emulator.journal_out import attach_journal_out
+
+        self._journal_out = attach_journal_out(self._server)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: list[grpc.Channel] = []
@@ -346,6 +349,7 @@ class Emulator:
         asyncio.run_coroutine_threadsafe(self._server.stop(0), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
+        self._close_journal_out()
         self._raise_failures(exc)
 
     # -- async: on the caller's loop ---------------------------------------------------------
@@ -369,6 +373,7 @@ class Emulator:
         self._aio_channels.clear()
         await self._server.stop(0)
         await _settle(self._tasks_before)
+        self._close_journal_out()
         self._raise_failures(exc)
 
     def _raise_failures(self, exc: BaseException | None) -> None:
@@ -376,6 +381,10 @@ class Emulator:
         __tracebackhide__ = True
         if exc is None and self.raise_behavior_errors:
             self.check_behavior_errors()
+
+    def _close_journal_out(self) -> None:
+        if self._journal_out is not None:
+            self._journal_out.close()
 
     def _close_sync_channels(self) -> None:
         self._state = "stopped"

@@ -292,6 +292,9 @@ class Journal(Interceptor):
         self.settle: Callable[[], None] | None = None
         # Told after each call is kept (the admin API's WatchCalls); none on the usual path.
         self.listeners: list[Callable[[], None]] = []
+        # Given each call's record as it is kept (`journal.out`); none on the usual path, where
+        # no record is built until a test reads the journal.
+        self.record_listeners: list[Callable[[CallRecord], None]] = []
 
     @property
     def size(self) -> int:
@@ -335,13 +338,18 @@ class Journal(Interceptor):
             if call.started < self._cleared_at:
                 return  # a call from before the last reset (an earlier test) finishing late
             entries = self._entries
-            entries.append((next(self._counter), size, kept))
+            index = next(self._counter)
+            entries.append((index, size, kept))
             self._bytes += size
             while len(entries) > self._limit or (
                 self._bytes > self._max_bytes and len(entries) > 1
             ):
                 self._bytes -= entries.popleft()[1]
                 self.dropped += 1
+        if self.record_listeners:
+            record = CallRecord(kept, index, self._secrets, self._specs[number])
+            for tell in list(self.record_listeners):
+                tell(record)
         if self.listeners:
             for listener in list(self.listeners):
                 listener()
