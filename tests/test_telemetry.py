@@ -78,6 +78,10 @@ def test_spans_reach_an_otlp_receiver_inside_the_callers_trace(
             emu.stub(ORDERS).Ping({}, metadata=[("authorization", "Bearer good-token")])
         port_served = emu.server.port
     spans = {span.name: (resource, span) for resource, span in found.spans}
+    gets = [
+        (s.trace_id.hex(), attributes(s)) for _, s in found.spans if s.name.endswith("/GetProduct")
+    ]
+    assert len(gets) == 1, gets
     resource, get = spans[f"{CATALOG}/GetProduct"]
     assert get.trace_id.hex() == TRACE_ID
     assert get.parent_span_id.hex() == "00f067aa0ba902b7"
