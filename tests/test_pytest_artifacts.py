@@ -29,7 +29,9 @@ def test_a_failed_test_leaves_its_calls_and_access_lines(pytester: pytest.Pytest
     )
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     out = pytester.path / "artifacts"
-    result = pytester.runpytest("--emulator-artifacts", str(out))
+    # In a process of its own: an in-process run would drop the OpenTelemetry modules it
+    # imported from sys.modules afterwards, leaving later tests two copies of them.
+    result = pytester.runpytest_subprocess("--emulator-artifacts", str(out))
     result.assert_outcomes(passed=1, failed=1)
     files = sorted(p.name for p in out.iterdir())
     assert files == [
