@@ -117,6 +117,10 @@ def test_emu_spans_keeps_the_finished_spans_and_reset_clears_them() -> None:
         [span] = emu.spans()
         assert span.name == f"{CATALOG}/GetProduct"
         assert span.attributes["rpc.method"] == "GetProduct"
+        # A request id made for the call: on the span and, as a proxy would add it, a header.
+        made = span.attributes["emulator.request_id"]
+        assert len(made) == 32
+        assert emu.calls()[0].metadata["x-request-id"] == made
         emu.reset()
         assert emu.spans() == []
 

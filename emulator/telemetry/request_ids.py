@@ -1,5 +1,8 @@
 """Request ids: the caller's (`x-request-id`, `telemetry.request_id_header`), or one made here,
-carried by the access log line and the span of the call."""
+carried by the access log line, the span and the journal record of the call.
+
+A made id joins the call's request headers, as a proxy such as Envoy adds `x-request-id` on its
+way to a service: behaviours, the journal and the admin API then see the id the log names."""
 
 from __future__ import annotations
 
@@ -17,7 +20,12 @@ class RequestIds(Interceptor):
 
     async def before(self, call: Call) -> None:
         sent = next((v for k, v in call.metadata if k == self.header), None)
-        self.set_state(call, sent if isinstance(sent, str) and sent else uuid.uuid4().hex)
+        if isinstance(sent, str) and sent:
+            self.set_state(call, sent)
+            return
+        made = uuid.uuid4().hex
+        call.metadata = (*call.metadata, (self.header, made))
+        self.set_state(call, made)
 
     def of(self, call: Call) -> str:
         found: str = self.state(call, "")

@@ -36,7 +36,7 @@ class Telemetry:
         if traces_wanted(config.telemetry.traces):
             from emulator.telemetry.traces import TracingInterceptor
 
-            self.tracing = TracingInterceptor(config.telemetry.traces, address)
+            self.tracing = TracingInterceptor(config.telemetry.traces, address, self.request_ids.of)
             interceptors.append(self.tracing)
         if config.telemetry.metrics.port is not None:
             from emulator.telemetry.metrics import MetricsInterceptor

@@ -49,8 +49,14 @@ class Kept(SpanProcessor):
 class TracingInterceptor(Interceptor):
     """Starts a span when a call starts, ends it with the call's status."""
 
-    def __init__(self, config: TracesConfig, address: Callable[[], tuple[str, int | None]]) -> None:
+    def __init__(
+        self,
+        config: TracesConfig,
+        address: Callable[[], tuple[str, int | None]],
+        request_id: Callable[[Call], str] = lambda call: "",
+    ) -> None:
         self._address = address  # (host, port) the server listens on, once it does
+        self._request_id = request_id
         self.provider = TracerProvider(
             resource=Resource.create({"service.name": config.service_name})
         )
@@ -90,6 +96,9 @@ class TracingInterceptor(Interceptor):
         peer = _peer_address(call.peer)
         if peer:
             attributes["network.peer.address"] = peer
+        request_id = self._request_id(call)
+        if request_id:
+            attributes["emulator.request_id"] = request_id
         span = self._tracer.start_span(
             f"{spec.service}/{spec.method}",
             context=_PROPAGATOR.extract(carrier),
