@@ -18,28 +18,12 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from emulator import Emulator
-from emulator.admin.descriptor import pb
+from emulator.admin.descriptor import pb, service
 from emulator.errors import ConfigError
 from tests.conftest import PROTOS, EmulateProcess
 
 CATALOG = "acme.shop.v1.Catalog"
 GET = f"{CATALOG}/GetProduct"
-RESPONSES = {
-    "GetInfo": "Info",
-    "AddStubs": "StubList",
-    "ListStubs": "StubList",
-    "RemoveStubs": "StubList",
-    "AddFault": "Fault",
-    "ListFaults": "FaultList",
-    "RemoveFault": "Fault",
-    "ListCalls": "CallList",
-    "Verify": "VerifyResponse",
-    "Reset": "ResetResponse",
-    "SetClock": "Clock",
-    "SetHealth": "SetHealthResponse",
-    "GetScenario": "Scenario",
-    "SetScenario": "Scenario",
-}
 
 
 class Admin:
@@ -54,7 +38,9 @@ class Admin:
         call = self.channel.unary_unary(
             f"/emulator.admin.v1.Admin/{operation}",
             request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=getattr(pb, RESPONSES[operation]).FromString,
+            response_deserializer=getattr(
+                pb, service().methods_by_name[operation].output_type.name
+            ).FromString,
         )
         return call(request, metadata=self.metadata, timeout=10)
 

@@ -24,7 +24,7 @@ import grpc
 from google.protobuf import descriptor_pb2, json_format, struct_pb2
 from google.protobuf.message import Message
 
-from emulator.admin.descriptor import ADMIN_SERVICE, pb
+from emulator.admin.descriptor import ADMIN_SERVICE, pb, service
 from emulator.contracts.model import Contracts
 from emulator.errors import ConfigError, EmulatorError
 
@@ -39,23 +39,6 @@ __all__ = [
     "struct",
 ]
 
-# What each admin method answers (the request class is the message's own).
-_ANSWERS = {
-    "GetInfo": "Info",
-    "AddStubs": "StubList",
-    "ListStubs": "StubList",
-    "RemoveStubs": "StubList",
-    "AddFault": "Fault",
-    "ListFaults": "FaultList",
-    "RemoveFault": "Fault",
-    "ListCalls": "CallList",
-    "Verify": "VerifyResponse",
-    "Reset": "ResetResponse",
-    "SetClock": "Clock",
-    "SetHealth": "SetHealthResponse",
-    "GetScenario": "Scenario",
-    "SetScenario": "Scenario",
-}
 # Request fields that carry a stub or a fault rule: a refusal there is a ConfigError, as the
 # same stub or rule would be in-process.
 _PAYLOADS = frozenset({"stubs", "rule", "text"})
@@ -83,7 +66,7 @@ class AdminConnection:
             found = self._methods[name] = self.channel.unary_unary(
                 f"/{ADMIN_SERVICE}/{name}",
                 request_serializer=_serialize,
-                response_deserializer=getattr(pb, _ANSWERS[name]).FromString,
+                response_deserializer=getattr(pb, _answer(name)).FromString,
             )
         return found
 
@@ -470,3 +453,9 @@ def fetch_contracts(channel: grpc.Channel, services: Sequence[str], timeout: flo
 def _declares(file: descriptor_pb2.FileDescriptorProto, service: str) -> bool:
     prefix = f"{file.package}." if file.package else ""
     return any(prefix + s.name == service for s in file.service)
+
+
+def _answer(method: str) -> str:
+    """The message an admin method answers, as admin.proto declares it."""
+    found: str = service().methods_by_name[method].output_type.name
+    return found
