@@ -18,7 +18,16 @@ from emulator.admin.descriptor import pb
 from emulator.admin.structs import StructCache
 from emulator.journal import CallRecord
 
-__all__ = ["call_record", "fault", "first_values", "plain", "struct", "stub_list"]
+__all__ = [
+    "call_list",
+    "call_record",
+    "encoded_record",
+    "fault",
+    "first_values",
+    "plain",
+    "struct",
+    "stub_list",
+]
 
 
 def plain(struct: struct_pb2.Struct) -> dict[str, Any]:
@@ -53,6 +62,44 @@ def first_values(headers: Mapping[str, str | bytes]) -> dict[str, str]:
 _STRUCTS = StructCache()  # the JSON forms of messages, for ListCalls and WatchCalls
 
 
+def encoded_record(record: CallRecord, header: str, *, raw_only: bool = False) -> bytes:
+    """`call_record(...)` serialized, made once per record and form and kept on the record: a
+    test polling ListCalls, or the next page over the same calls, encodes nothing again."""
+    key = (_ENCODED, header, raw_only)
+    kept = record.exported
+    if kept is not None:
+        found: bytes | None = kept.get(key)
+        if found is not None:
+            return found
+    data: bytes = call_record(record, header, raw_only=raw_only).SerializeToString()
+    if kept is None:
+        kept = record.exported = {}
+    kept[key] = data
+    return data
+
+
+_ENCODED = object()  # the key of encoded_record()'s forms on a record
+
+
+def call_list(encoded: list[bytes]) -> bytes:
+    """CallList.calls (field 1) of records already encoded, as wire bytes: no messages made."""
+    parts = []
+    for data in encoded:
+        parts.append(b"\x0a")
+        parts.append(_varint(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def call_record(record: CallRecord, header: str, *, raw_only: bool = False) -> Any:
     """One journal record as a `CallRecord` message (headers redacted as the journal keeps
     them: secrets never leave)."""
@@ -74,7 +121,9 @@ def call_record(record: CallRecord, header: str, *, raw_only: bool = False) -> A
         session=session if isinstance(session, str) else "",
         peer=record.peer,
     )
-    out.started_at.FromDatetime(record.started_at)
+    started = record.started_at.timestamp()
+    seconds = int(started)
+    out.started_at.seconds, out.started_at.nanos = seconds, int((started - seconds) * 1e9)
     for miss in record.near_misses:
         out.near_misses.add(stub=miss.stub, reasons=miss.reasons)
     if not raw_only:

@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from emulator.admin.convert import call_record, fault, plain, stub_list
+from emulator.admin.convert import call_list, call_record, encoded_record, fault, plain, stub_list
 from emulator.admin.descriptor import pb
 from emulator.contracts.patterns import check_method, method_matches
 from emulator.control import ControlPlane
@@ -240,10 +240,9 @@ class Operations:
         chosen = [r for r in records if r.index > after] if after else records
         page = chosen[:size]
         header = self.control.session_header
-        out = pb.CallList(
-            calls=[call_record(r, header, raw_only=request.raw_only) for r in page],
-            total=len(records),
-        )
+        encoded = [encoded_record(r, header, raw_only=request.raw_only) for r in page]
+        out = pb.CallList.FromString(call_list(encoded))  # parsed in C: no record built again
+        out.total = len(records)
         if len(chosen) > size:
             out.next_page_token = f"{self._server.journal.clears}:{page[-1].index}"
         return out

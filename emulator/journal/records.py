@@ -74,6 +74,7 @@ class CallRecord:
         "code",
         "details",
         "duration",
+        "exported",
         "faults",
         "index",
         "metadata",
@@ -109,6 +110,9 @@ class CallRecord:
         # A call to a method with stubs that none matched: the closest, and why not.
         self.near_misses: tuple[NearMiss, ...] = kept[14]
         self._decoded: tuple[tuple[Message, ...], tuple[Message, ...]] | None = None
+        # Forms of the record other modules derive and keep (the admin API's encoded record):
+        # a record never changes, so neither do they.
+        self.exported: dict[object, Any] | None = None
 
     def _decode(self) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
         if self._decoded is None:
