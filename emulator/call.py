@@ -142,6 +142,7 @@ class Call:
         "duration",
         "ended",
         "faults",
+        "headers_out",
         "identities",
         "metadata",
         "near_misses",
@@ -173,6 +174,8 @@ class Call:
         self.duration = 0.0
         self.ended = False
         self.faults: tuple[str, ...] = ()  # names of the fault rules that fired
+        # Response headers an interceptor adds (the request id): sent with the first headers.
+        self.headers_out: Metadata = ()
         # Per-interceptor state (`Interceptor.state`); made on first use, most calls need none.
         self.slots: dict[object, Any] | None = None
         # (seconds from `started`, message): how long the responder may take, when an

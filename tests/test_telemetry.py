@@ -218,3 +218,36 @@ def test_the_access_log_has_a_line_per_call_and_no_token(tmp_path: Path) -> None
     assert first["trace_id"] == format(span.context.trace_id, "032x")
     assert second["code"] == "UNAUTHENTICATED" and len(second["request_id"]) == 32
     assert second["details"]
+
+
+def test_the_request_id_comes_back_in_the_response_headers() -> None:
+    faults = [{"name": "f", "match": {"method": f"{ORDERS}/Ping"}, "abort": {"code": "ABORTED"}}]
+    with Emulator(protos=PROTOS, log={"access": "errors"}, faults=faults) as emu:
+        channel = emu.channel()
+        unary = channel.unary_unary(f"/{CATALOG}/GetProduct")
+        _, call = unary.with_call(b"", metadata=[("x-request-id", "mine-1")], timeout=10)
+        assert dict(call.initial_metadata())["x-request-id"] == "mine-1"
+        _, call = unary.with_call(b"", timeout=10)
+        made = dict(call.initial_metadata())["x-request-id"]
+        assert len(made) == 32
+        assert emu.calls()[-1].metadata["x-request-id"] == made
+        stream = channel.unary_stream(f"/{CATALOG}/ListProducts")(b"", timeout=10)
+        assert dict(stream.initial_metadata())["x-request-id"]
+        assert len(list(stream)) == 3
+        with pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary(f"/{ORDERS}/Ping")(
+                b"", metadata=[("x-request-id", "r-9")], timeout=10
+            )
+        assert dict(failed.value.initial_metadata())["x-request-id"] == "r-9"
+
+
+def test_the_request_id_joins_the_headers_a_behaviour_sends() -> None:
+    def answer(request: Any, ctx: Any) -> None:
+        ctx.set_initial_metadata([("x-from-behaviour", "yes")])
+
+    with Emulator(protos=PROTOS, log={"access": "errors"}) as emu:
+        with emu.override(f"{CATALOG}/GetProduct", answer):
+            unary = emu.channel().unary_unary(f"/{CATALOG}/GetProduct")
+            _, call = unary.with_call(b"", metadata=[("x-request-id", "r-1")], timeout=10)
+        headers = dict(call.initial_metadata())
+        assert headers["x-request-id"] == "r-1" and headers["x-from-behaviour"] == "yes"

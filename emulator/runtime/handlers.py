@@ -156,7 +156,7 @@ class Dispatcher:
         if self.chain.checks_responses:
             await self.chain.before_response(call, len(call.responses))
         ctx = call.context
-        if ctx is not None or self.compression is not None:
+        if ctx is not None or self.compression is not None or call.headers_out:
             pending = self._pending_headers(call, first=not call.responses)
             if pending is not None:
                 await self._send_headers(grpc_ctx, *pending)
@@ -220,10 +220,11 @@ class Dispatcher:
         """What headers() has to send (metadata, compression), taken off the call's context;
         None when there is nothing, so the per-message path awaits nothing."""
         ctx = call.context
-        metadata: Metadata = ()
+        metadata: Metadata = call.headers_out
+        call.headers_out = ()
         wanted: str | None = None
         if ctx is not None:
-            metadata, wanted = ctx.initial_metadata, ctx._compression
+            metadata, wanted = (*metadata, *ctx.initial_metadata), ctx._compression
             ctx.initial_metadata, ctx._compression = (), None
         if first:
             wanted = wanted or self.compression
@@ -241,9 +242,13 @@ class Dispatcher:
         await grpc_ctx.send_initial_metadata(metadata)
 
     async def finish(self, call: Call, grpc_ctx: ServicerContext) -> None:
-        """Trailers a behaviour set go out with an OK status."""
+        """Trailers a behaviour set go out with an OK status (and headers not sent yet)."""
         ctx = call.context
         if ctx is None:
+            if call.headers_out:  # a stream that sent no message: the headers go first
+                await self._send_headers(
+                    grpc_ctx, *self._pending_headers(call, first=False) or ((), None)
+                )
             return
         pending = self._pending_headers(call, first=False)
         if pending is not None:

@@ -108,7 +108,12 @@ class Route:
                 answer = dispatcher.pick(call, asked)
                 answers = answer(dispatcher.exchange(call, grpc_ctx, request=request))
                 out = answers if isinstance(answers, bytes) else await _one(answers)
-            if chain.checks_responses or call.context is not None or dispatcher.compression:
+            if (
+                chain.checks_responses
+                or call.context is not None
+                or dispatcher.compression
+                or call.headers_out
+            ):
                 out = await dispatcher.respond(call, grpc_ctx, out)
             else:
                 call.responses.append(out)  # all that respond() would do

@@ -1,5 +1,6 @@
 """Request ids: the caller's (`x-request-id`, `telemetry.request_id_header`), or one made here,
-carried by the access log line, the span and the journal record of the call.
+sent back in the response headers, and carried by the access log line, the span and the journal
+record of the call.
 
 A made id joins the call's request headers, as a proxy such as Envoy adds `x-request-id` on its
 way to a service: behaviours, the journal and the admin API then see the id the log names."""
@@ -21,11 +22,13 @@ class RequestIds(Interceptor):
     async def before(self, call: Call) -> None:
         sent = next((v for k, v in call.metadata if k == self.header), None)
         if isinstance(sent, str) and sent:
-            self.set_state(call, sent)
-            return
-        made = uuid.uuid4().hex
-        call.metadata = (*call.metadata, (self.header, made))
-        self.set_state(call, made)
+            request_id = sent
+        else:
+            request_id = uuid.uuid4().hex
+            call.metadata = (*call.metadata, (self.header, request_id))
+        self.set_state(call, request_id)
+        # Back to the caller in the response headers, with any the behaviour sets.
+        call.headers_out = (*call.headers_out, (self.header, request_id))
 
     def of(self, call: Call) -> str:
         found: str = self.state(call, "")
