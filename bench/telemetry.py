@@ -1,0 +1,188 @@
+"""What full telemetry costs a call: traces exported to a local OTLP receiver, metrics and an
+access log to a file, against the same emulator with telemetry off, in one run.
+
+    python bench/telemetry.py [--rounds 8] [--duration 2]
+    make bench-telemetry
+
+Both emulators are started afresh each round (bench/rounds.py), alternating which goes first;
+the load generator of bench/run.py drives unary GetProduct at concurrency 32. The receiver is
+opentelemetry-proto's TraceService, served by this process, counting the spans it is sent.
+Target: full telemetry >= 0.7x the throughput with it off (the median of per-round ratios).
+Prints a table and PASS/FAIL, writes bench/results/telemetry.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
+from rounds import Variant, median_iqr, pinning, run_rounds, write_results  # noqa: E402
+from rounds import ratios as rps_ratios  # noqa: E402
+from run import (  # noqa: E402 - bench/ helpers (and grpc, under the venv)
+    METHOD,
+    REQUEST,
+    BenchError,
+    Child,
+    emulator_cmd,
+    first_rpc,
+    grpc,
+    terminated,
+    verdicts,
+)
+
+TARGET_RATIO = 0.70
+OFF = "telemetry off"
+FULL = "full telemetry"
+
+
+class Receiver:
+    """An OTLP/gRPC trace receiver that counts the spans exported to it."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1 import (
+            trace_service_pb2,
+            trace_service_pb2_grpc,
+        )
+
+        self.spans = 0
+        lock = threading.Lock()
+        outer = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                n = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+                with lock:
+                    outer.spans += n
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+
+def write_config(folder: Path, receiver: int) -> tuple[Path, Path]:
+    """emulator.yaml with everything on; the access log's path and the config's."""
+    access, config = folder / "access.jsonl", folder / "emulator.yaml"
+    telemetry = {
+        "traces": {"endpoint": f"http://127.0.0.1:{receiver}"},
+        "metrics": {"port": 0},
+    }
+    log = {"access": "all", "access_file": str(access)}
+    config.write_text(json.dumps({"telemetry": telemetry, "log": log}))  # JSON is YAML
+    return access, config
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=8, help="alternating load rounds")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per load run")
+    parser.add_argument("--warmup", type=float, default=0.5, help="seconds before each run")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--python-load", action="store_true", help="skip h2load even if present")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers to a CPU")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "telemetry.json")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, terminated)
+
+    prefix, others = ([], None) if args.no_pin else pinning()
+    if others is not None:
+        os.sched_setaffinity(0, others)  # the load generator and the receiver inherit it
+    shape = Load(METHOD, REQUEST, args.concurrency, args.connections, args.duration, args.warmup)
+    loadgen = make_loadgen(shape, args.python_load)
+    receiver = Receiver()
+    with tempfile.TemporaryDirectory(prefix="bench-telemetry-") as tmp:
+        access, config = write_config(Path(tmp), receiver.port)
+        env = {"GRPC_EMULATOR_CACHE_DIR": str(Path(tmp) / "cache")}
+
+        def ready(child: Child) -> None:
+            first_rpc(child.port)
+
+        after = lambda child: first_rpc(child.port, timeout=5)  # noqa: E731
+        variants = [
+            Variant(OFF, [*prefix, *emulator_cmd()], ready, after, env),
+            Variant(FULL, [*prefix, *emulator_cmd(), "--config", str(config)], ready, after, env),
+        ]
+        print(f"throughput ({loadgen.describe()})", flush=True)
+        try:
+            per_round = run_rounds(variants, args.rounds, loadgen, width=16, rps_width=9)
+        except (BenchError, LoadError) as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            loadgen.close()
+            for child in list(Child.running):
+                child.stop()
+        logged = sum(1 for _ in access.open()) if access.exists() else 0
+    receiver.server.stop(0)
+    if not receiver.spans or not logged:
+        print("bench: error: no spans reached the receiver or no access lines were written")
+        return 1
+    ratios = rps_ratios(per_round[FULL], per_round[OFF], "rps")
+    ratio, iqr = median_iqr(ratios)
+    summary = {
+        name: {
+            "rps": statistics.median(r["rps"] for r in results),
+            "server_cpu_us_per_req": statistics.median(r["server_cpu_us_per_req"] for r in results),
+        }
+        for name, results in per_round.items()
+    }
+    summary.update(ratio=ratio, ratio_iqr=iqr, ratios_per_round=[round(x, 3) for x in ratios])
+    summary.update(spans_received=receiver.spans, access_lines=logged)
+    return report(per_round, summary, loadgen.describe(), args)
+
+
+def report(
+    per_round: dict[str, list[dict[str, Any]]],
+    summary: dict[str, Any],
+    loadgen: str,
+    args: argparse.Namespace,
+) -> int:
+    ratio, iqr = summary["ratio"], summary["ratio_iqr"]
+    print()
+    for name in (OFF, FULL):
+        r = summary[name]
+        print(f"{name:<16} {r['rps']:>8.0f} RPS  {r['server_cpu_us_per_req']:>6.0f} us CPU/call")
+    print(f"ratio per round (full / off): {summary['ratios_per_round']}")
+    print(f"  median {ratio:.3f}, interquartile range {iqr[0]:.3f}-{iqr[1]:.3f}")
+    print(f"spans received: {summary['spans_received']}; access lines: {summary['access_lines']}")
+    checks = verdicts(
+        [
+            (
+                f"full telemetry >= {TARGET_RATIO:.2f}x the throughput with it off",
+                ratio >= TARGET_RATIO,
+                f"{ratio:.3f}x",
+            )
+        ]
+    )
+    meta = {
+        "loadgen": loadgen,
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_results(
+        args.output, {"meta": meta, "summary": summary, "rounds": per_round, "checks": checks}
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
