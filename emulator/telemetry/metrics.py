@@ -38,6 +38,9 @@ class MetricsInterceptor(Interceptor):
     ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # Labelled children by method (and status and responder): bounded by the contracts.
+        self._methods: dict[str, tuple[Any, Any, Any]] = {}
+        self._durations: dict[tuple[str, Any, str], Any] = {}
         method = ["rpc_service", "rpc_method"]
         self.duration = Histogram(
             "rpc_server_call_duration_seconds",
@@ -89,22 +92,39 @@ class MetricsInterceptor(Interceptor):
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
 
+    def _per_method(self, spec: Any) -> tuple[Any, Any, Any]:
+        """The method's labelled children, looked up once: `labels()` takes a lock each time."""
+        found = self._methods.get(spec.path)
+        if found is None:
+            names = (spec.service, spec.method)
+            found = self._methods[spec.path] = (
+                self.in_flight.labels(*names),
+                self.requests.labels(*names),
+                self.responses.labels(*names),
+            )
+        return found
+
     async def before(self, call: Call) -> None:
-        self.in_flight.labels(call.spec.service, call.spec.method).inc()
+        self._per_method(call.spec)[0].inc()
         self.set_state(call, True)
 
     def after(self, call: Call) -> None:
         spec = call.spec
+        in_flight, requests, responses = self._per_method(spec)
         if self.state(call):
-            self.in_flight.labels(spec.service, spec.method).dec()
+            in_flight.dec()
         answered = call.answered_by
         responder = answered.split(" ", 1)[0] if answered else "none"
         code = call.code
-        self.duration.labels(spec.service, spec.method, str(code.value[0]), responder).observe(
-            call.duration
-        )
-        self.requests.labels(spec.service, spec.method).observe(call.requests.count)
-        self.responses.labels(spec.service, spec.method).observe(call.responses.count)
+        key = (spec.path, code, responder)
+        duration = self._durations.get(key)
+        if duration is None:
+            duration = self._durations[key] = self.duration.labels(
+                spec.service, spec.method, str(code.value[0]), responder
+            )
+        duration.observe(call.duration)
+        requests.observe(call.requests.count)
+        responses.observe(call.responses.count)
         for rule in call.faults:
             self.faults.labels(rule).inc()
         if code in _REFUSED and not answered:

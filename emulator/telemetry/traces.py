@@ -113,12 +113,21 @@ class TracingInterceptor(Interceptor):
         if span is None:
             return
         code = call.code
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        # One set_attributes: the SDK checks each value, and takes its lock, per call of it.
+        attributes: dict[str, Any] = {
+            "rpc.grpc.status_code": code.value[0],
+            "rpc.request.messages": call.requests.count,
+            "rpc.response.messages": call.responses.count,
+        }
         if call.answered_by:
-            span.set_attribute("emulator.responder", call.answered_by)
-            span.add_event("responder", {"emulator.responder": call.answered_by})
+            attributes["emulator.responder"] = call.answered_by
         if call.principal:
-            span.set_attribute("enduser.id", call.principal)
+            attributes["enduser.id"] = call.principal
+        if code != grpc.StatusCode.OK:
+            attributes["error.type"] = code.name
+        span.set_attributes(attributes)
+        if call.answered_by:
+            span.add_event("responder")  # what answered: the emulator.responder attribute
         if code in _REFUSED and not call.answered_by:
             span.add_event(
                 "auth.refused", {"rpc.grpc.status_code": code.value[0], "reason": call.details}
@@ -127,10 +136,7 @@ class TracingInterceptor(Interceptor):
             span.add_event("auth.admitted", {"enduser.id": call.principal or call.identities[0]})
         for rule in call.faults:
             span.add_event("fault", {"emulator.fault.rule": rule})
-        span.set_attribute("rpc.request.messages", call.requests.count)
-        span.set_attribute("rpc.response.messages", call.responses.count)
         if code != grpc.StatusCode.OK:
-            span.set_attribute("error.type", code.name)
             span.set_status(Status(StatusCode.ERROR, call.details))
         span.end(end_time=int((call.started + call.duration) * 1e9))
 
