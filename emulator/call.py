@@ -141,6 +141,7 @@ class Call:
         "details",
         "duration",
         "ended",
+        "fault_kinds",
         "faults",
         "headers_out",
         "identities",
@@ -174,6 +175,9 @@ class Call:
         self.duration = 0.0
         self.ended = False
         self.faults: tuple[str, ...] = ()  # names of the fault rules that fired
+        # What each of them did, in the same order: delay, deadline, abort, stream, or some of
+        # them joined by "+" (telemetry labels faults by rule and kind).
+        self.fault_kinds: tuple[str, ...] = ()
         # Response headers an interceptor adds (the request id): sent with the first headers.
         self.headers_out: Metadata = ()
         # Per-interceptor state (`Interceptor.state`); made on first use, most calls need none.

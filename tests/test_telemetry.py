@@ -107,7 +107,8 @@ def test_spans_reach_an_otlp_receiver_inside_the_callers_trace(
     _, faulted = spans[f"{ORDERS}/Ping"]
     events = {e.name: e for e in faulted.events}
     assert set(events) == {"auth.admitted", "fault"}
-    assert events["fault"].attributes[0].value.string_value == "flaky"
+    fault = {kv.key: kv.value.string_value for kv in events["fault"].attributes}
+    assert fault == {"emulator.fault.rule": "flaky", "emulator.fault.kind": "abort"}
     assert attributes(faulted)["enduser.id"] == "ci"
 
 
@@ -177,7 +178,10 @@ def test_metrics_are_served_and_parse(tmp_path: Path) -> None:
         duration, "rpc_server_call_duration_seconds_count", rpc_grpc_status_code=aborted
     ) == [1.0]
     assert samples(
-        families["emulator_faults_injected"], "emulator_faults_injected_total", rule="down"
+        families["emulator_faults_injected"],
+        "emulator_faults_injected_total",
+        rule="down",
+        kind="abort",
     ) == [1.0]
     assert samples(families["emulator_stub_matches"], "emulator_stub_matches_total", stub="p1") == [
         1.0

@@ -261,10 +261,13 @@ class FaultInterceptor(Interceptor):
             return
         if not self._admit():
             return
+        done = (("delay", delay), ("deadline", hold), ("abort", abort), ("stream", stream))
+        kind = "+".join(name for name, on in done if on)
         held = False  # a stream fault keeps its max_active_faults slot until the call ends
         try:
             rule.counted()
             call.faults = (*call.faults, rule.name)
+            call.fault_kinds = (*call.fault_kinds, kind)
             if stream is not None:
                 state = self._call_state(call)
                 held = state.stream is None  # released in after(); one per call
@@ -306,6 +309,7 @@ class FaultInterceptor(Interceptor):
             return
         try:
             call.faults = (*call.faults, "header")
+            call.fault_kinds = (*call.fault_kinds, "header")
             if delay:
                 await _sleep_within_deadline(call, delay)
             if abort is not None:

@@ -67,7 +67,10 @@ class MetricsInterceptor(Interceptor):
             registry=r,
         )
         self.faults = Counter(
-            "emulator_faults_injected", "Faults injected, by rule", ["rule"], registry=r
+            "emulator_faults_injected",
+            "Faults injected, by rule and kind",
+            ["rule", "kind"],
+            registry=r,
         )
         self.refusals = Counter(
             "emulator_auth_refusals", "Calls security refused, by status", ["reason"], registry=r
@@ -125,8 +128,8 @@ class MetricsInterceptor(Interceptor):
         duration.observe(call.duration)
         requests.observe(call.requests.count)
         responses.observe(call.responses.count)
-        for rule in call.faults:
-            self.faults.labels(rule).inc()
+        for rule, kind in zip(call.faults, call.fault_kinds, strict=False):
+            self.faults.labels(rule, kind).inc()
         if code in _REFUSED and not answered:
             self.refusals.labels(code.name).inc()
         if answered.startswith("stub "):

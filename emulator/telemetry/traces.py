@@ -134,8 +134,8 @@ class TracingInterceptor(Interceptor):
             )
         elif call.principal or call.identities:
             span.add_event("auth.admitted", {"enduser.id": call.principal or call.identities[0]})
-        for rule in call.faults:
-            span.add_event("fault", {"emulator.fault.rule": rule})
+        for rule, kind in zip(call.faults, call.fault_kinds, strict=False):
+            span.add_event("fault", {"emulator.fault.rule": rule, "emulator.fault.kind": kind})
         if code != grpc.StatusCode.OK:
             span.set_status(Status(StatusCode.ERROR, call.details))
         span.end(end_time=int((call.started + call.duration) * 1e9))
