@@ -133,6 +133,7 @@ class Call:
 
     __slots__ = (
         "answered_by",
+        "behaviour_time",
         "budget",
         "claims",
         "code",
@@ -185,6 +186,9 @@ class Call:
         # (seconds from `started`, message): how long the responder may take, when an
         # interceptor (max_duration) limits it; past it the call ends DEADLINE_EXCEEDED.
         self.budget: tuple[float, str] | None = None
+        # (first start, last end) in time.time() seconds of the behaviour's own steps, when one
+        # ran: the span of the call gets a child for it.
+        self.behaviour_time: tuple[float, float] | None = None
         # grpc's ServicerContext while the call runs (interceptors read the peer's TLS
         # identity from it); dropped when the call ends, as the journal keeps the call.
         self.servicer_context: Any = None

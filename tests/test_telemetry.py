@@ -118,12 +118,31 @@ def test_emu_spans_keeps_the_finished_spans_and_reset_clears_them() -> None:
         [span] = emu.spans()
         assert span.name == f"{CATALOG}/GetProduct"
         assert span.attributes["rpc.method"] == "GetProduct"
+        assert span.attributes["emulator.responder"] == "default"  # no behaviour: no child
         # A request id made for the call: on the span and, as a proxy would add it, a header.
         made = span.attributes["emulator.request_id"]
         assert len(made) == 32
         assert emu.calls()[0].metadata["x-request-id"] == made
         emu.reset()
         assert emu.spans() == []
+
+
+def test_a_behaviour_gets_a_child_span_of_its_own_time() -> None:
+    import time as _time
+
+    def slow(request: Any, ctx: Any) -> None:
+        _time.sleep(0.02)  # the behaviour's own work, as the child span should show
+
+    with Emulator(protos=PROTOS, telemetry={"traces": {"enabled": True}}) as emu:
+        with emu.override(f"{CATALOG}/GetProduct", slow):
+            emu.stub(CATALOG).GetProduct({"product_id": "p1"})
+        child, parent = emu.spans()
+    assert (child.name, parent.name) == ("behaviour", f"{CATALOG}/GetProduct")
+    assert child.parent is not None and child.parent.span_id == parent.context.span_id
+    assert child.context.trace_id == parent.context.trace_id
+    assert child.attributes["emulator.responder"].startswith("override")
+    took = (child.end_time - child.start_time) / 1e9
+    assert 0.02 <= took <= (parent.end_time - parent.start_time) / 1e9
 
 
 def scrape(port: int) -> dict[str, Any]:

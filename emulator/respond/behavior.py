@@ -198,8 +198,10 @@ def _located(exc: BaseException, impl: Implementation) -> BaseException:
 
 
 async def within(call: Call, step: Awaitable[Any]) -> Any:
-    """Await one step of a behaviour inside the call's time budget (`max_duration`), if any."""
+    """Await one step of a behaviour inside the call's time budget (`max_duration`), if any;
+    the time it took joins `call.behaviour_time`."""
     budget = call.budget
+    started = time.time()
     try:
         if budget is None:
             return await step
@@ -211,6 +213,9 @@ async def within(call: Call, step: Awaitable[Any]) -> Any:
             raise RpcAbort(grpc.StatusCode.DEADLINE_EXCEEDED, message) from None
     except GeneratorExit as exc:  # raised by the behaviour: not a close of this call
         raise Escaped(exc) from exc
+    finally:
+        spent = call.behaviour_time
+        call.behaviour_time = (started if spent is None else spent[0], time.time())
 
 
 def _sync(func: Callable[..., Any], *args: Any) -> Any:

@@ -138,6 +138,16 @@ class TracingInterceptor(Interceptor):
             span.add_event("fault", {"emulator.fault.rule": rule, "emulator.fault.kind": kind})
         if code != grpc.StatusCode.OK:
             span.set_status(Status(StatusCode.ERROR, call.details))
+        if call.behaviour_time is not None:  # the behaviour's own time, as a child span
+            first, last = call.behaviour_time
+            child = self._tracer.start_span(
+                "behaviour",
+                context=trace.set_span_in_context(span),
+                kind=SpanKind.INTERNAL,
+                attributes={"emulator.responder": call.answered_by},
+                start_time=int(first * 1e9),
+            )
+            child.end(end_time=int(last * 1e9))
         span.end(end_time=int((call.started + call.duration) * 1e9))
 
 
