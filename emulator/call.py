@@ -14,7 +14,7 @@ import hashlib
 import struct
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ __all__ = [
     "Messages",
     "Metadata",
     "NearMiss",
+    "first_value",
     "first_values",
     "past_deadline",
 ]
@@ -217,6 +218,14 @@ class NearMiss:
 
     def __str__(self) -> str:
         return f"{self.stub}: {'; '.join(self.reasons)}"
+
+
+def first_value(metadata: Iterable[tuple[str, str | bytes]], key: str) -> str | bytes | None:
+    """The first value of header `key` (lower case), or None: one scan, no dict built."""
+    for name, value in metadata:
+        if name == key:
+            return value
+    return None
 
 
 def first_values(metadata: Metadata) -> dict[str, str | bytes]:

@@ -402,13 +402,7 @@ def _check_telemetry(config: Config, bad: Any) -> None:
         _check_host(telemetry.metrics.host, bad, "telemetry.metrics.host")
     if telemetry.traces.keep < 0:
         raise bad("telemetry.traces.keep", f"must be 0 or more, got {telemetry.traces.keep}")
-    header = telemetry.request_id_header
-    if not re.fullmatch(r"[0-9a-z_.-]+", header) or header.endswith("-bin"):
-        raise bad(
-            "telemetry.request_id_header",
-            f"{header!r} is not a header name: lower-case letters, digits, '-', '_' and '.', "
-            "not ending in -bin",
-        )
+    _check_header_name(telemetry.request_id_header, bad, "telemetry.request_id_header")
 
 
 def _check_admin(config: Config, bad: Any) -> None:
@@ -427,13 +421,16 @@ def _check_admin(config: Config, bad: Any) -> None:
         raise bad("admin.http_port", f"{admin.port} is admin.port already: choose another")
     if admin.host:
         _check_host(admin.host, bad, "admin.host")
-    if not re.fullmatch(r"[0-9a-z_.-]+", admin.session_header) or admin.session_header.endswith(
-        "-bin"
-    ):
+    _check_header_name(admin.session_header, bad, "admin.session_header")
+
+
+def _check_header_name(header: str, bad: Any, key: str) -> None:
+    """A header the emulator reads or sends itself: gRPC's lower-case text header names."""
+    if not re.fullmatch(r"[0-9a-z_.-]+", header) or header.endswith("-bin"):
         raise bad(
-            "admin.session_header",
-            f"{admin.session_header!r} is not a header name: lower-case letters, digits, "
-            "'-', '_' and '.', not ending in -bin",
+            key,
+            f"{header!r} is not a header name: lower-case letters, digits, '-', '_' and '.', "
+            "not ending in -bin",
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from emulator.admin.operations import AdminError
+from emulator.call import first_value
 from emulator.config import Config
 from emulator.errors import ConfigError
 from emulator.security.setup import loopback
@@ -81,7 +82,7 @@ class AdminGuard:
         if self.open:
             return
         if self._token:
-            sent = next((v for k, v in metadata if k == "authorization"), None)
+            sent = first_value(metadata, "authorization")
             if (
                 isinstance(sent, str)
                 and sent[:7].lower() == "bearer "

@@ -25,6 +25,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
+from emulator._aiohttp import serve_app
 from emulator.admin.descriptor import pb
 from emulator.admin.operations import OPERATIONS, AdminError, Operation, Operations, to_json
 from emulator.admin.service import AdminHandler
@@ -51,21 +52,7 @@ async def start_http(
     for op in OPERATIONS:
         app.router.add_route(op.verb, op.route, _route(op, operations, handler))
     app.router.add_route("*", "/{tail:.*}", _unknown)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]"), port, reuse_port=False)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        from emulator.errors import ConfigError
-
-        raise ConfigError(
-            f"admin.http_port: cannot listen on {host}:{port}: {exc.strerror}; choose another "
-            "admin.http_port (0 picks a free one)"
-        ) from None
-    bound = int(runner.addresses[0][1])
-    return runner, bound
+    return await serve_app(app, host, port, "admin.http_port")
 
 
 def _error(error: AdminError) -> web.Response:

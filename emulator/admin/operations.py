@@ -259,12 +259,12 @@ class Operations:
         woken = asyncio.Event()
         loop = asyncio.get_running_loop()
 
-        def wake() -> None:
+        def wake(record: CallRecord) -> None:  # (read again below, with the calls it missed)
             loop.call_soon_threadsafe(woken.set)
 
         last, clears = request.since_index, journal.clears
         self.check_watch(request)
-        journal.listeners.append(wake)
+        journal.record_listeners.append(wake)
         try:
             while True:
                 woken.clear()
@@ -277,7 +277,7 @@ class Operations:
                     yield call_record(record, header)
                 await woken.wait()
         finally:
-            journal.listeners.remove(wake)
+            journal.record_listeners.remove(wake)
 
     async def _Verify(self, request: Any, session: str | None) -> Any:
         if not request.method:

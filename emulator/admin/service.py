@@ -17,6 +17,7 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 from emulator.admin.descriptor import pb
 from emulator.admin.guard import AdminGuard
 from emulator.admin.operations import OPERATIONS, AdminError, Operation, Operations
+from emulator.call import first_value
 from emulator.contracts.builtin import ADMIN_SERVICE
 from emulator.runtime.reflection import parse_or_abort
 
@@ -61,7 +62,7 @@ class AdminHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 await abort(context, refused)
         cls = getattr(pb, op.request)
         parsed = await parse_or_abort(cls, request, cls.DESCRIPTOR.full_name, context)
-        session = next((v for k, v in metadata if k == self._header), "")
+        session = first_value(metadata, self._header)
         return parsed, session if isinstance(session, str) else ""
 
     def _handler(self, op: Operation) -> grpc.RpcMethodHandler:

@@ -25,7 +25,7 @@ from typing import Any, TypeAlias, TypeVar, overload
 import grpc
 from google.protobuf.message import Message
 
-from emulator.call import Call, Metadata, NearMiss
+from emulator.call import Call, Metadata, NearMiss, first_value
 from emulator.chain import Interceptor
 from emulator.contracts.model import MethodSpec
 from emulator.headers import Headers
@@ -294,10 +294,8 @@ class Journal(Interceptor):
         self.clears = 0  # how many times clear() has run: indexes start again at 1 after it
         self.dropped = 0  # calls dropped to keep within the bounds, since the start
         self.settle: Callable[[], None] | None = None
-        # Told after each call is kept (the admin API's WatchCalls); none on the usual path.
-        self.listeners: list[Callable[[], None]] = []
-        # Given each call's record as it is kept (`journal.out`); none on the usual path, where
-        # no record is built until a test reads the journal.
+        # Given each call's record as it is kept (`journal.out`, the admin API's WatchCalls);
+        # none on the usual path, where no record is built until a test reads the journal.
         self.record_listeners: list[Callable[[CallRecord], None]] = []
 
     @property
@@ -354,9 +352,6 @@ class Journal(Interceptor):
             record = CallRecord(kept, index, self._secrets, self._specs[number])
             for tell in list(self.record_listeners):
                 tell(record)
-        if self.listeners:
-            for listener in list(self.listeners):
-                listener()
 
     def _number(self, spec: MethodSpec) -> int:
         with self._lock:
@@ -394,7 +389,7 @@ class Journal(Interceptor):
 
         def tagged(entry: _Kept | CallRecord) -> bool:
             if type(entry) is tuple:
-                return next((v for k, v in entry[1] if k == header), None) == value
+                return first_value(entry[1], header) == value
             return typing.cast(CallRecord, entry).metadata.get(header) == value
 
         with self._lock:

@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from emulator.behavior.convert import ReturnTypeError
 from emulator.behavior.defaults import DefaultResponses
-from emulator.call import Call, first_values
+from emulator.call import Call, first_value, first_values
 from emulator.contracts.model import RpcKind
 from emulator.errors import RpcAbort
 from emulator.faults.config import DelayConfig
@@ -382,10 +382,8 @@ async def _until(
 
 def _session(call: Call, header: str) -> str | None:
     """The session a call is tagged with (its first value of the session header)."""
-    for key, value in call.metadata:
-        if key == header:
-            return value if isinstance(value, str) else None
-    return None
+    value = first_value(call.metadata, header)
+    return value if isinstance(value, str) else None
 
 
 async def _as_stream(out: AsyncIterator[bytes] | Awaitable[bytes] | bytes) -> AsyncIterator[bytes]:

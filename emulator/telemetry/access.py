@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import grpc
 
-from emulator.call import Call
+from emulator.call import Call, first_value
 from emulator.chain import Interceptor
 
 __all__ = ["AccessLog"]
@@ -54,7 +54,7 @@ class AccessLog(Interceptor):
             self._file = None
 
     def entry(self, call: Call) -> dict[str, Any]:
-        session = next((v for k, v in call.metadata if k == self._session_header), None)
+        session = first_value(call.metadata, self._session_header)
         trace_id, span_id = self._trace_ids(call)
         entry: dict[str, Any] = {
             "time": datetime.datetime.fromtimestamp(call.started, datetime.UTC).isoformat(

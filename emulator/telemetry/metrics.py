@@ -149,7 +149,7 @@ async def serve_metrics(
     """/metrics over HTTP on the emulator's event loop; the runner and the port bound."""
     from aiohttp import web
 
-    from emulator.errors import ConfigError
+    from emulator._aiohttp import serve_app
 
     async def scrape(request: web.Request) -> web.Response:
         body, content_type = metrics.text()
@@ -159,15 +159,4 @@ async def serve_metrics(
 
     app = web.Application()
     app.router.add_get(path, scrape)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]"), port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfigError(
-            f"telemetry.metrics.port: cannot listen on {host}:{port}: {exc.strerror}; choose "
-            "another port (0 picks a free one)"
-        ) from None
-    return runner, int(runner.addresses[0][1])
+    return await serve_app(app, host, port, "telemetry.metrics.port")

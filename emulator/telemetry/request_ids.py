@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from emulator.call import Call
+from emulator.call import Call, first_value
 from emulator.chain import Interceptor
 
 __all__ = ["RequestIds"]
@@ -20,7 +20,7 @@ class RequestIds(Interceptor):
         self.header = header
 
     async def before(self, call: Call) -> None:
-        sent = next((v for k, v in call.metadata if k == self.header), None)
+        sent = first_value(call.metadata, self.header)
         if isinstance(sent, str) and sent:
             request_id = sent
         else:
