@@ -14,7 +14,8 @@ nothing of ours.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from typing import Any
 
 __all__ = ["Headers"]
 
@@ -59,6 +60,23 @@ class Headers(Mapping[str, Value]):
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             return (item[0].lower(), item[1]) in self._pairs
         return False
+
+    # The first values' own views: Mapping's generic ones look each key up again in Python
+    # (an admin ListCalls reads the headers of thousands of records).
+    def keys(self) -> KeysView[str]:
+        return self._first.keys()
+
+    def items(self) -> ItemsView[str, Value]:
+        return self._first.items()
+
+    def values(self) -> ValuesView[Value]:
+        return self._first.values()
+
+    def get(self, key: str, default: Any = None) -> Value | Any:
+        try:
+            return self._first.get(key.lower(), default)
+        except AttributeError:  # not a string: never a header
+            return default
 
     def get_all(self, key: str) -> list[Value]:
         """Every value of `key`, in the order they were sent; `[]` when it was not."""

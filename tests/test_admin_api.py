@@ -300,6 +300,81 @@ def test_list_calls_pages_and_since_index(emu: Emulator, admin: Admin) -> None:
     assert field == "method" and "Catalog" in description
 
 
+def test_list_calls_pages_are_the_records_protobuf_writes(emu: Emulator, admin: Admin) -> None:
+    """ListCalls writes its pages as wire bytes by hand: every field of every kind of record
+    parses back as the CallRecord message protobuf builds from the same record."""
+    admin("AddStubs", stubs=[stub("p1", "only-p1", "One")])
+    rule = struct({"name": "down", "match": {"method": GET}, "abort": {"code": "UNAVAILABLE"}})
+    product(emu, "p1", "s1")  # a stub answers
+    product(emu, "p2 ünïcode " + "x" * 200, "s1")  # a near miss; a long, non-ASCII request
+    emu.stub(CATALOG).GetProduct(
+        {"product_id": "p3"}, metadata=[("x-blob-bin", b"\x00\xff"), ("authorization", "t")]
+    )
+    admin("AddFault", rule=rule)
+    with pytest.raises(grpc.RpcError):
+        product(emu, "p4")  # a fault fired: code, details and the rule's name
+    admin("RemoveFault", name="down")
+    list(emu.stub(CATALOG).ListProducts({}))  # a stream: many responses
+    from emulator.admin.convert import call_record
+
+    records = emu.calls()
+    assert len(records) == 5 and records[1].near_misses and records[3].faults
+    for raw_only in (False, True):
+        page = admin("ListCalls", raw_only=raw_only)
+        assert page.total == 5
+        expected = [call_record(r, "x-emulator-session", raw_only=raw_only) for r in records]
+        assert list(page.calls) == expected
+    assert page.calls[2].metadata["x-blob-bin"] == "AP8="  # base64, as gRPC's text form
+    page = admin("ListCalls", page_size=2, since_index=1)
+    assert [c.index for c in page.calls] == [2, 3] and page.next_page_token and page.total == 5
+
+
+def test_after_a_listing_the_forms_of_new_calls_are_made_in_the_lulls() -> None:
+    """Once a client has listed the journal, the emulator makes the forms the next ListCalls
+    needs while it waits (a big page then answers from them), the same as made on demand."""
+    import time
+
+    from emulator.admin.convert import encoded_record
+
+    with Emulator(protos=PROTOS, seed=3) as emu:
+        own = Admin(emu.target)
+        for n in range(3):
+            product(emu, f"p{n}")
+        assert emu.server.admin is not None
+        preparer = emu.server.admin.operations.preparer
+        assert preparer._task is None  # nobody listed: nothing made ahead
+        own("ListCalls", raw_only=True)
+        for n in range(20):
+            product(emu, f"q{n}")
+        journal = emu.server.journal
+
+        def made(json: bool) -> bool:
+            entries = list(journal._entries)
+            return all(
+                type(e[2]) is not tuple and e[2].exported and (len(e[2].exported) > 1) == json
+                for e in entries
+            )
+
+        deadline = time.monotonic() + 10
+        while not made(json=False):  # raw forms only: that is what was listed
+            assert time.monotonic() < deadline, "the raw forms were not made in a lull"
+            time.sleep(0.01)
+        own("ListCalls")  # JSON from now on
+        for n in range(5):
+            product(emu, f"r{n}")
+        while not made(json=True) or len(journal._entries) != 28:
+            assert time.monotonic() < deadline, "the JSON forms were not made in a lull"
+            time.sleep(0.01)
+        page = own("ListCalls")
+        fresh = pb.CallList()
+        for record in emu.calls():
+            record.exported = None
+            fresh.calls.add().MergeFromString(encoded_record(record, "x-emulator-session"))
+        assert list(page.calls) == list(fresh.calls) and len(page.calls) == 28
+        own.channel.close()
+    assert preparer._task is None  # stopped with the emulator
+
+
 def test_secret_headers_are_redacted_in_calls(emu: Emulator, admin: Admin) -> None:
     emu.stub(CATALOG).GetProduct(
         {"product_id": "p1"}, metadata=[("authorization", "Bearer hunter2"), ("x-t", "v")]

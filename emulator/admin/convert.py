@@ -16,9 +16,11 @@ from google.protobuf import struct_pb2
 
 from emulator.admin.descriptor import pb
 from emulator.admin.structs import StructCache
+from emulator.admin.wire import varint
 from emulator.journal import CallRecord
 
 __all__ = [
+    "Encoded",
     "call_list",
     "call_record",
     "encoded_record",
@@ -63,41 +65,77 @@ _STRUCTS = StructCache()  # the JSON forms of messages, for ListCalls and WatchC
 
 
 def encoded_record(record: CallRecord, header: str, *, raw_only: bool = False) -> bytes:
-    """`call_record(...)` serialized, made once per record and form and kept on the record: a
-    test polling ListCalls, or the next page over the same calls, encodes nothing again."""
-    key = (_ENCODED, header, raw_only)
+    """`call_record(...)` serialized, made once per record and kept on it: a test polling
+    ListCalls, or the next page over the same calls, encodes nothing again.
+
+    The JSON forms are the `requests` and `responses` fields written after the rest: wire
+    fields may come in any order, and a message's bytes followed by more fields' bytes are the
+    message with those fields. So the JSON never goes through a message of its own (parsing
+    each Struct into the record and serializing it again cost more than making it)."""
     kept = record.exported
-    if kept is not None:
-        found: bytes | None = kept.get(key)
-        if found is not None:
-            return found
-    data: bytes = call_record(record, header, raw_only=raw_only).SerializeToString()
     if kept is None:
         kept = record.exported = {}
-    kept[key] = data
-    return data
+    base: bytes | None = kept.get((_RAW, header))
+    if base is None:
+        base = kept[(_RAW, header)] = call_record(record, header, raw_only=True).SerializeToString()
+    if raw_only:
+        return base
+    jsons: bytes | None = kept.get(_JSON)
+    if jsons is None:
+        # Kept by message bytes, so a message is decoded and converted only when they are new.
+        requests = _STRUCTS.of(record.request_type, record.raw_requests, lambda: record.requests)
+        responses = _STRUCTS.of(
+            record.response_type, record.raw_responses, lambda: record.responses
+        )
+        jsons = kept[_JSON] = _repeated(b"\x4a", requests) + _repeated(b"\x52", responses)
+    return base + jsons
 
 
-_ENCODED = object()  # the key of encoded_record()'s forms on a record
+_RAW, _JSON = object(), object()  # the keys of encoded_record()'s forms on a record
 
 
-def call_list(encoded: list[bytes]) -> bytes:
-    """CallList.calls (field 1) of records already encoded, as wire bytes: no messages made."""
+def _repeated(tag: bytes, values: list[bytes]) -> bytes:
+    """A repeated message field's wire bytes, from its values' own bytes."""
     parts = []
-    for data in encoded:
-        parts.append(b"\x0a")
-        parts.append(_varint(len(data)))
+    for data in values:
+        parts.append(tag)
+        parts.append(varint(len(data)))
         parts.append(data)
     return b"".join(parts)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+def call_list(encoded: list[bytes], total: int, next_page_token: str) -> Encoded:
+    """A CallList of records already encoded, as wire bytes: no messages made."""
+    data = _repeated(b"\x0a", encoded)
+    if next_page_token:
+        token = next_page_token.encode("utf-8")
+        data += b"\x12" + varint(len(token)) + token
+    if total:
+        data += b"\x18" + varint(total)
+    return Encoded(pb.CallList, data)
+
+
+class Encoded:
+    """An answer already in wire form: the gRPC door sends its bytes as they are (a page of
+    10,000 calls is megabytes: parsing it into a message to serialize it again cost a tenth of
+    a second); the HTTP door asks for the message."""
+
+    __slots__ = ("cls", "data")
+
+    def __init__(self, cls: Any, data: bytes) -> None:
+        self.cls, self.data = cls, data
+
+    def SerializeToString(self) -> bytes:  # a message's name for it
+        return self.data
+
+    def message(self) -> Any:
+        return self.cls.FromString(self.data)
+
+
+def _seconds_nanos(record: CallRecord) -> tuple[int, int]:
+    started = record.started_at.timestamp()
+    seconds = int(started)
+    return seconds, int((started - seconds) * 1e9)
 
 
 def call_record(record: CallRecord, header: str, *, raw_only: bool = False) -> Any:
@@ -121,9 +159,7 @@ def call_record(record: CallRecord, header: str, *, raw_only: bool = False) -> A
         session=session if isinstance(session, str) else "",
         peer=record.peer,
     )
-    started = record.started_at.timestamp()
-    seconds = int(started)
-    out.started_at.seconds, out.started_at.nanos = seconds, int((started - seconds) * 1e9)
+    out.started_at.seconds, out.started_at.nanos = _seconds_nanos(record)
     for miss in record.near_misses:
         out.near_misses.add(stub=miss.stub, reasons=miss.reasons)
     if not raw_only:

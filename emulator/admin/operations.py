@@ -26,8 +26,17 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from emulator.admin.convert import call_list, call_record, encoded_record, fault, plain, stub_list
+from emulator.admin.convert import (
+    Encoded,
+    call_list,
+    call_record,
+    encoded_record,
+    fault,
+    plain,
+    stub_list,
+)
 from emulator.admin.descriptor import pb
+from emulator.admin.prepare import Preparer
 from emulator.contracts.patterns import check_method, method_matches
 from emulator.control import ControlPlane
 from emulator.errors import ConfigError, EmulatorError, NotFoundError
@@ -91,6 +100,8 @@ class Operations:
     def __init__(self, control: ControlPlane, started: float | None = None) -> None:
         self.control = control
         self.started = time.monotonic() if started is None else started
+        # Once a client lists the journal, the forms of new calls are made in the lulls.
+        self.preparer = Preparer(lambda: self._server.journal, control.session_header)
         self._unary: dict[str, Callable[[Any, str | None], Awaitable[Any]]] = {
             op.name: getattr(self, "_" + op.name) for op in OPERATIONS if not op.streaming
         }
@@ -216,6 +227,7 @@ class Operations:
         return records
 
     async def _ListCalls(self, request: Any, session: str | None) -> Any:
+        self.preparer.start(raw_only=request.raw_only)
         size = request.page_size or PAGE_SIZE
         if not 0 < size <= MAX_PAGE_SIZE:
             raise invalid("page_size", f"must be 1 to {MAX_PAGE_SIZE}, got {size}")
@@ -241,11 +253,8 @@ class Operations:
         page = chosen[:size]
         header = self.control.session_header
         encoded = [encoded_record(r, header, raw_only=request.raw_only) for r in page]
-        out = pb.CallList.FromString(call_list(encoded))  # parsed in C: no record built again
-        out.total = len(records)
-        if len(chosen) > size:
-            out.next_page_token = f"{self._server.journal.clears}:{page[-1].index}"
-        return out
+        token = f"{self._server.journal.clears}:{page[-1].index}" if len(chosen) > size else ""
+        return call_list(encoded, len(records), token)
 
     def check_watch(self, request: Any) -> None:
         """AdminError now for a WatchCalls request that could only fail."""
@@ -371,6 +380,8 @@ def _field(name: str, request: Any, message: str) -> str:
 
 def to_json(message: Any) -> dict[str, Any]:
     """A response as the HTTP door sends it (proto3 JSON, defaults included)."""
+    if isinstance(message, Encoded):
+        message = message.message()
     found: dict[str, Any] = _whole(
         json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
     )

@@ -39,8 +39,7 @@ def attach_admin(control: ControlPlane) -> AdminServing | None:
     serving = AdminServing(operations, AdminHandler(operations, AdminGuard(config)))
     if config.admin.port is None:
         server.extra_handlers.append(serving.handler)
-    if config.admin.port is not None or config.admin.http_port is not None:
-        server.companions.append(serving)
+    server.companions.append(serving)  # (its stop ends the preparer on any port)
     server.admin = serving
     return serving
 
@@ -108,6 +107,7 @@ class AdminServing:
             )
 
     async def stop(self) -> None:
+        await self.operations.preparer.stop()
         if self._http is not None:
             await self._http.cleanup()
             self._http = None

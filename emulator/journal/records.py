@@ -384,6 +384,35 @@ class Journal(Interceptor):
                 return [typing.cast(CallRecord, entry[2]) for entry in tail]
             return [typing.cast(CallRecord, entry[2]) for entry in entries]
 
+    @property
+    def last_index(self) -> int:
+        """The index of the newest call kept (0 for none): whether calls came, cheaply."""
+        entries = self._entries
+        return entries[-1][0] if entries else 0
+
+    def build(self, count: int) -> list[CallRecord]:
+        """Make records of up to `count` of the oldest calls not read yet, as a read would
+        first (idle-time work, so that a later read finds them made); the records made."""
+        with self._lock:
+            entries = self._entries
+            # Calls read are a prefix (a read makes them all; calls come at the end): the
+            # first one not read is found by bisection.
+            low, high = 0, len(entries)
+            while low < high:
+                middle = (low + high) // 2
+                if type(entries[middle][2]) is tuple:
+                    high = middle
+                else:
+                    low = middle + 1
+            made = []
+            for position in range(low, min(low + count, len(entries))):
+                index, size, entry = entries[position]
+                kept = typing.cast(_Kept, entry)
+                record = CallRecord(kept, index, self._secrets, self._specs[kept[0]])
+                entries[position] = (index, size, record)
+                made.append(record)
+            return made
+
     def drop(self, header: str, value: str) -> None:
         """Forget the calls whose `header` is `value` (one session's, at its reset)."""
 

@@ -160,3 +160,24 @@ def test_the_cache_converts_each_message_once_and_stays_bounded(kinds: type[Mess
     raws, decode = messages("a")
     cache.of(kinds, raws, decode)
     assert len(decoded) == 3 + 40 + 1  # "a" was forgotten
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (0, 0),
+        (1714700512, 872_000_000),  # milliseconds
+        (1714700512, 872_001_000),  # microseconds
+        (1714700512, 1),  # nanoseconds
+        (253402300799, 999_999_999),  # the last instant a Timestamp holds
+        (-1, 500_000_000),  # before 1970: json_format's own way
+        (-62135596800, 0),  # 0001-01-01
+    ],
+)
+def test_timestamps_read_as_json_format_writes_them(seconds: int, nanos: int) -> None:
+    from google.protobuf import timestamp_pb2
+
+    from emulator.admin.structs import _timestamp
+
+    value = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    assert _timestamp(value) == value.ToJsonString()
