@@ -14,7 +14,7 @@ nothing of ours.
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["Headers"]
@@ -61,16 +61,11 @@ class Headers(Mapping[str, Value]):
             return (item[0].lower(), item[1]) in self._pairs
         return False
 
-    # The first values' own views: Mapping's generic ones look each key up again in Python
-    # (an admin ListCalls reads the headers of thousands of records).
-    def keys(self) -> KeysView[str]:
-        return self._first.keys()
-
-    def items(self) -> ItemsView[str, Value]:
+    def first_items(self) -> ItemsView[str, Value]:
+        """Each key (lower-case) with its first value, as the dict's own view: `items()`
+        checks membership case-insensitively, and so goes through Python for each key (an
+        admin ListCalls reads the headers of thousands of records)."""
         return self._first.items()
-
-    def values(self) -> ValuesView[Value]:
-        return self._first.values()
 
     def get(self, key: str, default: Any = None) -> Value | Any:
         try:

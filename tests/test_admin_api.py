@@ -346,6 +346,7 @@ def test_after_a_listing_the_forms_of_new_calls_are_made_in_the_lulls() -> None:
         own("ListCalls", raw_only=True)
         for n in range(20):
             product(emu, f"q{n}")
+        assert len(emu.calls()) == 23  # a read makes the records: the forms are still made
         journal = emu.server.journal
 
         def made(json: bool) -> bool:
@@ -373,6 +374,43 @@ def test_after_a_listing_the_forms_of_new_calls_are_made_in_the_lulls() -> None:
         assert list(page.calls) == list(fresh.calls) and len(page.calls) == 28
         own.channel.close()
     assert preparer._task is None  # stopped with the emulator
+
+
+def test_a_call_whose_forms_cannot_be_made_ahead_stops_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message json_format refuses (say a Value holding NaN) is left to the listing, which
+    answers for it; the other calls' forms are made, and the emulator stops cleanly."""
+    import time
+
+    import emulator.admin.prepare as prepare
+
+    real = prepare.encoded_record
+
+    def refusing(record: Any, header: str, *, raw_only: bool = False) -> bytes:
+        if record.index == 2:
+            raise ValueError("Fail to serialize Infinity for Value")
+        return real(record, header, raw_only=raw_only)
+
+    monkeypatch.setattr(prepare, "encoded_record", refusing)
+    with Emulator(protos=PROTOS, seed=3) as emu:
+        own = Admin(emu.target)
+        own("ListCalls")
+        for n in range(4):
+            product(emu, f"p{n}")
+        journal = emu.server.journal
+        deadline = time.monotonic() + 10
+        while not all(
+            type(e[2]) is not tuple and (e[2].exported or e[2].index == 2)
+            for e in list(journal._entries)
+        ):
+            assert time.monotonic() < deadline, "the other calls' forms were not made"
+            time.sleep(0.01)
+        assert len(own("ListCalls").calls) == 4
+        own.channel.close()
+        assert emu.server.admin is not None
+        preparer = emu.server.admin.operations.preparer
+    assert preparer._task is None
 
 
 def test_secret_headers_are_redacted_in_calls(emu: Emulator, admin: Admin) -> None:

@@ -17,6 +17,7 @@ from google.protobuf import struct_pb2
 from emulator.admin.descriptor import pb
 from emulator.admin.structs import StructCache
 from emulator.admin.wire import varint
+from emulator.headers import Headers
 from emulator.journal import CallRecord
 
 __all__ = [
@@ -58,7 +59,8 @@ def _text(value: str | bytes) -> str:
 
 
 def first_values(headers: Mapping[str, str | bytes]) -> dict[str, str]:
-    return {key: _text(value) for key, value in headers.items()}
+    items = headers.first_items() if isinstance(headers, Headers) else headers.items()
+    return {key: _text(value) for key, value in items}
 
 
 _STRUCTS = StructCache()  # the JSON forms of messages, for ListCalls and WatchCalls

@@ -227,7 +227,6 @@ class Operations:
         return records
 
     async def _ListCalls(self, request: Any, session: str | None) -> Any:
-        self.preparer.start(raw_only=request.raw_only)
         size = request.page_size or PAGE_SIZE
         if not 0 < size <= MAX_PAGE_SIZE:
             raise invalid("page_size", f"must be 1 to {MAX_PAGE_SIZE}, got {size}")
@@ -242,6 +241,7 @@ class Operations:
             after = max(after, int(index))
         if request.method:
             self.check_watch(request)  # a bad pattern: refused here, not in the thread
+        self.preparer.start(raw_only=request.raw_only)
         # A big page takes a while to build (10,000 calls: a second or more): built off the
         # event loop, so the emulated services keep answering meanwhile.
         loop = asyncio.get_running_loop()

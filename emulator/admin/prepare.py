@@ -12,18 +12,21 @@ soon as one does. Under load it does nothing; an emulator no one lists never sta
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 from collections.abc import Callable
 
 from emulator.admin.convert import encoded_record
-from emulator.journal import Journal
+from emulator.journal import CallRecord, Journal
+
+log = logging.getLogger("emulator")
 
 __all__ = ["Preparer"]
 
 TICK = 0.01  # seconds between looks at the journal
 SLICE = 0.001  # seconds of work at a time: what a call arriving may wait
 BATCH = 4  # calls made between looks at the clock
+BIG = 16 << 10  # message bytes of a call above which its forms are not made ahead
 
 
 class Preparer:
@@ -32,20 +35,30 @@ class Preparer:
         self._header = header
         self._task: asyncio.Task[None] | None = None
         self._json = False  # the JSON forms too, not only the raw ones
+        self._stopped = False
+        self._done = (0, 0)  # (journal clears, index) up to which forms are made
 
     def start(self, *, raw_only: bool) -> None:
         """From now on, make the forms a ListCalls like this one needs, in the lulls (on the
         event loop; again with raw_only false adds the JSON forms)."""
-        self._json = self._json or not raw_only
+        if self._stopped:
+            return  # the server is stopping: a listing now must not leave a task behind
+        if self._json is False and not raw_only:
+            self._json, self._done = True, (0, 0)  # the calls made raw-only get JSON too
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopped = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # a bug of ours: said, and the server still stops
+                log.error("making the admin API's forms ahead failed", exc_info=True)
 
     async def _run(self) -> None:
         seen: tuple[int, int] | None = None
@@ -66,10 +79,24 @@ class Preparer:
     def _slice(self, journal: Journal) -> bool:
         """Some of the work, for about SLICE; whether it is all done."""
         deadline = time.perf_counter() + SLICE
+        clears, since = self._done
+        if clears != journal.clears:  # reset: indexes start again
+            since = 0
         while time.perf_counter() < deadline:
-            made = journal.build(BATCH)
-            if not made:
+            records = journal.build(BATCH, since)
+            if not records:
+                self._done = (journal.clears, since)
                 return True
-            for record in made:
-                encoded_record(record, self._header, raw_only=not self._json)
+            for record in records:
+                self._prepare(record)
+            since = records[-1].index
+        self._done = (journal.clears, since)
         return False
+
+    def _prepare(self, record: CallRecord) -> None:
+        if sum(map(len, record.raw_requests)) + sum(map(len, record.raw_responses)) > BIG:
+            return  # milliseconds of Python: left to the listing, off the loop
+        try:
+            encoded_record(record, self._header, raw_only=not self._json)
+        except Exception:  # a message json_format refuses: the listing will say so
+            log.debug("no forms made ahead for call %d", record.index, exc_info=True)

@@ -15,10 +15,10 @@ the answers are the same either way.
 from __future__ import annotations
 
 import base64
+import datetime
 import math
 import struct as _struct
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -268,13 +268,17 @@ def _number_entry(key: bytes, text: Callable[[str], bytes]) -> _Encode:
 
 
 def _timestamp(value: Any) -> str:
-    """`value.ToJsonString()` in a fifth of the time, for the years 1970 to 9999 (gmtime's
-    %Y has four digits there); the rest, and values json_format refuses, as it does."""
+    """`value.ToJsonString()` without its datetime arithmetic, for the years 1970 to 9999; the
+    rest, and values json_format refuses, as it does."""
     seconds, nanos = value.seconds, value.nanos
     if not (0 <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
         text: str = value.ToJsonString()
         return text
-    day = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, rest = divmod(rest, 60)
+    # (not gmtime: under a `right/` zone it counts leap seconds, as Timestamps do not)
+    day = f"{_date(_EPOCH_DAY + days).isoformat()}T{hours:02d}:{minutes:02d}:{rest:02d}"
     if not nanos:
         return day + "Z"
     if not nanos % 1_000_000:
@@ -285,6 +289,8 @@ def _timestamp(value: Any) -> str:
 
 
 _TIMESTAMP = "google.protobuf.Timestamp"
+_date = datetime.date.fromordinal
+_EPOCH_DAY = datetime.date(1970, 1, 1).toordinal()
 _MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the last second a Timestamp may hold
 
 

@@ -390,28 +390,28 @@ class Journal(Interceptor):
         entries = self._entries
         return entries[-1][0] if entries else 0
 
-    def build(self, count: int) -> list[CallRecord]:
-        """Make records of up to `count` of the oldest calls not read yet, as a read would
-        first (idle-time work, so that a later read finds them made); the records made."""
+    def build(self, count: int, since: int = 0) -> list[CallRecord]:
+        """Up to `count` records of the calls after index `since`, oldest first, making those
+        not read yet as a read would (idle-time work, so that a later read finds them made)."""
         with self._lock:
             entries = self._entries
-            # Calls read are a prefix (a read makes them all; calls come at the end): the
-            # first one not read is found by bisection.
+            # Indexes grow along the deque, and calls read are a prefix of it (a read makes
+            # them all; calls come at the end), so making them in order keeps it one.
             low, high = 0, len(entries)
             while low < high:
                 middle = (low + high) // 2
-                if type(entries[middle][2]) is tuple:
-                    high = middle
-                else:
+                if entries[middle][0] <= since:
                     low = middle + 1
-            made = []
+                else:
+                    high = middle
+            out = []
             for position in range(low, min(low + count, len(entries))):
                 index, size, entry = entries[position]
-                kept = typing.cast(_Kept, entry)
-                record = CallRecord(kept, index, self._secrets, self._specs[kept[0]])
-                entries[position] = (index, size, record)
-                made.append(record)
-            return made
+                if type(entry) is tuple:
+                    entry = CallRecord(entry, index, self._secrets, self._specs[entry[0]])
+                    entries[position] = (index, size, entry)
+                out.append(typing.cast(CallRecord, entry))
+            return out
 
     def drop(self, header: str, value: str) -> None:
         """Forget the calls whose `header` is `value` (one session's, at its reset)."""
