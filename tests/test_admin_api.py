@@ -383,7 +383,7 @@ def test_a_call_whose_forms_cannot_be_made_ahead_stops_nothing(
     answers for it; the other calls' forms are made, and the emulator stops cleanly."""
     import time
 
-    import emulator.admin.prepare as prepare
+    from emulator.admin import prepare
 
     real = prepare.encoded_record
 
