@@ -13,7 +13,6 @@ bench/results/faults.json, exits 0 unless the benchmark itself breaks.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -29,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
-from rounds import Variant, median_iqr, pinning, run_rounds, write_results  # noqa: E402
+from rounds import Variant, load_parser, median_iqr, pinning, run_rounds, write_results  # noqa: E402
 from rounds import ratios as rps_ratios  # noqa: E402
 
 # grpc through run.py: importing it re-executes this script under the venv when grpc is missing.
@@ -216,15 +215,7 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=12, help="alternating load rounds")
-    parser.add_argument("--duration", type=float, default=1.5, help="seconds per load run")
-    parser.add_argument("--warmup", type=float, default=0.5, help="seconds before each run")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--python-load", action="store_true", help="skip h2load even if present")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin servers to a CPU")
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "faults.json")
+    parser = load_parser(__doc__, 12, 1.5, HERE / "results" / "faults.json")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, terminated)  # so that `finally` stops both servers
 

@@ -12,6 +12,7 @@ servers up between rounds (its start-up is measured apart).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -132,3 +133,18 @@ def write_results(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
     print(f"\nwrote {shown}")
+
+
+def load_parser(doc: str, rounds: int, duration: float, output: Path) -> argparse.ArgumentParser:
+    """The options every load benchmark takes (rounds, load shape, pinning, output); a
+    benchmark adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=rounds, help="rotating load rounds")
+    parser.add_argument("--duration", type=float, default=duration, help="seconds per load run")
+    parser.add_argument("--warmup", type=float, default=0.5, help="seconds before each run")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--python-load", action="store_true", help="skip h2load even if present")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers to a CPU")
+    parser.add_argument("--output", type=Path, default=output)
+    return parser

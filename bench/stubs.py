@@ -24,7 +24,6 @@ PASS/FAIL, writes bench/results/stubs-latest.json, exits 0 unless the benchmark 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
-from rounds import Variant, medians, pinning, ratios, run_rounds, write_results  # noqa: E402
+from rounds import Variant, load_parser, medians, pinning, ratios, run_rounds, write_results  # noqa: E402
 
 # grpc through run.py: importing it re-executes this script under the venv when grpc is missing.
 from run import (  # noqa: E402 - bench/ helpers
@@ -347,16 +346,8 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=8, help="rotating load rounds")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per load run")
-    parser.add_argument("--warmup", type=float, default=0.5, help="seconds before each run")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--python-load", action="store_true", help="skip h2load even if present")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin servers to a CPU")
+    parser = load_parser(__doc__, 8, 2.0, HERE / "results" / "stubs-latest.json")
     parser.add_argument("--in-process-only", action="store_true", help="skip the servers")
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "stubs-latest.json")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, terminated)  # so that `finally` stops every server
 

@@ -30,7 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
-from rounds import Variant, median_iqr, pinning, run_rounds, write_results  # noqa: E402
+from rounds import Variant, load_parser, median_iqr, pinning, run_rounds, write_results  # noqa: E402
 from rounds import ratios as rps_ratios  # noqa: E402
 from run import (  # noqa: E402 - bench/ helpers (and grpc, under the venv)
     METHOD,
@@ -88,15 +88,7 @@ def write_config(folder: Path, receiver: int) -> tuple[Path, Path]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=8, help="alternating load rounds")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per load run")
-    parser.add_argument("--warmup", type=float, default=0.5, help="seconds before each run")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--python-load", action="store_true", help="skip h2load even if present")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin servers to a CPU")
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "telemetry.json")
+    parser = load_parser(__doc__, 8, 2.0, HERE / "results" / "telemetry.json")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, terminated)
 
