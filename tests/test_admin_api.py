@@ -413,6 +413,63 @@ def test_a_call_whose_forms_cannot_be_made_ahead_stops_nothing(
     assert preparer._task is None
 
 
+def test_while_a_listing_is_built_the_lulls_are_left_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A big ListCalls makes the forms itself, in a thread: the emulator makes none ahead
+    meanwhile (the two took turns at the interpreter, and the listing took twice as long),
+    and goes on once it has answered."""
+    import threading
+    import time
+
+    from emulator.admin.operations import Operations
+
+    building, release = threading.Event(), threading.Event()
+    real = Operations._list_calls
+
+    def slow(self: Operations, *args: Any) -> Any:
+        building.set()
+        release.wait(10)
+        return real(self, *args)
+
+    with Emulator(protos=PROTOS, seed=3) as emu:
+        own = Admin(emu.target)
+        own("ListCalls")  # from now on, forms are made in the lulls
+        assert emu.server.admin is not None
+        preparer = emu.server.admin.operations.preparer
+        looks = [0]
+        getter = preparer._journal
+
+        def counted() -> Any:
+            looks[0] += 1
+            return getter()
+
+        preparer._journal = counted
+        monkeypatch.setattr(Operations, "_list_calls", slow)
+        listing = threading.Thread(target=own, args=("ListCalls",))
+        listing.start()
+        assert building.wait(10)
+        for n in range(3):
+            product(emu, f"p{n}")
+        journal = emu.server.journal
+
+        def made() -> list[bool]:
+            return [type(e[2]) is not tuple and bool(e[2].exported) for e in journal._entries]
+
+        deadline = time.monotonic() + 10
+        first = looks[0]
+        while looks[0] < first + 5:  # lulls of several ticks pass while the listing runs
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert made() == [False] * 3
+        release.set()
+        listing.join(10)
+        while made() != [True] * 3:
+            assert time.monotonic() < deadline, "no forms made after the listing"
+            time.sleep(0.01)
+        own.channel.close()
+
+
 def test_secret_headers_are_redacted_in_calls(emu: Emulator, admin: Admin) -> None:
     emu.stub(CATALOG).GetProduct(
         {"product_id": "p1"}, metadata=[("authorization", "Bearer hunter2"), ("x-t", "v")]

@@ -245,7 +245,13 @@ class Operations:
         # A big page takes a while to build (10,000 calls: a second or more): built off the
         # event loop, so the emulated services keep answering meanwhile.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_PAGES, self._list_calls, request, session, after, size)
+        self.preparer.listings += 1  # it makes the same forms: no second worker meanwhile
+        try:
+            return await loop.run_in_executor(
+                _PAGES, self._list_calls, request, session, after, size
+            )
+        finally:
+            self.preparer.listings -= 1
 
     def _list_calls(self, request: Any, session: str | None, after: int, size: int) -> Any:
         records = self._matching(request, session)

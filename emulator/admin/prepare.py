@@ -6,7 +6,9 @@ machine), but calls rarely come back to back: a test does its own work between t
 client has listed the journal (ListCalls; the Python client asks for raw forms only, and gets
 only those made), the emulator makes the same forms for new calls in the lulls: a millisecond
 at a time on the event loop, only when no call has finished for a tick (10 ms), stopping as
-soon as one does. Under load it does nothing; an emulator no one lists never starts it.
+soon as one does. Under load it does nothing; an emulator no one lists never starts it; while
+a listing is being built it waits too (that listing makes the same forms, in a thread: the two
+only took turns at the interpreter, and the listing took twice as long).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Preparer:
         self._json = False  # the JSON forms too, not only the raw ones
         self._stopped = False
         self._done = (0, 0)  # (journal clears, index) up to which forms are made
+        self.listings = 0  # ListCalls being built now: no lull, whatever the journal says
 
     def start(self, *, raw_only: bool) -> None:
         """From now on, make the forms a ListCalls like this one needs, in the lulls (on the
@@ -67,10 +70,10 @@ class Preparer:
             await asyncio.sleep(TICK)
             journal = self._journal()
             now = (journal.clears, journal.last_index)
-            if now != seen:  # calls came since the last look: wait for a lull
+            if now != seen or self.listings:  # calls came, or a listing runs: wait for a lull
                 seen = now
                 continue
-            while now == seen and now != finished:
+            while now == seen and now != finished and not self.listings:
                 if self._slice(journal):
                     finished = now
                 await asyncio.sleep(0)  # a call that came meanwhile goes first
