@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 # A unit, or none for seconds (as in YAML, so `--grace-period 5` reads as the file would).
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$", re.ASCII)
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE | re.ASCII)
 _SIZE_UNITS = {
     "b": 1,
@@ -63,7 +63,7 @@ def parse_integer(value: str) -> int:
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from `150ms`, `5s`, `1m` or a plain number of seconds."""
+    """Seconds from `150ms`, `5s`, `1m`, `2h`, `30d` or a plain number of seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 150ms, 5s or 1m")
     if isinstance(value, int | float):
@@ -73,7 +73,9 @@ def parse_duration(value: object) -> float:
         if not match:
             raise ValueError(f"expected a duration such as 150ms, 5s or 1m, got {value!r}")
         number, unit = float(match.group(1)), match.group(2)
-        seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit or "s"]
+        seconds = (
+            number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[unit or "s"]
+        )
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     if not math.isfinite(seconds):

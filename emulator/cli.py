@@ -105,18 +105,34 @@ _FLAGS = {
     "auth.jwt.issuer": Flag(("--jwt-issuer",), "ISS", "required `iss` claim"),
     "auth.jwt.audience": Flag(("--jwt-audience",), "AUD", "an accepted `aud` claim; repeatable"),
     "auth.jwt.required_claims": Flag(metavar="CLAIM"),
+    "proxy.upstream": Flag(
+        ("--upstream",), "HOST:PORT", "forward the calls no stub or behaviour answers to it"
+    ),
+    "proxy.ca": Flag(("--upstream-ca",), "FILE", "CA of the upstream's certificate (TLS)"),
+    "proxy.cert": Flag(("--upstream-cert",), "FILE", "client certificate for the upstream"),
+    "proxy.key": Flag(("--upstream-key",), "FILE", "its private key"),
+    "proxy.methods": Flag(metavar="PATTERN"),
+    "record.ignore_fields": Flag(metavar="PATTERN"),
 }
+# `emulate record` also names the folder it writes as `--out`.
+_RECORD_FLAGS = {**_FLAGS, "record.out": Flag(("--out",), "DIR", "where recordings go")}
+_RECORD = "serve as a proxy of --upstream, writing every call as stubs under --out"
 _TITLES = {"tls": "TLS"}
 
 _USAGE = """emulate --proto PATH... [--behaviors PATH...] [--stubs PATH...] [--config FILE]
                [flags below]
        emulate check ...the same flags...
+       emulate record --upstream HOST:PORT --out DIR ...the same flags... [--check]
        emulate {certs,health,report,token} ... (see `emulate SUBCOMMAND --help`)"""
 
 
 def _parser(prog: str = "emulate", description: str = "") -> argparse.ArgumentParser:
     """The flags of the server; `emulate check` takes them too, so a command line checks as is."""
-    subcommands = {"check": _CHECK, **{name: text for name, (_, text) in _TOOLS.items()}}
+    subcommands = {
+        "check": _CHECK,
+        "record": _RECORD,
+        **{name: text for name, (_, text) in _TOOLS.items()},
+    }
     parser = argparse.ArgumentParser(
         prog=prog,
         usage=_USAGE if prog == "emulate" else _USAGE.splitlines()[0].replace("emulate", prog),
@@ -127,7 +143,8 @@ def _parser(prog: str = "emulate", description: str = "") -> argparse.ArgumentPa
         "then flags.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    auth = add_setting_flags(parser, Config, _FLAGS, _TITLES)["auth"]
+    extras = _RECORD_FLAGS if prog == "emulate record" else _FLAGS
+    auth = add_setting_flags(parser, Config, extras, _TITLES)["auth"]
     parser.add_argument("--config", metavar="FILE", help="emulator.yaml; flags override it")
     auth.add_argument(
         "--auth-token",
@@ -152,6 +169,17 @@ def _parser(prog: str = "emulate", description: str = "") -> argparse.ArgumentPa
 
 def _check_parser() -> argparse.ArgumentParser:
     return _parser("emulate check", _CHECK[0].upper() + _CHECK[1:] + ".")
+
+
+def _record_parser() -> argparse.ArgumentParser:
+    parser = _parser("emulate record", _RECORD[0].upper() + _RECORD[1:] + ".")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="once stopped, prove that no original value of a pseudonymized field is in the "
+        "recordings (exit 1 if one is)",
+    )
+    return parser
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -185,6 +213,13 @@ def _config(args: argparse.Namespace) -> Config:
         raise _named(exc, flag_names, variables) from None
     if not config.protos:
         raise EmulatorError("no contracts: pass --proto PATH (or `protos:` in --config FILE)")
+    if getattr(args, "recording", False):
+        if not config.proxy.upstream:
+            raise EmulatorError(
+                "emulate record: name the service to record: --upstream HOST:PORT (or "
+                "`proxy.upstream:` in --config FILE)"
+            )
+        config = config.with_overrides({"proxy.record": True}, source="emulate record")
     return config
 
 
@@ -259,7 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_SETUP
         return code
     check = bool(argv) and argv[0] == "check"
-    args = (_check_parser() if check else _parser()).parse_args(argv[1:] if check else argv)
+    record = bool(argv) and argv[0] == "record"
+    if record:
+        args = _record_parser().parse_args(argv[1:])
+    else:
+        args = (_check_parser() if check else _parser()).parse_args(argv[1:] if check else argv)
+    args.recording = record
     try:
         return _run(args, check)
     except Interrupted as stop:
@@ -295,6 +335,8 @@ def _run(args: argparse.Namespace, check: bool) -> int:
         shaped = len(list(server.registry))
         stubs = _stubs_by_method(server)
         on = f" on {_count(len(stubs), 'method')}" if stubs else ""
+        for warning in server.snapshot.warnings:
+            print(f"emulate check: warning: {warning}", file=sys.stderr)
         print(
             f"ok: {_count(len(described), 'service')}, {_count(methods, 'method')}, "
             f"{shaped} with behaviours, {_count(len(server.snapshot.stubs), 'stub')}{on}"
@@ -308,11 +350,46 @@ def _run(args: argparse.Namespace, check: bool) -> int:
     finally:
         if journal_out is not None:
             journal_out.close()  # after the drain: calls that finished in it are in the file
+    if getattr(args, "recording", False):
+        code = _recorded(server, code, check=args.check)
     if _behaviours_still_running():
         # A sync behaviour still running past the grace period would hold the interpreter
         # open (its thread cannot be cancelled): the grace period is the promise, so leave now.
         log.warning("sync behaviours still running after the grace period: exiting anyway")
         _exit_now(code)
+    return code
+
+
+def _recorded(server: Any, code: int, *, check: bool) -> int:
+    """What `emulate record` wrote, said once it has stopped; with --check, the leak check."""
+    proxy = server.proxy
+    files = proxy.files
+    paths = files.paths
+    print(
+        f"recorded {_count(files.recorded, 'call')} in {_count(len(paths), 'file')} under "
+        f"{files.out}",
+        file=sys.stderr,
+    )
+    if not check:
+        return code
+    if proxy.pseudonymizer is None:
+        print(
+            "emulate record --check: no record.pseudonymize rules: nothing to check",
+            file=sys.stderr,
+        )
+        return code
+    from emulator.record.pseudonyms import leaks
+
+    found = leaks(paths, proxy.pseudonymizer.originals)
+    for place in found:
+        print(f"emulate record --check: {place}", file=sys.stderr)
+    if found:
+        return 1
+    print(
+        f"emulate record --check: no original value of a pseudonymized field in "
+        f"{_count(len(paths), 'file')}",
+        file=sys.stderr,
+    )
     return code
 
 

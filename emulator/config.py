@@ -20,6 +20,7 @@ from emulator.admin.config import AdminConfig
 from emulator.errors import ConfigError
 from emulator.faults.checks import check_faults
 from emulator.faults.config import FaultConfig, RateLimitConfig
+from emulator.record.config import ProxyConfig, RecordConfig, ReplayConfig
 from emulator.security.config import (
     BUILTIN_EXEMPT,
     AuthConfig,
@@ -215,6 +216,18 @@ class Config:
         default_factory=AdminConfig,
         metadata={"help": "the admin API: drive a running emulator from tests in any language"},
     )
+    proxy: ProxyConfig = field(
+        default_factory=ProxyConfig,
+        metadata={"help": "forward the calls no stub or behaviour answers to a real service"},
+    )
+    record: RecordConfig = field(
+        default_factory=RecordConfig,
+        metadata={"help": "recordings of what the proxy forwards: where, and pseudonymized how"},
+    )
+    replay: ReplayConfig = field(
+        default_factory=ReplayConfig,
+        metadata={"help": "recordings loaded as stubs: the timings they keep"},
+    )
     telemetry: TelemetryConfig = field(
         default_factory=TelemetryConfig,
         metadata={"help": "traces (OpenTelemetry), metrics (Prometheus) and request ids"},
@@ -269,6 +282,8 @@ class Config:
         patterns += [(p, f"unimplemented[{i}]") for i, p in enumerate(self.unimplemented)]
         hidden = self.unimplemented_hidden
         patterns += [(p, f"unimplemented_hidden[{i}]") for i, p in enumerate(hidden)]
+        if self.proxy.upstream:
+            patterns += [(p, f"proxy.methods[{i}]") for i, p in enumerate(self.proxy.methods)]
         return patterns
 
     def where(self, key: str) -> str:

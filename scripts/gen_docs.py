@@ -222,8 +222,8 @@ def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def subcommands() -> list[str]:
-    """`emulate`'s subcommands: `check` and the tools, each with a parser of its own."""
-    return ["check", *sorted(getattr(cli, "_TOOLS", {}))]
+    """`emulate`'s subcommands: `check`, `record` and the tools, each with a parser of its own."""
+    return ["check", "record", *sorted(getattr(cli, "_TOOLS", {}))]
 
 
 def parsers() -> dict[str, argparse.ArgumentParser]:

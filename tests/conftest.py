@@ -47,9 +47,16 @@ def emulate(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.Com
 class EmulateProcess:
     """`emulate ... --port 0` as a real process; `target` is read from its first stdout line."""
 
-    def __init__(self, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
+        subcommand: str = "",
+    ) -> None:
+        first_args = [subcommand] if subcommand else []  # `emulate record --port 0 ...`
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "--port", "0", *args],
+            [sys.executable, "-m", "emulator", *first_args, "--port", "0", *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

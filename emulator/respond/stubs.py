@@ -321,6 +321,7 @@ class StubResponder(Responder):
         if delay is None:
             return
         seconds = sample(delay, seeded(self.seed, stub.name, stub.answered, "stub-delay"))
+        seconds *= stub.delay_scale  # a recording replayed faster, or without its waits
         if seconds > 0:
             await asyncio.sleep(seconds)
 

@@ -96,7 +96,17 @@ class EmulatorServer:
             # the contract's clients are made to cope with.
             compression=None if compression == "identity" else compression,
         )
-        self._runtime = Runtime(self.dispatcher, self.executor, self.stream_executor)
+        proxy = None
+        if config.proxy.upstream or config.proxy.record:  # (imported only then)
+            from emulator.contracts import load_contracts
+            from emulator.journal import SECRET_HEADERS
+            from emulator.record.setup import build_proxy
+
+            # Loaded here, once, so that the recorder's rules are checked against them.
+            contracts = contracts or load_contracts(config.protos, config.import_paths)
+            secrets = SECRET_HEADERS | {h.lower() for h in config.journal.redact_headers}
+            proxy = build_proxy(config, contracts, secrets)
+        self._runtime = Runtime(self.dispatcher, self.executor, self.stream_executor, proxy)
         self.snapshot = build_snapshot(
             config, self._behaviors, contracts=contracts, runtime=self._runtime
         )
@@ -144,6 +154,11 @@ class EmulatorServer:
         # the metrics' own ports).
         self.extra_handlers: list[grpc.GenericRpcHandler] = []
         self.admin: Any = None  # the admin API, once emulator.admin.serve attaches it
+
+    @property
+    def proxy(self) -> Any:
+        """The proxy (`emulator.record.setup.Proxy`) when proxy.upstream is set, else None."""
+        return self._runtime.proxy
 
     @property
     def contracts(self) -> Contracts:
@@ -328,6 +343,8 @@ class EmulatorServer:
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.config.server.grace_period if grace is None else grace)
         self._server = None
+        if self._runtime.proxy is not None:
+            await self._runtime.proxy.close()  # after the last call: recordings written
         self.watchdog.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.stream_executor.shutdown(wait=False, cancel_futures=True)

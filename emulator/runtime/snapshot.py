@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
@@ -28,6 +28,7 @@ from emulator.contracts import Contracts, load_contracts
 from emulator.contracts.builtin import ADMIN_SERVICE, HEALTH_SERVICE, REFLECTION_SERVICES
 from emulator.contracts.patterns import check_patterns
 from emulator.faults.setup import check_request_match
+from emulator.record.replay import prepare_recordings
 from emulator.respond.behavior import BehaviorResponder, OverrideResponder
 from emulator.respond.defaults import DefaultResponder
 from emulator.respond.stubs import StubResponder
@@ -50,6 +51,7 @@ class Runtime:
     dispatcher: Dispatcher
     executor: Executor
     stream_executor: Executor
+    proxy: Any = None  # emulator.record.setup.Proxy, when proxy.upstream is set
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,15 +119,19 @@ def build_snapshot(
     pools = {"executor": runtime.executor, "stream_executor": runtime.stream_executor}
     behaviours = BehaviorResponder(registry, defaults, contracts.pool, **pools)
     source, lines = config.file_lines("stubs")
+    loaded, recorded = prepare_recordings(
+        load_stubs(config.stubs, contracts, source=source, lines=lines), config
+    )
     stubs = StubSet(
-        load_stubs(config.stubs, contracts, source=source, lines=lines),
+        loaded,
         session_header=config.admin.session_header,
         changes=changes,
     )
     dispatcher = runtime.dispatcher
     # Asked in order: unimplemented methods first (nothing else answers them), a test's
     # overrides, stubs, behaviours; the default responder, last, answers what none picks.
-    rest = (behaviours, DefaultResponder(defaults))
+    proxy = (runtime.proxy.responder(),) if runtime.proxy is not None else ()
+    rest = (behaviours, *proxy, DefaultResponder(defaults))
     responders = (
         *((unimplemented,) if unimplemented else ()),
         OverrideResponder(registry, defaults, contracts.pool, **pools),
@@ -152,7 +158,7 @@ def build_snapshot(
         unimplemented=unimplemented,
         stubs=stubs,
         catalogue=Catalogue(contracts, listed, unimplemented.hidden),
-        warnings=warnings,
+        warnings=(*warnings, *recorded),
         runtime=runtime,
     )
 

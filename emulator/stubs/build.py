@@ -125,6 +125,7 @@ class _Builder:
         spec = methods[0]
         kinds = {m.kind for m in methods}
         request, metadata, mode = self._match(config, methods)
+        stream = self._stream(config, spec)
         replies = self._replies(config, methods, kinds)
         on_message = self._on_message(config, methods, kinds)
         if config.times is not None and config.times < 1:
@@ -148,6 +149,8 @@ class _Builder:
             request=tuple(request),
             metadata=tuple(metadata),
             mode=mode,
+            stream=stream,
+            recorded=config.recorded,
             times=config.times,
             replies=replies,
             then=config.then,
@@ -221,6 +224,31 @@ class _Builder:
                 "`match.message` out",
             )
         return request, metadata, mode
+
+    def _stream(self, config: StubConfig, spec: MethodSpec) -> tuple[tuple[Any, ...], ...] | None:
+        """`match.requests`: a client stream's every message, in order."""
+        wanted = config.match.requests
+        if wanted is None:
+            return None
+        if spec.kind is not RpcKind.STREAM_UNARY:
+            raise self.fail(
+                "match.requests",
+                f"matches a whole client stream; {spec.name} is not client streaming: use "
+                "`match.request`",
+            )
+        if config.match.request:
+            raise self.fail(
+                "match.requests",
+                "give `match.request` (with `match.message`) or `match.requests`, not both",
+            )
+        out = []
+        for number, fields in enumerate(wanted):
+            key = _join(self.shown, f"match.requests[{number}]")
+            try:
+                out.append(tuple(request_conditions(spec.input_class.DESCRIPTOR, fields, key)))
+            except ConditionError as exc:
+                raise self._located(exc) from None
+        return tuple(out)
 
     def _located(self, exc: ConditionError | StubDataError | TemplateError) -> ConfigError:
         key = exc.key.removeprefix(self.shown).lstrip(".")

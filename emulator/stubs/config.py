@@ -11,7 +11,14 @@ from typing import Any, Literal
 
 from emulator.faults.config import AbortConfig
 
-__all__ = ["OnMessageConfig", "ResponseConfig", "StreamItemConfig", "StubConfig", "StubMatchConfig"]
+__all__ = [
+    "OnMessageConfig",
+    "RecordedConfig",
+    "ResponseConfig",
+    "StreamItemConfig",
+    "StubConfig",
+    "StubMatchConfig",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +31,13 @@ class StubMatchConfig:
     )
     metadata: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "header → value or conditions"}
+    )
+    requests: tuple[dict[str, Any], ...] | None = field(
+        default=None,
+        metadata={
+            "help": "client streams: the whole stream, one mapping of conditions per message, "
+            "in order (what recordings match on)"
+        },
     )
     # first | any | all | index N (or the number N): which messages of a client or bidi stream
     # `request` is checked against.
@@ -86,6 +100,17 @@ class OnMessageConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecordedConfig:
+    """Where a recorded stub comes from (written by `emulate record`)."""
+
+    at: str = field(default="", metadata={"help": "when it was recorded (RFC 3339, UTC)"})
+    upstream: str = field(default="", metadata={"help": "the service it was recorded from"})
+    messages: str = field(
+        default="", metadata={"help": "fingerprint of the method's messages it was recorded with"}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class StubConfig:
     """One stub."""
 
@@ -117,3 +142,6 @@ class StubConfig:
         metadata={"help": "match only in this scenario state (scenarios start at `started`)"},
     )
     set_state: str = field(default="", metadata={"help": "the scenario's state after answering"})
+    recorded: RecordedConfig | None = field(
+        default=None, metadata={"help": "a recording's provenance (written by `emulate record`)"}
+    )

@@ -77,6 +77,11 @@ class Stub:
     request: tuple[Condition, ...] = ()
     metadata: tuple[Condition, ...] = ()
     mode: str | int = "first"  # client/bidi streams: first, any, all, or an index
+    # Client streams, `match.requests`: the whole stream, a message's conditions each.
+    stream: tuple[tuple[Condition, ...], ...] | None = None
+    recorded: Any = None  # a recording's provenance (`RecordedConfig`), or None
+    # Recorded waits are multiplied by it (`replay.timings`: 1 as recorded, 0 none).
+    delay_scale: float = 1.0
     times: int | None = None
     replies: tuple[Reply, ...] = ()
     then: str = "repeat_last"
@@ -98,6 +103,7 @@ class Stub:
         their priority, since a test's stubs are meant to win over the environment's."""
         self.session = session
         specificity = len(self.request) + len(self.metadata) + bool(self.when_state)
+        specificity += sum(map(len, self.stream or ())) + (self.stream is not None)
         self.sort_key = (session is None, -self.priority, -specificity, self.order)
 
     @property
@@ -131,6 +137,11 @@ class Stub:
         for condition in self.metadata:
             if not condition.holds(metadata):
                 return False
+        if self.stream is not None:
+            return len(messages) == len(self.stream) and all(
+                all(c.holds(m) for c in conditions)
+                for m, conditions in zip(messages, self.stream, strict=True)
+            )
         if not self.request:
             return True
         mode = self.mode
@@ -174,9 +185,22 @@ class Stub:
                 found.append(reason)
                 if not explain:
                     return found
-        if self.request:
+        if self.stream is not None:
+            found.extend(self._stream_failures(messages, explain))
+        elif self.request:
             found.extend(self._request_failures(messages, explain))
         return found
+
+    def _stream_failures(self, messages: Sequence[Message], explain: bool) -> list[str]:
+        assert self.stream is not None
+        if len(messages) != len(self.stream):
+            return [f"the stream had {len(messages)} messages, not {len(self.stream)}"]
+        for number, (message, conditions) in enumerate(zip(messages, self.stream, strict=True), 1):
+            failed = [r for c in conditions if (r := c.check(message)) is not None]
+            if failed:
+                shown = failed if explain else failed[:1]
+                return [f"message {number} of {len(messages)}: {'; '.join(shown)}"]
+        return []
 
     def _request_failures(self, messages: Sequence[Message], explain: bool) -> list[str]:
         mode = self.mode

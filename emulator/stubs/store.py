@@ -60,6 +60,9 @@ class MethodStubs:
         need = 0
         everything = False
         for stub in self.stubs:
+            if stub.stream is not None:  # the whole stream
+                everything = True
+                break
             if not stub.request:
                 continue
             if stub.mode in ("any", "all"):

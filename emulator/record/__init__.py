@@ -1,0 +1,1 @@
+"""Recording a real service as stubs, and replaying it."""
