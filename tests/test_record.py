@@ -220,9 +220,11 @@ def test_an_upstream_behind_mutual_tls(tmp_path: Path) -> None:
             product = emu.stub("acme.shop.v1.Catalog").GetProduct({"product_id": "t"})
         assert product.name == "Real t"
         without = {"upstream": proxy["upstream"], "ca": proxy["ca"]}
-        with Emulator(protos=PROTOS, proxy=without) as emu:
-            with pytest.raises(grpc.RpcError) as caught:
-                emu.stub("acme.shop.v1.Catalog").GetProduct({"product_id": "t"})
+        with (
+            Emulator(protos=PROTOS, proxy=without) as emu,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
+            emu.stub("acme.shop.v1.Catalog").GetProduct({"product_id": "t"})
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
 
 
