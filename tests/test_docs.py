@@ -158,6 +158,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (root / "certs" / "jwt-public.pem").write_bytes(public)
     (root / "stubs").mkdir()
+    (root / "recordings").mkdir()  # what `emulate record` would have written
     for block in STUB_FILES:  # where the pages' commands look for them: stubs/NAME.yaml
         (root / "stubs" / f"{block.marker[1]}.yaml").write_text(block.text + "\n", "utf-8")  # type: ignore[index]
     return root
@@ -233,8 +234,8 @@ def test_emulate_commands_in_shell_examples(block: Block, project: Path) -> None
             parsers[command].parse_args(rest)
         except SystemExit:
             pytest.fail(f"{block.where}: `{shlex.join(argv)}` does not parse (see stderr)")
-        if command in ("emulate health", "emulate report"):
-            continue  # needs a server or a journal; parsing is what the page can promise
+        if command in ("emulate health", "emulate report", "emulate record"):
+            continue  # needs a server, a journal or an upstream; parsing is what it can promise
         run = ["check", *rest] if command == "emulate" else argv[1:]  # serve → check
         if command == "emulate certs":
             run += ["--force"]  # the project already has certs/

@@ -375,3 +375,45 @@ def test_a_whole_client_stream_is_matched_or_refused_with_its_key(tmp_path: Path
     checked = emulate("check", "--proto", str(PROTOS), "--stubs", str(tmp_path / "typo.yaml"))
     assert checked.returncode == 2
     assert "match.requests[0].product_idd" in checked.stderr, checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--upstream", "no-port"), "proxy.upstream: expected HOST:PORT, got 'no-port'"),
+        (
+            ("--upstream", "127.0.0.1:1", "--upstream-ca", "missing.pem"),
+            "proxy.ca: missing.pem: cannot be read",
+        ),
+        (
+            ("--upstream", "127.0.0.1:1", "--upstream-cert", "c.pem"),
+            "a client certificate needs both proxy.cert and proxy.key",
+        ),
+        (("--upstream", "127.0.0.1:1", "--proxy-methods", "acme.shop.v1.Catalog/Nope"), "Nope"),
+        (("--proxy-record",), "proxy.record: recording needs the service to record"),
+    ],
+)
+def test_a_bad_proxy_is_refused_with_its_key(args: tuple[str, ...], message: str) -> None:
+    checked = emulate("check", "--proto", str(PROTOS), *args)
+    assert checked.returncode == 2
+    assert message in checked.stderr and "Traceback" not in checked.stderr, checked.stderr
+
+
+def test_emulate_record_needs_an_upstream() -> None:
+    ran = emulate("record", "--proto", str(PROTOS), "--out", "x")
+    assert ran.returncode == 2
+    assert "emulate record: name the service to record: --upstream HOST:PORT" in ran.stderr
+
+
+def test_security_runs_before_the_proxy(upstream: Upstream) -> None:
+    before = len(upstream.seen.get("GetProduct", []))
+    proxy = {"upstream": f"127.0.0.1:{upstream.port}"}
+    auth = {"tokens": {"t0ken": {"principal": "ci"}}}
+    with Emulator(protos=PROTOS, proxy=proxy, auth=auth) as emu:
+        get = emu.stub("acme.shop.v1.Catalog").GetProduct
+        with pytest.raises(grpc.RpcError) as caught:
+            get({"product_id": "x"})
+        assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        answer = get({"product_id": "y"}, metadata=[("authorization", "Bearer t0ken")])
+        assert answer.name == "Real y"
+    assert [r.product_id for r in upstream.seen["GetProduct"][before:]] == ["y"]
