@@ -1,1 +1,5 @@
 """Recording a real service as stubs, and replaying it."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
