@@ -380,7 +380,7 @@ def _recorded(server: Any, code: int, *, check: bool) -> int:
         return code
     from emulator.record.pseudonyms import leaks
 
-    found = leaks(paths, proxy.pseudonymizer.originals)
+    found = leaks(paths, proxy.pseudonymizer.labels)  # (the field of each, never the value)
     for place in found:
         print(f"emulate record --check: {place}", file=sys.stderr)
     if found:

@@ -3,6 +3,7 @@ replay the recordings, and proxy what no stub answers."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,7 @@ def test_emulate_record_pseudonymizes_and_checks(upstream: Upstream, tmp_path: P
                         {"field": "*.email", "kind": "email"},
                         {"field": "*.phone_number", "kind": "phone"},
                         {"field": "acme.shop.v1.Customer.first_name", "kind": "name"},
+                        {"field": "acme.shop.v1.ChatMessage.text", "kind": "email"},
                     ]
                 }
             }
@@ -262,11 +264,21 @@ def test_emulate_record_pseudonymizes_and_checks(upstream: Upstream, tmp_path: P
             for customer in ("cust-00042", "cust-00043", "cust-00042"):
                 order = create(spec.input_class(customer_id=customer), timeout=10)
                 assert order.customer.email == f"{customer}@real-mail.com"  # the real answer
+            chat = upstream.cls("acme.shop.v1.Orders/Chat")
+            talk = channel.stream_stream(
+                chat.path,
+                request_serializer=chat.input_class.SerializeToString,
+                response_deserializer=chat.output_class.FromString,
+            )
+            said = chat.input_class(order_id="o1", text="cust-00042@real-mail.com")
+            assert [m.text for m in talk(iter([said]), timeout=10)][0] == said.text.upper()
         code, _, err = proc.stop()
     assert code == 0, err
-    assert "recorded 3 calls in 1 file" in err
-    assert "no original value of a pseudonymized field in 1 file" in err
+    assert "recorded 4 calls in 2 files" in err
+    assert "no original value of a pseudonymized field in 2 files" in err
     text = (out / "acme.shop.v1.Orders.CreateOrder.yaml").read_text()
+    chat_text = (out / "acme.shop.v1.Orders.Chat.yaml").read_text()
+    assert "real-mail" not in chat_text.lower() and "00042" not in chat_text
     for original in ("cust-00042", "cust-00043", "real-mail.com", "7946", "Ada"):
         assert original not in text
     stubs = yaml.safe_load(text)
@@ -276,9 +288,29 @@ def test_emulate_record_pseudonymizes_and_checks(upstream: Upstream, tmp_path: P
         answers = stub.get("sequence") or [stub["respond"]]
         for answer in answers:
             assert answer["message"]["customer"]["customer_id"] == asked  # the join holds
+    emails = {
+        s["match"]["request"]["customer_id"]: s["respond" if "respond" in s else "sequence"]
+        for s in stubs
+    }
+    emails = {
+        k: (v[0] if isinstance(v, list) else v)["message"]["customer"]["email"]
+        for k, v in emails.items()
+    }
+    assert len(set(emails.values())) == 2  # different emails, different pseudonyms
+    for email in emails.values():
+        assert re.fullmatch(r"[a-z0-9.-]+@[a-z0-9-]+(\.[a-z0-9-]+)+", email), email
+    phone = stubs[0]["sequence"][0]["message"]["customer"]["phone_number"]
+    assert re.fullmatch(r"\+\d\d \d\d \d{4} \d{4}", phone), phone  # the layout kept
+    # The same email, in another method (said in the chat): the same pseudonym.
+    [chat_stub] = yaml.safe_load(chat_text)
+    first = next(s for s in stubs if "sequence" in s)  # cust-00042: called twice
+    assert (
+        chat_stub["on_message"][0]["match"]["text"]
+        == emails[first["match"]["request"]["customer_id"]]
+    )
     checked = emulate("check", "--proto", str(PROTOS), "--stubs", str(out))
     assert checked.returncode == 0, checked.stderr
-    assert "2 stubs on 1 method" in checked.stdout
+    assert "3 stubs on 2 methods" in checked.stdout
 
 
 def recorded_stub(**extra: Any) -> dict[str, Any]:

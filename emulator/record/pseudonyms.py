@@ -36,6 +36,7 @@ from emulator.contracts.builtin import HEALTH_FILE, REFLECTION_V1_FILE, REFLECTI
 from emulator.contracts.model import Contracts
 from emulator.errors import ConfigError
 from emulator.record import forms
+from emulator.record.config import KEY_VARIABLE
 from emulator.record.leaks import MIN_LEAK_LENGTH, leaks
 
 __all__ = ["KINDS", "MIN_LEAK_LENGTH", "REDACTED", "PseudonymRule", "Pseudonymizer", "leaks"]
@@ -45,7 +46,6 @@ REDACTED = "[redacted]"
 # A key is a secret, not a seed: one short enough to guess would let anyone undo the pseudonyms
 # of a short id by trying every key.
 MIN_KEY_BYTES = 16
-KEY_VARIABLE = "EMULATOR_RECORD_KEY"
 
 _FITS = {
     "string": set(KINDS),
@@ -138,22 +138,29 @@ class Pseudonymizer:
         key: bytes | None,
         contracts: Contracts,
         where: str = "record.pseudonymize",
+        *,
+        variable: str = KEY_VARIABLE,
+        need_key: bool = True,
     ) -> Pseudonymizer:
         """The pseudonymizer of rules as read from emulator.yaml, checked against the contracts:
-        a ConfigError names the rule (`where[i].field` or `.kind`) and says what to do."""
+        a ConfigError names the rule (`where[i].field` or `.kind`) and says what to do. The key
+        comes from the environment variable `variable`; `need_key` False checks the rules alone
+        (a config that does not record now)."""
         fields = _fields(contracts)
         parsed = [_rule(raw, f"{where}[{i}]", fields) for i, raw in enumerate(rules)]
+        if not need_key:
+            return cls(parsed, key or b"unchecked rules: nothing recorded")
         if parsed and not key:
             _fail(
                 where,
-                f"pseudonyms need a key and none is set: set {KEY_VARIABLE} to a secret of at "
+                f"pseudonyms need a key and none is set: set {variable} to a secret of at "
                 f"least {MIN_KEY_BYTES} characters (`openssl rand -hex 32`), kept out of the "
                 "repository; the same key gives the same pseudonyms in every run",
             )
         if parsed and key is not None and len(key) < MIN_KEY_BYTES:
             _fail(
                 where,
-                f"the key ({KEY_VARIABLE}) has {len(key)} bytes: use at least {MIN_KEY_BYTES} "
+                f"the key ({variable}) has {len(key)} bytes: use at least {MIN_KEY_BYTES} "
                 "(`openssl rand -hex 32`), a short key can be guessed and the pseudonyms undone",
             )
         return cls(parsed, key or b"")

@@ -87,4 +87,4 @@ def _pseudonymizer(config: Config, contracts: Contracts) -> Any:
 
     variable = config.record.key_env
     key = os.environ.get(variable, "").encode() or None
-    return Pseudonymizer.checked(list(rules), key, contracts.pool, where="record.pseudonymize")
+    return Pseudonymizer.checked(list(rules), key, contracts, variable=variable)

@@ -174,3 +174,7 @@ def check_snapshot(config: Config, snapshot: Snapshot) -> None:
     check_policy(config, contracts)
     for index, rule in enumerate(config.faults):
         check_request_match(rule, contracts, f"faults[{index}] ({rule.name}).match.request")
+    if config.record.pseudonymize and not config.proxy.record:  # (recording checks them itself)
+        from emulator.record.pseudonyms import Pseudonymizer
+
+        Pseudonymizer.checked(config.record.pseudonymize, None, contracts, need_key=False)

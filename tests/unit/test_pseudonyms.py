@@ -459,7 +459,7 @@ def test_id_fits_integers_and_redact_fits_bytes(people: Contracts) -> None:
 def test_rules_without_a_key_say_to_set_the_variable(shop: Contracts, key: bytes | None) -> None:
     error = check(shop, [{"field": "*.email", "kind": "email"}], key)
     assert error.key == "record.pseudonymize"
-    assert "set EMULATOR_RECORD_KEY" in str(error)
+    assert "set GRPC_EMULATOR_RECORD_KEY" in str(error)
 
 
 def test_a_short_key_is_refused(shop: Contracts) -> None:
