@@ -271,7 +271,8 @@ def test_emulate_record_pseudonymizes_and_checks(upstream: Upstream, tmp_path: P
                 response_deserializer=chat.output_class.FromString,
             )
             said = chat.input_class(order_id="o1", text="cust-00042@real-mail.com")
-            assert [m.text for m in talk(iter([said]), timeout=10)][0] == said.text.upper()
+            texts = [m.text for m in talk(iter([said]), timeout=10)]
+            assert texts[0] == said.text.upper()
         code, _, err = proc.stop()
     assert code == 0, err
     assert "recorded 4 calls in 2 files" in err
