@@ -6,8 +6,8 @@
 Each round starts every variant afresh, one at a time, in an order that rotates: a long-lived
 process can be a few per cent faster or slower than its twin for its whole life (memory layout,
 hash seed), and an idle twin still competes for the CPU. Ratios are taken per round, then the
-median. Used by bench/stubs.py, bench/faults.py and bench/sessions.py; bench/run.py keeps its
-servers up between rounds (its start-up is measured apart).
+median. Used by bench/stubs.py, bench/faults.py, bench/sessions.py and bench/record.py;
+bench/run.py keeps its servers up between rounds (its start-up is measured apart).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from run import REPO, BenchError, Child, start  # bench/ is sys.path[0]
+from run import REPO, BenchError, Child, machine_facts, start  # bench/ is sys.path[0]
 
 
 def pinning() -> tuple[list[str], set[int] | None]:
@@ -33,6 +33,15 @@ def pinning() -> tuple[list[str], set[int] | None]:
     if len(cpus) < 2 or taskset is None:
         return [], None
     return [taskset, "-c", str(cpus[-1])], set(cpus[:-1])
+
+
+def pinned(no_pin: bool) -> tuple[list[str], set[int] | None]:
+    """`pinning()` applied to this process (the load generator inherits it), unless `no_pin`:
+    the prefix for server commands, and the CPUs left to the load."""
+    prefix, others = ([], None) if no_pin else pinning()
+    if others is not None:
+        os.sched_setaffinity(0, others)
+    return prefix, others
 
 
 @dataclass
@@ -133,6 +142,22 @@ def write_results(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
     print(f"\nwrote {shown}")
+
+
+def run_meta(
+    args: argparse.Namespace, loadgen: Any, prefix: list[str], others: set[int] | None
+) -> dict[str, Any]:
+    """What a results file says about the run: load shape, pinning and machine."""
+    return {
+        "loadgen": loadgen.describe(),
+        "loadgen_kind": loadgen.name,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "pinning": f"servers: {prefix[-1]}, load: {sorted(others)}" if others else "none",
+        **machine_facts(),
+    }
 
 
 def load_parser(doc: str, rounds: int, duration: float, output: Path) -> argparse.ArgumentParser:

@@ -174,6 +174,23 @@ def first_rpc(port: int, timeout: float = START_TIMEOUT) -> float:
             return time.perf_counter()
 
 
+def call_until_served(port: int, request: bytes, timeout: float = 60.0) -> tuple[float, bytes]:
+    """Call GetProduct with `request` until it succeeds: the perf_counter() of the first
+    success, and the reply (what first_rpc does, with a benchmark's own request)."""
+    deadline = time.perf_counter() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(METHOD)
+        while True:
+            try:
+                reply: bytes = call(request, timeout=5.0)
+            except grpc.RpcError as exc:
+                if time.perf_counter() > deadline:
+                    raise BenchError(f"GetProduct on port {port} keeps failing: {exc}") from exc
+                time.sleep(0.002)
+                continue
+            return time.perf_counter(), reply
+
+
 def start(
     name: str, cmd: list[str], env: dict[str, str] | None = None, timeout: float = START_TIMEOUT
 ) -> Child:

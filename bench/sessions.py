@@ -26,7 +26,6 @@ writes bench/results/sessions-latest.json, exits 0 unless the benchmark itself b
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import statistics
 import sys
@@ -44,8 +43,9 @@ from rounds import (  # noqa: E402
     load_parser,
     median_iqr,
     medians,
-    pinning,
+    pinned,
     ratios,
+    run_meta,
     run_rounds,
     write_results,
 )
@@ -57,7 +57,6 @@ from run import (  # noqa: E402 - bench/ helpers
     Child,
     emulator_cmd,
     grpc,
-    machine_facts,
     start,
     terminated,
     verdicts,
@@ -361,9 +360,7 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, terminated)  # so that `finally` stops every server
 
-    prefix, others = ([], None) if args.no_pin else pinning()
-    if others is not None:
-        os.sched_setaffinity(0, others)  # the load generator inherits it
+    prefix, others = pinned(args.no_pin)
     shape = Load(METHOD, REQUEST, args.concurrency, args.connections, args.duration, args.warmup)
     tagged = dataclasses.replace(shape, headers=((HEADER, SESSION),))
     loadgens = [make_loadgen(shape, args.python_load), make_loadgen(tagged, args.python_load)]
@@ -383,17 +380,7 @@ def main() -> int:
                 child.stop()
     summary["list calls s"] = {key: statistics.median(v) for key, v in timings.items()}
     summary["list calls s, all"] = {key: [round(x, 3) for x in v] for key, v in timings.items()}
-    meta = {
-        "loadgen": loadgens[0].describe(),
-        "loadgen_kind": loadgens[0].name,
-        "concurrency": args.concurrency,
-        "rounds": args.rounds,
-        "duration": args.duration,
-        "warmup": args.warmup,
-        "list_rounds": args.list_rounds,
-        "pinning": f"servers: {prefix[-1]}, load: {sorted(others)}" if others else "none",
-        **machine_facts(),
-    }
+    meta = {**run_meta(args, loadgens[0], prefix, others), "list_rounds": args.list_rounds}
     checks = report(summary, meta)
     write_results(
         args.output, {"meta": meta, "summary": summary, "rounds": per_round, "checks": checks}

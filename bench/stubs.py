@@ -25,7 +25,6 @@ PASS/FAIL, writes bench/results/stubs-latest.json, exits 0 unless the benchmark 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -40,16 +39,25 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
-from rounds import Variant, load_parser, medians, pinning, ratios, run_rounds, write_results  # noqa: E402
+from rounds import (  # noqa: E402
+    Variant,
+    load_parser,
+    medians,
+    pinned,
+    ratios,
+    run_meta,
+    run_rounds,
+    write_results,
+)
 
 # grpc through run.py: importing it re-executes this script under the venv when grpc is missing.
 from run import (  # noqa: E402 - bench/ helpers
     METHOD,
     BenchError,
     Child,
+    call_until_served,
     emulator_cmd,
     grpc,
-    machine_facts,
     terminated,
     verdicts,
 )
@@ -145,23 +153,6 @@ def write_stubs(root: Path) -> dict[str, Path | None]:
 # -- one run -------------------------------------------------------------------------------------
 
 
-def call_until_served(port: int, timeout: float = 60.0) -> tuple[float, bytes]:
-    """Call GetProduct p500 until it succeeds: the perf_counter() of the first success, and
-    the reply (what run.first_rpc does, with this benchmark's request)."""
-    deadline = time.perf_counter() + timeout
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary(METHOD)
-        while True:
-            try:
-                reply: bytes = call(REQUEST, timeout=5.0)
-            except grpc.RpcError as exc:
-                if time.perf_counter() > deadline:
-                    raise BenchError(f"GetProduct on port {port} keeps failing: {exc}") from exc
-                time.sleep(0.002)
-                continue
-            return time.perf_counter(), reply
-
-
 def check_answers(name: str, port: int, reply: bytes) -> None:
     """The variant serves what it says: the p500 stub (or the default), and the other stubs."""
     stubbed = b"stub 500" in reply
@@ -187,11 +178,11 @@ def measure(
             cmd += ["--stubs", str(folder)]
 
         def ready(child: Child, name: str = name) -> float:
-            served, reply = call_until_served(child.port)
+            served, reply = call_until_served(child.port, REQUEST)
             check_answers(name, child.port, reply)
             return served
 
-        after = lambda child: call_until_served(child.port, timeout=5)  # noqa: E731
+        after = lambda child: call_until_served(child.port, REQUEST, timeout=5)  # noqa: E731
         variants.append(Variant(name, cmd, ready, after, env))
     return run_rounds(variants, rounds, loadgen, timeout=START_TIMEOUT)
 
@@ -351,21 +342,10 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, terminated)  # so that `finally` stops every server
 
-    prefix, others = ([], None) if args.no_pin else pinning()
-    if others is not None:
-        os.sched_setaffinity(0, others)  # the load generator inherits it
+    prefix, others = pinned(args.no_pin)
     shape = Load(METHOD, REQUEST, args.concurrency, args.connections, args.duration, args.warmup)
     loadgen = make_loadgen(shape, args.python_load)
-    meta = {
-        "loadgen": loadgen.describe(),
-        "loadgen_kind": loadgen.name,
-        "concurrency": args.concurrency,
-        "rounds": args.rounds,
-        "duration": args.duration,
-        "warmup": args.warmup,
-        "pinning": f"servers: {prefix[-1]}, load: {sorted(others)}" if others else "none",
-        **machine_facts(),
-    }
+    meta = run_meta(args, loadgen, prefix, others)
     tmp = Path(tempfile.mkdtemp(prefix="bench-stubs-"))
     try:
         folders = write_stubs(tmp)
