@@ -450,3 +450,21 @@ def test_security_runs_before_the_proxy(upstream: Upstream) -> None:
         answer = get({"product_id": "y"}, metadata=[("authorization", "Bearer t0ken")])
         assert answer.name == "Real y"
     assert [r.product_id for r in upstream.seen["GetProduct"][before:]] == ["y"]
+
+
+def test_a_request_recorded_again_and_again_keeps_its_first_answers(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load test through the recorder would pile thousands of answers onto one request."""
+    from emulator.record import files
+
+    monkeypatch.setattr(files, "MAX_SEQUENCE", 3)
+    target = f"127.0.0.1:{upstream.port}"
+    with Emulator(
+        protos=PROTOS, proxy={"upstream": target, "record": True}, record={"out": str(tmp_path)}
+    ) as emu:
+        for _ in range(5):
+            emu.stub("acme.shop.v1.Catalog").GetProduct({"product_id": "again"})
+        kept = emu.server.proxy.files
+    [stub] = yaml.safe_load(next(tmp_path.glob("*GetProduct.yaml")).read_text())
+    assert len(stub["sequence"]) == 3 and (kept.recorded, kept.dropped) == (3, 2)

@@ -14,6 +14,7 @@ responses alike, so the match keys and the answers join up), and secret headers 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from emulator.contracts.model import MethodSpec, RpcKind
+from emulator.record.files import RecordingFiles
 from emulator.record.tape import Tape
 
 __all__ = ["Recorder", "method_fingerprint"]
@@ -36,25 +38,30 @@ _DETAILS = "grpc-status-details-bin"
 
 
 class Recorder:
-    """Tapes → stub mappings, handed to `keep(method, name, stub)` (`RecordingFiles.keep`)."""
+    """Tapes → stub mappings, kept by `RecordingFiles` (made on its thread)."""
 
     def __init__(
         self,
-        keep: Any,
+        files: RecordingFiles,
         *,
         ignore_fields: Sequence[str] = (),
         pseudonymizer: Any = None,
         secret_headers: Collection[str] = (),
     ) -> None:
-        self.keep = keep
+        self.files = files
+        self._fingerprints: dict[str, tuple[MethodSpec, str]] = {}
         self.ignore = tuple(ignore_fields)
         self.pseudonymizer = pseudonymizer
         self.secrets = frozenset(h.lower() for h in secret_headers)
 
     def __call__(self, tape: Tape) -> None:
+        """From the serving loop: the work is the writer thread's (`RecordingFiles.submit`)."""
+        self.files.submit(functools.partial(self._record, tape))
+
+    def _record(self, tape: Tape) -> None:
         try:
             name, stub = self.stub(tape)
-            self.keep(tape.spec, name, stub)
+            self.files.keep(tape.spec, name, stub)
         except Exception:  # a recording lost is said; the call it came from has its answer
             log.error("%s: the call could not be recorded", tape.spec.name, exc_info=True)
 
@@ -72,7 +79,7 @@ class Recorder:
             "recorded": {
                 "at": tape.at.isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "upstream": tape.upstream,
-                "messages": method_fingerprint(spec),
+                "messages": self._fingerprint(spec),
             },
         }
         if kind is RpcKind.STREAM_UNARY:
@@ -87,6 +94,12 @@ class Recorder:
         return stub["name"], stub
 
     # -- pieces --------------------------------------------------------------------------------
+
+    def _fingerprint(self, spec: MethodSpec) -> str:
+        known = self._fingerprints.get(spec.path)
+        if known is None or known[0] is not spec:  # (a reload makes specs of its own)
+            known = self._fingerprints[spec.path] = (spec, method_fingerprint(spec))
+        return known[1]
 
     def _dict(self, cls: type[Message], data: bytes) -> dict[str, Any]:
         message = cls.FromString(data)

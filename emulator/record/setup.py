@@ -37,7 +37,7 @@ class Proxy:
             self.pseudonymizer = _pseudonymizer(config, contracts)
             self.files = RecordingFiles(Path(record.out))
             self.recorder = Recorder(
-                self.files.keep,
+                self.files,
                 ignore_fields=record.ignore_fields,
                 pseudonymizer=self.pseudonymizer,
                 secret_headers=secret_headers,
