@@ -3,6 +3,7 @@ replay the recordings, and proxy what no stub answers."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 from grpc_status import rpc_status
 
 from emulator import Emulator
+from emulator.contracts import load_contracts
 from tests.conftest import PROTOS, EmulateProcess, emulate, wait_until
 from tests.upstream import Upstream, running_upstream
 
@@ -468,3 +470,32 @@ def test_a_request_recorded_again_and_again_keeps_its_first_answers(
         kept = emu.server.proxy.files
     [stub] = yaml.safe_load(next(tmp_path.glob("*GetProduct.yaml")).read_text())
     assert len(stub["sequence"]) == 3 and (kept.recorded, kept.dropped) == (3, 2)
+
+
+def test_an_upstream_that_cannot_be_reached_is_named_and_not_recorded(tmp_path: Path) -> None:
+    """The upstream gone mid-session, or never there: the client gets UNAVAILABLE naming it,
+    the emulator keeps serving, and grpc's own word that it could not connect is not written as
+    the service's answer (it would replay an outage). The service's own UNAVAILABLE still is."""
+    out = tmp_path / "recordings"
+    request = load_contracts([PROTOS]).method("acme.shop.v1.Catalog/GetProduct").input_class
+    with contextlib.ExitStack() as upstream_up:
+        real = upstream_up.enter_context(running_upstream())
+        target = f"127.0.0.1:{real.port}"
+        with Emulator(
+            protos=PROTOS, proxy={"upstream": target, "record": True}, record={"out": str(out)}
+        ) as emu:
+            client = Client(emu.target)
+            client.unary(GET, request(product_id="p1").SerializeToString())
+            own = client.error(GET, request(product_id="unavailable").SerializeToString())
+            assert own.details() == "try again later"  # type: ignore[attr-defined]
+            upstream_up.close()  # the upstream goes away; the emulator stays
+            for product in ("p2", "p3"):
+                error = client.error(GET, request(product_id=product).SerializeToString())
+                assert error.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+                details = error.details()  # type: ignore[attr-defined]
+                assert details.startswith(f"proxy: the upstream {target} cannot be reached: ")
+            health = client.channel.unary_unary("/grpc.health.v1.Health/Check")
+            assert health(b"", timeout=10) == b"\x08\x01"  # SERVING: still serving
+            client.close()
+    stubs = yaml.safe_load((out / "acme.shop.v1.Catalog.GetProduct.yaml").read_text())
+    assert sorted(s["match"]["request"]["product_id"] for s in stubs) == ["p1", "unavailable"]
