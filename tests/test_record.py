@@ -499,3 +499,89 @@ def test_an_upstream_that_cannot_be_reached_is_named_and_not_recorded(tmp_path: 
             client.close()
     stubs = yaml.safe_load((out / "acme.shop.v1.Catalog.GetProduct.yaml").read_text())
     assert sorted(s["match"]["request"]["product_id"] for s in stubs) == ["p1", "unavailable"]
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "- name: mine\n  method: acme.shop.v1.Catalog/GetProduct\n  respond: {message: {}\n",
+            ":4: not valid YAML (while parsing a flow mapping at line 3: ",
+        ),
+        ("hello: world\n", ":1: holds a dict, not a list of stubs: "),
+    ],
+)
+def test_a_file_recording_cannot_add_to_stops_it_and_is_kept(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """Rewriting a file recording cannot read as stubs would lose the user's file."""
+    mine = tmp_path / "acme.shop.v1.Catalog.GetProduct.yaml"
+    mine.write_text(text)
+    ran = emulate(
+        "record", "--proto", str(PROTOS), "--upstream", "127.0.0.1:1", "--out", str(tmp_path)
+    )
+    assert ran.returncode == 2 and "Traceback" not in ran.stderr, ran.stderr
+    assert f"emulate: error: {mine}{said}" in ran.stderr, ran.stderr
+    assert f"would lose what it holds: fix it, or move it out of {tmp_path}" in ran.stderr
+    assert mine.read_text() == text
+
+
+def test_stubs_without_a_name_are_kept_when_recording_adds_to_their_file(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    mine = tmp_path / "acme.shop.v1.Catalog.GetProduct.yaml"
+    mine.write_text(
+        "- method: acme.shop.v1.Catalog/GetProduct\n"
+        "  match: {request: {product_id: special}}\n"
+        "  respond: {message: {name: Special}}\n"
+    )
+    target = f"127.0.0.1:{upstream.port}"
+    with Emulator(
+        protos=PROTOS, proxy={"upstream": target, "record": True}, record={"out": str(tmp_path)}
+    ) as emu:
+        emu.stub("acme.shop.v1.Catalog").GetProduct({"product_id": "p1"})
+    stubs = yaml.safe_load(mine.read_text())
+    assert stubs[0] == {
+        "method": "acme.shop.v1.Catalog/GetProduct",
+        "match": {"request": {"product_id": "special"}},
+        "respond": {"message": {"name": "Special"}},
+    }
+    assert stubs[1]["match"] == {"request": {"product_id": "p1"}}
+
+
+def test_an_out_folder_that_cannot_be_written_stops_recording(tmp_path: Path) -> None:
+    """(A chmod 555 folder does not stop root: a path under a file fails for every user.)"""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine\n")
+    for out, said in [
+        (a_file, f"record.out: {a_file} is a file, not a folder: give --out a folder"),
+        (a_file / "sub", f"record.out: {a_file / 'sub'} cannot be written: Not a directory"),
+    ]:
+        ran = emulate(
+            "record", "--proto", str(PROTOS), "--upstream", "127.0.0.1:1", "--out", str(out)
+        )
+        assert ran.returncode == 2 and said in ran.stderr, ran.stderr
+    assert a_file.read_text() == "mine\n"
+
+
+def test_recordings_that_cannot_be_written_are_retried_and_said(tmp_path: Path) -> None:
+    """A folder gone while recording: the file is written again at the next flush, and at exit
+    the files still not written are kept in `unwritten`, for `emulate record` to exit 1."""
+    from emulator.record.files import RecordingFiles
+
+    spec = load_contracts([PROTOS]).method("acme.shop.v1.Catalog/GetProduct")
+    assert spec is not None
+    out = tmp_path / "recordings"
+    files = RecordingFiles(out)
+    files.prepare([spec])
+    out.rmdir()
+    out.write_text("in the way\n")
+    files.keep(spec, "one", {"name": "one", "method": spec.name})
+    with pytest.raises(OSError):
+        files.flush()
+    assert files.unwritten == [out / "acme.shop.v1.Catalog.GetProduct.yaml"]
+    out.unlink()
+    assert files.flush() == [out / "acme.shop.v1.Catalog.GetProduct.yaml"]  # tried again
+    assert files.unwritten == []
+    [written] = yaml.safe_load((out / "acme.shop.v1.Catalog.GetProduct.yaml").read_text())
+    assert written["name"] == "one"

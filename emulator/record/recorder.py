@@ -27,6 +27,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from emulator.contracts.model import MethodSpec, RpcKind
+from emulator.errors import EmulatorError
 from emulator.record.files import RecordingFiles
 from emulator.record.tape import Tape
 
@@ -62,6 +63,8 @@ class Recorder:
         try:
             name, stub = self.stub(tape)
             self.files.keep(tape.spec, name, stub)
+        except EmulatorError as exc:  # (a recording file that went bad while it served)
+            log.error("%s: the call could not be recorded: %s", tape.spec.name, exc)
         except Exception:  # a recording lost is said; the call it came from has its answer
             log.error("%s: the call could not be recorded", tape.spec.name, exc_info=True)
 

@@ -36,6 +36,7 @@ class Proxy:
             record = config.record
             self.pseudonymizer = _pseudonymizer(config, contracts)
             self.files = RecordingFiles(Path(record.out))
+            self.files.prepare(contracts.methods.values())
             self.recorder = Recorder(
                 self.files,
                 ignore_fields=record.ignore_fields,
