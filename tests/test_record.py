@@ -415,7 +415,15 @@ def test_a_whole_client_stream_is_matched_or_refused_with_its_key(tmp_path: Path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--upstream", "no-port"), "proxy.upstream: expected HOST:PORT, got 'no-port'"),
+        (("--upstream", "no-port"), "proxy.upstream: expected HOST:PORT (as catalog."),
+        (("--upstream", "http://127.0.0.1:50051"), "leave out http://, gRPC names the host"),
+        (("--upstream", "127.0.0.1:99999"), "the port must be 1 to 65535"),
+        (("--upstream", "::1"), "got '::1'"),
+        (("--upstream", "::1:50051"), "write an IPv6 address in brackets, as [::1]:50051"),
+        (
+            ("--replay-timings", "scaled", "--replay-scale", "-1"),
+            "replay.scale: must be 0 or more",
+        ),
         (
             ("--upstream", "127.0.0.1:1", "--upstream-ca", "missing.pem"),
             "proxy.ca: missing.pem: cannot be read",
@@ -585,3 +593,25 @@ def test_recordings_that_cannot_be_written_are_retried_and_said(tmp_path: Path) 
     assert files.unwritten == []
     [written] = yaml.safe_load((out / "acme.shop.v1.Catalog.GetProduct.yaml").read_text())
     assert written["name"] == "one"
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        (
+            "proxy: {upstream: '127.0.0.1:1'}\n"
+            "record:\n  pseudonymize:\n    - {field: '*.emial', kind: email}\n",
+            ":4: record.pseudonymize[0].field: '*.emial' matches no field",
+        ),
+        ("proxy:\n  upstream: 'http://x:1'\n", ":2: proxy.upstream: expected HOST:PORT"),
+    ],
+)
+def test_record_and_proxy_settings_are_refused_with_their_file_and_line(
+    tmp_path: Path, config: str, said: str
+) -> None:
+    path = tmp_path / "emulator.yaml"
+    path.write_text(config)
+    out = str(tmp_path / "out")
+    for command in ("check", "record"):
+        ran = emulate(command, "--proto", str(PROTOS), "--config", str(path), "--record-out", out)
+        assert ran.returncode == 2 and f"{path}{said}" in ran.stderr, ran.stderr

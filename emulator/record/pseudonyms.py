@@ -425,6 +425,8 @@ def _rule(raw: object, at: str, fields: Mapping[str, _Desc]) -> PseudonymRule:
             'expected a pattern over <message full name>.<field name>, as "*.email" or '
             f'"acme.shop.v1.Customer.email", not {pattern!r}',
         )
+    if kind is None:
+        _fail(f"{at}.kind", f"missing: a rule needs a kind, one of {', '.join(KINDS)}")
     if not isinstance(kind, str) or kind not in KINDS:
         close = difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
