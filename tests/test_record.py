@@ -382,7 +382,7 @@ def test_old_and_stale_recordings_are_said(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     assert "1 recorded stub older than record.max_age (365d) left out" in checked.stderr
     assert "acme.shop.v1.Catalog/GetProduct: 1 recording (first: " in checked.stderr
-    assert "made against other messages" in checked.stderr
+    assert ") was made against other messages" in checked.stderr
     assert "1 stub on 1 method" in checked.stdout
 
 
@@ -615,3 +615,25 @@ def test_record_and_proxy_settings_are_refused_with_their_file_and_line(
     for command in ("check", "record"):
         ran = emulate(command, "--proto", str(PROTOS), "--config", str(path), "--record-out", out)
         assert ran.returncode == 2 and f"{path}{said}" in ran.stderr, ran.stderr
+
+
+def test_a_redacted_request_field_is_left_out_of_the_match(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No request carries `[redacted]`: matching on it, a recording would never answer."""
+    monkeypatch.setenv("GRPC_EMULATOR_RECORD_KEY", "a key for this test only")
+    chat = upstream.cls("acme.shop.v1.Orders/Chat").input_class
+    rules = [{"field": "acme.shop.v1.ChatMessage.text", "kind": "redact"}]
+    proxy = {"upstream": f"127.0.0.1:{upstream.port}", "record": True}
+    with Emulator(
+        protos=PROTOS, proxy=proxy, record={"out": str(tmp_path), "pseudonymize": rules}
+    ) as emu:
+        Client(emu.target).bidi(CHAT, [chat(order_id="o1", text="hi").SerializeToString()])
+    [stub] = yaml.safe_load((tmp_path / "acme.shop.v1.Orders.Chat.yaml").read_text())
+    assert stub["on_message"][0]["match"] == {"order_id": "o1"}
+    assert stub["on_message"][0]["reply"][0]["message"]["text"] == "[redacted]"
+    with Emulator(protos=PROTOS, stubs=[str(tmp_path)]) as emu:
+        answers = Client(emu.target).bidi(
+            CHAT, [chat(order_id="o1", text="other").SerializeToString()]
+        )
+    assert len(answers) == 2  # the recording answered a message it was not made from

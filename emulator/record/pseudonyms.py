@@ -251,6 +251,10 @@ class Pseudonymizer:
             return _NOTHING
         return _Plan(tuple(rewrites), tuple(nested))
 
+    def kind_of(self, name: str) -> str | None:
+        """The kind of the first rule that matches `<message full name>.<field name>`."""
+        return next((kind for pattern, kind in self._patterns if pattern.match(name)), None)
+
     def _kind(self, desc: _Desc, field: _Desc) -> str | None:
         name = f"{desc.full_name}.{field.name}"
         return next((kind for pattern, kind in self._patterns if pattern.match(name)), None)

@@ -53,6 +53,7 @@ class Recorder:
         self._fingerprints: dict[str, tuple[MethodSpec, str]] = {}
         self.ignore = tuple(ignore_fields)
         self.pseudonymizer = pseudonymizer
+        self._redacts: dict[str, bool] = {}  # field full name → a redact rule names it
         self.secrets = frozenset(h.lower() for h in secret_headers)
 
     def __call__(self, tape: Tape) -> None:
@@ -129,6 +130,8 @@ class Recorder:
                 continue
             if any(fnmatch.fnmatchcase(field.full_name, p) for p in self.ignore):
                 continue
+            if self._redacted(field.full_name):
+                continue  # no request carries `[redacted]`: as an ignored field, any value
             path = prefix + name
             nested = field.message_type
             if (
@@ -140,6 +143,13 @@ class Recorder:
                 self._flatten(nested, value, path + ".", out)
             else:
                 out[path] = value
+
+    def _redacted(self, field_name: str) -> bool:
+        known = self._redacts.get(field_name)
+        if known is None:
+            kind = self.pseudonymizer.kind_of(field_name) if self.pseudonymizer else None
+            known = self._redacts[field_name] = kind == "redact"
+        return known
 
     def _response(self, tape: Tape) -> dict[str, Any]:
         spec = tape.spec
