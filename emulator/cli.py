@@ -370,6 +370,14 @@ def _recorded(server: Any, code: int, *, check: bool) -> int:
         f"{files.out}",
         file=sys.stderr,
     )
+    if files.unwritten:  # (the reason was logged when the last write failed)
+        names = ", ".join(str(path) for path in files.unwritten)
+        print(
+            f"emulate record: error: {_count(len(files.unwritten), 'file')} could not be "
+            f"written, their calls are lost: {names}",
+            file=sys.stderr,
+        )
+        code = code or 1
     if not check:
         return code
     if proxy.pseudonymizer is None:

@@ -402,6 +402,47 @@ def _check_values(config: Config, source: str, lines: Mapping[str, int]) -> None
     _check_host(config.server.host, bad)
     _check_admin(config, bad)
     _check_telemetry(config, bad)
+    _check_proxy(config, bad)
+
+
+def _check_proxy(config: Config, bad: Any) -> None:
+    scale = config.replay.scale
+    if not scale >= 0:  # (a wait scaled below zero is no wait; nan is no number)
+        raise bad("replay.scale", f"must be 0 or more (0.5: twice as fast), got {scale}")
+    upstream = config.proxy.upstream
+    if upstream:
+        problem = _upstream_problem(upstream)
+        if problem:
+            raise bad("proxy.upstream", problem)
+
+
+def _upstream_problem(target: str) -> str | None:
+    """What is wrong with a proxy.upstream value, if anything: HOST:PORT, `[v6]:PORT`, or a
+    gRPC `dns:///HOST:PORT` target."""
+    import ipaddress
+
+    expected = f"expected HOST:PORT (as catalog.internal:443 or [::1]:50051), got {target!r}"
+    if re.match(r"^[a-z][a-z0-9+.-]*://", target, re.IGNORECASE) and not target.startswith(
+        "dns:///"
+    ):
+        scheme = target.split("://", 1)[0]
+        return (
+            f"{expected}: leave out {scheme}://, gRPC names the host and port alone "
+            "(--upstream-ca speaks TLS)"
+        )
+    host, _, port = target.removeprefix("dns:///").rpartition(":")
+    if not host or not port.isdigit() or re.search(r"\s", target):
+        return expected
+    if not 1 <= int(port) <= 65535:
+        return f"{expected}: the port must be 1 to 65535"
+    if ":" in host:  # an IPv6 address, which needs its brackets to tell it from the port
+        try:
+            ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            return expected
+        if not (host.startswith("[") and host.endswith("]")):
+            return f"{expected}: write an IPv6 address in brackets, as [::1]:50051"
+    return None
 
 
 def _check_telemetry(config: Config, bad: Any) -> None:

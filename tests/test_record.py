@@ -3,6 +3,7 @@ replay the recordings, and proxy what no stub answers."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 from grpc_status import rpc_status
 
 from emulator import Emulator
+from emulator.contracts import load_contracts
 from tests.conftest import PROTOS, EmulateProcess, emulate, wait_until
 from tests.upstream import Upstream, running_upstream
 
@@ -380,7 +382,7 @@ def test_old_and_stale_recordings_are_said(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     assert "1 recorded stub older than record.max_age (365d) left out" in checked.stderr
     assert "acme.shop.v1.Catalog/GetProduct: 1 recording (first: " in checked.stderr
-    assert "made against other messages" in checked.stderr
+    assert ") was made against other messages" in checked.stderr
     assert "1 stub on 1 method" in checked.stdout
 
 
@@ -413,7 +415,15 @@ def test_a_whole_client_stream_is_matched_or_refused_with_its_key(tmp_path: Path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--upstream", "no-port"), "proxy.upstream: expected HOST:PORT, got 'no-port'"),
+        (("--upstream", "no-port"), "proxy.upstream: expected HOST:PORT (as catalog."),
+        (("--upstream", "http://127.0.0.1:50051"), "leave out http://, gRPC names the host"),
+        (("--upstream", "127.0.0.1:99999"), "the port must be 1 to 65535"),
+        (("--upstream", "::1"), "got '::1'"),
+        (("--upstream", "::1:50051"), "write an IPv6 address in brackets, as [::1]:50051"),
+        (
+            ("--replay-timings", "scaled", "--replay-scale", "-1"),
+            "replay.scale: must be 0 or more",
+        ),
         (
             ("--upstream", "127.0.0.1:1", "--upstream-ca", "missing.pem"),
             "proxy.ca: missing.pem: cannot be read",
@@ -468,3 +478,162 @@ def test_a_request_recorded_again_and_again_keeps_its_first_answers(
         kept = emu.server.proxy.files
     [stub] = yaml.safe_load(next(tmp_path.glob("*GetProduct.yaml")).read_text())
     assert len(stub["sequence"]) == 3 and (kept.recorded, kept.dropped) == (3, 2)
+
+
+def test_an_upstream_that_cannot_be_reached_is_named_and_not_recorded(tmp_path: Path) -> None:
+    """The upstream gone mid-session, or never there: the client gets UNAVAILABLE naming it,
+    the emulator keeps serving, and grpc's own word that it could not connect is not written as
+    the service's answer (it would replay an outage). The service's own UNAVAILABLE still is."""
+    out = tmp_path / "recordings"
+    request = load_contracts([PROTOS]).method("acme.shop.v1.Catalog/GetProduct").input_class
+    with contextlib.ExitStack() as upstream_up:
+        real = upstream_up.enter_context(running_upstream())
+        target = f"127.0.0.1:{real.port}"
+        with Emulator(
+            protos=PROTOS, proxy={"upstream": target, "record": True}, record={"out": str(out)}
+        ) as emu:
+            client = Client(emu.target)
+            client.unary(GET, request(product_id="p1").SerializeToString())
+            own = client.error(GET, request(product_id="unavailable").SerializeToString())
+            assert own.details() == "try again later"  # type: ignore[attr-defined]
+            upstream_up.close()  # the upstream goes away; the emulator stays
+            for product in ("p2", "p3"):
+                error = client.error(GET, request(product_id=product).SerializeToString())
+                assert error.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+                details = error.details()  # type: ignore[attr-defined]
+                assert details.startswith(f"proxy: the upstream {target} cannot be reached: ")
+            health = client.channel.unary_unary("/grpc.health.v1.Health/Check")
+            assert health(b"", timeout=10) == b"\x08\x01"  # SERVING: still serving
+            client.close()
+    stubs = yaml.safe_load((out / "acme.shop.v1.Catalog.GetProduct.yaml").read_text())
+    assert sorted(s["match"]["request"]["product_id"] for s in stubs) == ["p1", "unavailable"]
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "- name: mine\n  method: acme.shop.v1.Catalog/GetProduct\n  respond: {message: {}\n",
+            ":4: not valid YAML (while parsing a flow mapping at line 3: ",
+        ),
+        ("hello: world\n", ":1: holds a dict, not a list of stubs: "),
+    ],
+)
+def test_a_file_recording_cannot_add_to_stops_it_and_is_kept(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """Rewriting a file recording cannot read as stubs would lose the user's file."""
+    mine = tmp_path / "acme.shop.v1.Catalog.GetProduct.yaml"
+    mine.write_text(text)
+    ran = emulate(
+        "record", "--proto", str(PROTOS), "--upstream", "127.0.0.1:1", "--out", str(tmp_path)
+    )
+    assert ran.returncode == 2 and "Traceback" not in ran.stderr, ran.stderr
+    assert f"emulate: error: {mine}{said}" in ran.stderr, ran.stderr
+    assert f"would lose what it holds: fix it, or move it out of {tmp_path}" in ran.stderr
+    assert mine.read_text() == text
+
+
+def test_stubs_without_a_name_are_kept_when_recording_adds_to_their_file(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    mine = tmp_path / "acme.shop.v1.Catalog.GetProduct.yaml"
+    mine.write_text(
+        "- method: acme.shop.v1.Catalog/GetProduct\n"
+        "  match: {request: {product_id: special}}\n"
+        "  respond: {message: {name: Special}}\n"
+    )
+    target = f"127.0.0.1:{upstream.port}"
+    with Emulator(
+        protos=PROTOS, proxy={"upstream": target, "record": True}, record={"out": str(tmp_path)}
+    ) as emu:
+        emu.stub("acme.shop.v1.Catalog").GetProduct({"product_id": "p1"})
+    stubs = yaml.safe_load(mine.read_text())
+    assert stubs[0] == {
+        "method": "acme.shop.v1.Catalog/GetProduct",
+        "match": {"request": {"product_id": "special"}},
+        "respond": {"message": {"name": "Special"}},
+    }
+    assert stubs[1]["match"] == {"request": {"product_id": "p1"}}
+
+
+def test_an_out_folder_that_cannot_be_written_stops_recording(tmp_path: Path) -> None:
+    """(A chmod 555 folder does not stop root: a path under a file fails for every user.)"""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine\n")
+    for out, said in [
+        (a_file, f"record.out: {a_file} is a file, not a folder: give --out a folder"),
+        (a_file / "sub", f"record.out: {a_file / 'sub'} cannot be written: Not a directory"),
+    ]:
+        ran = emulate(
+            "record", "--proto", str(PROTOS), "--upstream", "127.0.0.1:1", "--out", str(out)
+        )
+        assert ran.returncode == 2 and said in ran.stderr, ran.stderr
+    assert a_file.read_text() == "mine\n"
+
+
+def test_recordings_that_cannot_be_written_are_retried_and_said(tmp_path: Path) -> None:
+    """A folder gone while recording: the file is written again at the next flush, and at exit
+    the files still not written are kept in `unwritten`, for `emulate record` to exit 1."""
+    from emulator.record.files import RecordingFiles
+
+    spec = load_contracts([PROTOS]).method("acme.shop.v1.Catalog/GetProduct")
+    assert spec is not None
+    out = tmp_path / "recordings"
+    files = RecordingFiles(out)
+    files.prepare([spec])
+    out.rmdir()
+    out.write_text("in the way\n")
+    files.keep(spec, "one", {"name": "one", "method": spec.name})
+    with pytest.raises(OSError):
+        files.flush()
+    assert files.unwritten == [out / "acme.shop.v1.Catalog.GetProduct.yaml"]
+    out.unlink()
+    assert files.flush() == [out / "acme.shop.v1.Catalog.GetProduct.yaml"]  # tried again
+    assert files.unwritten == []
+    [written] = yaml.safe_load((out / "acme.shop.v1.Catalog.GetProduct.yaml").read_text())
+    assert written["name"] == "one"
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        (
+            "proxy: {upstream: '127.0.0.1:1'}\n"
+            "record:\n  pseudonymize:\n    - {field: '*.emial', kind: email}\n",
+            ":4: record.pseudonymize[0].field: '*.emial' matches no field",
+        ),
+        ("proxy:\n  upstream: 'http://x:1'\n", ":2: proxy.upstream: expected HOST:PORT"),
+    ],
+)
+def test_record_and_proxy_settings_are_refused_with_their_file_and_line(
+    tmp_path: Path, config: str, said: str
+) -> None:
+    path = tmp_path / "emulator.yaml"
+    path.write_text(config)
+    out = str(tmp_path / "out")
+    for command in ("check", "record"):
+        ran = emulate(command, "--proto", str(PROTOS), "--config", str(path), "--record-out", out)
+        assert ran.returncode == 2 and f"{path}{said}" in ran.stderr, ran.stderr
+
+
+def test_a_redacted_request_field_is_left_out_of_the_match(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No request carries `[redacted]`: matching on it, a recording would never answer."""
+    monkeypatch.setenv("GRPC_EMULATOR_RECORD_KEY", "a key for this test only")
+    chat = upstream.cls("acme.shop.v1.Orders/Chat").input_class
+    rules = [{"field": "acme.shop.v1.ChatMessage.text", "kind": "redact"}]
+    proxy = {"upstream": f"127.0.0.1:{upstream.port}", "record": True}
+    with Emulator(
+        protos=PROTOS, proxy=proxy, record={"out": str(tmp_path), "pseudonymize": rules}
+    ) as emu:
+        Client(emu.target).bidi(CHAT, [chat(order_id="o1", text="hi").SerializeToString()])
+    [stub] = yaml.safe_load((tmp_path / "acme.shop.v1.Orders.Chat.yaml").read_text())
+    assert stub["on_message"][0]["match"] == {"order_id": "o1"}
+    assert stub["on_message"][0]["reply"][0]["message"]["text"] == "[redacted]"
+    with Emulator(protos=PROTOS, stubs=[str(tmp_path)]) as emu:
+        answers = Client(emu.target).bidi(
+            CHAT, [chat(order_id="o1", text="other").SerializeToString()]
+        )
+    assert len(answers) == 2  # the recording answered a message it was not made from

@@ -55,6 +55,8 @@ class Upstream:
             status.details.append(detail)
             await context.send_initial_metadata((("x-upstream", "real"),))
             await context.abort_with_status(rpc_status.to_status(status))
+        if request.product_id == "unavailable":  # the service's own UNAVAILABLE: an answer
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "try again later")
         if request.product_id == "slow":
             try:
                 await asyncio.sleep(30)

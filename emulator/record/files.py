@@ -7,7 +7,9 @@ happen on a thread of their own, and so does turning calls into stubs (JSON form
 pseudonyms cost a few hundred microseconds a call, which the serving loop would add to every
 answer, and to the waits it records). A file is rewritten at most every FLUSH_EVERY seconds,
 and less often as it grows: never more than a fifth of the time goes to rewriting. Stubs
-already in a file when recording starts are kept, and new calls are added to them.
+already in a file when recording starts are kept (those without a name too; its comments are
+lost), and new calls are added to them. A file that cannot be read as a
+list of stubs stops the recorder before it serves: rewriting it would lose what it holds.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from emulator.contracts.model import MethodSpec
+from emulator.errors import ConfigError
 
 __all__ = ["RecordingFiles", "recording_path"]
 
@@ -34,6 +37,7 @@ FLUSH_EVERY = 0.2  # seconds between rewrites of a file that changed, at least
 PACE = 4  # and at least this many times as long as the last rewrite took
 MAX_SEQUENCE = 100  # responses kept for one request (a load test would pile up thousands)
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: 3x as fast
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def recording_path(out: Path, spec: MethodSpec) -> Path:
@@ -43,7 +47,7 @@ def recording_path(out: Path, spec: MethodSpec) -> Path:
 class RecordingFiles:
     def __init__(self, out: Path) -> None:
         self.out = out
-        self._stubs: dict[Path, dict[str, dict[str, Any]]] = {}  # file → stub name → stub
+        self._stubs: dict[Path, dict[str, Any]] = {}  # file → stub name → stub
         self._dirty: set[Path] = set()
         self._lock = threading.Lock()
         self._working = threading.Lock()  # one thread at a time turns calls into stubs
@@ -53,6 +57,37 @@ class RecordingFiles:
         self._thread: threading.Thread | None = None
         self.recorded = 0  # calls kept since the start
         self.dropped = 0  # identical requests past MAX_SEQUENCE
+        self.unwritten: list[Path] = []  # files the last flush could not write
+        self._said = ""  # the write error last logged (said once, not at every retry)
+
+    def prepare(self, specs: Iterable[MethodSpec]) -> None:
+        """Before serving: the folder made (or there) and writable, and every recording already
+        in it read, so that a problem stops the recorder with a message instead of losing calls
+        (or the user's file) once it serves. ConfigError naming the file and line."""
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise ConfigError(
+                f"record.out: {out} is a file, not a folder: give --out a folder (it is made "
+                "if missing); recordings are written there one file per method",
+                key="record.out",
+                problem=f"{out} is a file, not a folder",
+            )
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            handle, probe = tempfile.mkstemp(dir=out, prefix=".emulate-record.", suffix=".tmp")
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(
+                f"record.out: {out} cannot be written: {exc.strerror}: give --out a folder this "
+                "user may write",
+                key="record.out",
+                problem=f"{out} cannot be written: {exc.strerror}",
+            ) from None
+        for spec in specs:
+            path = recording_path(out, spec)
+            if path.exists():
+                self._stubs[path] = _read(path)
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run `job` (which calls `keep`) on the writer's thread: from the serving loop."""
@@ -73,7 +108,7 @@ class RecordingFiles:
         with self._lock:
             stubs = self._stubs.get(path)
             if stubs is None:
-                stubs = self._stubs[path] = _read(path)
+                stubs = self._stubs[path] = _read(path) if path.exists() else {}
             old = stubs.get(name)
             if old is not None and len(old.get("sequence", ())) >= MAX_SEQUENCE:
                 self.dropped += 1
@@ -89,16 +124,30 @@ class RecordingFiles:
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             contents = {path: list(self._stubs[path].values()) for path in dirty}
+        failed: list[tuple[Path, OSError]] = []
         for path, stubs in sorted(contents.items()):
-            _write(path, stubs)
+            try:
+                _write(path, stubs)
+            except OSError as exc:
+                failed.append((path, exc))
+        self.unwritten = [path for path, _ in failed]
+        if failed:
+            with self._lock:  # written at the next change, or at exit
+                self._dirty.update(self.unwritten)
+            raise failed[0][1]
         return sorted(contents)
 
     def close(self) -> None:
+        """The last calls written; a file that still cannot be written is logged, and left
+        in `unwritten` for the exit status."""
         self._closing = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
-        self.flush()
+        try:
+            self.flush()
+        except OSError as exc:
+            log.error("recordings could not be written under %s: %s", self.out, exc)
 
     @property
     def paths(self) -> list[Path]:
@@ -121,8 +170,11 @@ class RecordingFiles:
             started = time.monotonic()
             try:
                 self.flush()
-            except OSError as exc:  # said once per failure; the next change tries again
-                log.error("recordings could not be written under %s: %s", self.out, exc)
+                self._said = ""
+            except OSError as exc:  # said once, not at every retry; retried until exit
+                if str(exc) != self._said:
+                    self._said = str(exc)
+                    log.error("recordings could not be written under %s: %s", self.out, exc)
             took = time.monotonic() - started
             due = time.monotonic() + max(FLUSH_EVERY, PACE * took)
 
@@ -139,16 +191,39 @@ def _joined(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
+def _read(path: Path) -> dict[str, Any]:
+    """The stubs of a file recording is to add to, by name. Entries without a name are kept
+    under keys of their own, to be written back as they were. ConfigError if the file is not
+    a list of stubs: rewriting it would lose it."""
+    what_to_do = (
+        f"recording writes this method's calls to this file and would lose what it holds: "
+        f"fix it, or move it out of {path.parent}"
+    )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise OSError(f"{path}: the recording there cannot be read to add to it: {exc}") from exc
-    if not isinstance(data, list):
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and opened is not None:  # (an unclosed bracket: where it was opened)
+            problem = f"{context} at line {opened.line + 1}: {problem}"
+        raise ConfigError(f"{where}: not valid YAML ({problem}): {what_to_do}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{path}: cannot be read ({reason}): {what_to_do}") from None
+    if data is None:
         return {}
-    return {s["name"]: s for s in data if isinstance(s, dict) and isinstance(s.get("name"), str)}
+    if not isinstance(data, list):
+        raise ConfigError(
+            f"{path}:1: holds a {type(data).__name__}, not a list of stubs: {what_to_do}"
+        )
+    return {
+        item["name"]
+        if isinstance(item, dict) and isinstance(item.get("name"), str)
+        else f"\0{index}": item
+        for index, item in enumerate(data)
+    }
 
 
 def _write(path: Path, stubs: list[dict[str, Any]]) -> None:

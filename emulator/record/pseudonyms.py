@@ -251,6 +251,10 @@ class Pseudonymizer:
             return _NOTHING
         return _Plan(tuple(rewrites), tuple(nested))
 
+    def kind_of(self, name: str) -> str | None:
+        """The kind of the first rule that matches `<message full name>.<field name>`."""
+        return next((kind for pattern, kind in self._patterns if pattern.match(name)), None)
+
     def _kind(self, desc: _Desc, field: _Desc) -> str | None:
         name = f"{desc.full_name}.{field.name}"
         return next((kind for pattern, kind in self._patterns if pattern.match(name)), None)
@@ -425,6 +429,8 @@ def _rule(raw: object, at: str, fields: Mapping[str, _Desc]) -> PseudonymRule:
             'expected a pattern over <message full name>.<field name>, as "*.email" or '
             f'"acme.shop.v1.Customer.email", not {pattern!r}',
         )
+    if kind is None:
+        _fail(f"{at}.kind", f"missing: a rule needs a kind, one of {', '.join(KINDS)}")
     if not isinstance(kind, str) or kind not in KINDS:
         close = difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""

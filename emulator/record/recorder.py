@@ -27,6 +27,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from emulator.contracts.model import MethodSpec, RpcKind
+from emulator.errors import EmulatorError
 from emulator.record.files import RecordingFiles
 from emulator.record.tape import Tape
 
@@ -52,6 +53,7 @@ class Recorder:
         self._fingerprints: dict[str, tuple[MethodSpec, str]] = {}
         self.ignore = tuple(ignore_fields)
         self.pseudonymizer = pseudonymizer
+        self._redacts: dict[str, bool] = {}  # field full name → a redact rule names it
         self.secrets = frozenset(h.lower() for h in secret_headers)
 
     def __call__(self, tape: Tape) -> None:
@@ -62,6 +64,8 @@ class Recorder:
         try:
             name, stub = self.stub(tape)
             self.files.keep(tape.spec, name, stub)
+        except EmulatorError as exc:  # (a recording file that went bad while it served)
+            log.error("%s: the call could not be recorded: %s", tape.spec.name, exc)
         except Exception:  # a recording lost is said; the call it came from has its answer
             log.error("%s: the call could not be recorded", tape.spec.name, exc_info=True)
 
@@ -126,6 +130,8 @@ class Recorder:
                 continue
             if any(fnmatch.fnmatchcase(field.full_name, p) for p in self.ignore):
                 continue
+            if self._redacted(field.full_name):
+                continue  # no request carries `[redacted]`: as an ignored field, any value
             path = prefix + name
             nested = field.message_type
             if (
@@ -137,6 +143,13 @@ class Recorder:
                 self._flatten(nested, value, path + ".", out)
             else:
                 out[path] = value
+
+    def _redacted(self, field_name: str) -> bool:
+        known = self._redacts.get(field_name)
+        if known is None:
+            kind = self.pseudonymizer.kind_of(field_name) if self.pseudonymizer else None
+            known = self._redacts[field_name] = kind == "redact"
+        return known
 
     def _response(self, tape: Tape) -> dict[str, Any]:
         spec = tape.spec

@@ -53,8 +53,8 @@ def prepare_recordings(
     for name, count in sorted(stale.items()):
         warnings.append(
             f"{name}: {count} recording{'s' if count != 1 else ''} (first: {changed[name]}) "
-            "were made against other messages than the contracts served now define: record "
-            "them again, or check that they still match"
+            f"{'were' if count != 1 else 'was'} made against other messages than the contracts "
+            "served now define: record them again, or check that they still match"
         )
     return kept, warnings
 

@@ -5,6 +5,7 @@ server closes it once its last call has ended."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from emulator.record.files import RecordingFiles
 from emulator.record.recorder import Recorder
 from emulator.respond.proxy import ProxyResponder, Upstream
 
-__all__ = ["Proxy", "build_proxy"]
+__all__ = ["Proxy", "build_proxy", "located"]
 
 _OWN_PREFIXES = ("x-emulator-", "x-envoy-fault-")  # the emulator's fault and session headers
 
@@ -36,6 +37,7 @@ class Proxy:
             record = config.record
             self.pseudonymizer = _pseudonymizer(config, contracts)
             self.files = RecordingFiles(Path(record.out))
+            self.files.prepare(contracts.methods.values())
             self.recorder = Recorder(
                 self.files,
                 ignore_fields=record.ignore_fields,
@@ -69,13 +71,7 @@ def build_proxy(
                 problem="needs proxy.upstream",
             )
         return None
-    host, _, port = config.proxy.upstream.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(
-            f"proxy.upstream: expected HOST:PORT, got {config.proxy.upstream!r}",
-            key="proxy.upstream",
-            problem=f"expected HOST:PORT, got {config.proxy.upstream!r}",
-        )
+    # (proxy.upstream itself is checked with the rest of the config: emulator.config)
     return Proxy(config, contracts, secret_headers)
 
 
@@ -87,4 +83,16 @@ def _pseudonymizer(config: Config, contracts: Contracts) -> Any:
 
     variable = config.record.key_env
     key = os.environ.get(variable, "").encode() or None
-    return Pseudonymizer.checked(list(rules), key, contracts, variable=variable)
+    try:
+        return Pseudonymizer.checked(list(rules), key, contracts, variable=variable)
+    except ConfigError as exc:
+        raise located(config, exc) from None
+
+
+def located(config: Config, exc: ConfigError) -> ConfigError:
+    """The error of a check that needed the contracts, led by the file and line of its key
+    when a config file set it (`emulator.yaml:4: record.pseudonymize[0].kind: ...`)."""
+    place = config.where(exc.key or "")
+    if not re.search(r":\d+$", place):
+        return exc  # set on the command line, or by Emulator(...): the key says it all
+    return ConfigError(f"{place}: {exc}", key=exc.key, problem=exc.problem)

@@ -158,6 +158,8 @@ class ProxyResponder(Responder):
             if last is not None:
                 yield last
         except grpc.aio.AioRpcError as exc:
+            if not _reached(channel, exc):
+                raise _unreachable(self.upstream.target, exc) from None
             raise _failed(exc, ctx, tape, timed=options["timeout"] is not None) from None
         finally:
             if not upstream.done():
@@ -187,6 +189,25 @@ _OPEN: dict[RpcKind, Callable[[grpc.aio.Channel, str], Any]] = {
     RpcKind.STREAM_UNARY: lambda channel, path: channel.stream_unary(path),
     RpcKind.STREAM_STREAM: lambda channel, path: channel.stream_stream(path),
 }
+
+
+def _reached(channel: grpc.aio.Channel, exc: grpc.aio.AioRpcError) -> bool:
+    """Whether the error is the upstream's answer, not grpc's own word that it could not be
+    reached (nothing listening, a refused handshake, the connection lost mid-call). Both are
+    UNAVAILABLE with no headers; a channel that is still READY had a connection that answered.
+    """
+    if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+        return True
+    return channel.get_state(try_to_connect=False) is grpc.ChannelConnectivity.READY
+
+
+def _unreachable(target: str, exc: grpc.aio.AioRpcError) -> RpcAbort:
+    """UNAVAILABLE naming the upstream. The tape is left unended, so nothing is recorded: a
+    recording of it would replay the recorder's own outage as the service's answer."""
+    return RpcAbort(
+        grpc.StatusCode.UNAVAILABLE,
+        f"proxy: the upstream {target} cannot be reached: {exc.details() or 'no reason given'}",
+    )
 
 
 def _failed(exc: grpc.aio.AioRpcError, ctx: Any, tape: Tape | None, *, timed: bool) -> RpcAbort:

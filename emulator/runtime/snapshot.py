@@ -175,6 +175,11 @@ def check_snapshot(config: Config, snapshot: Snapshot) -> None:
     for index, rule in enumerate(config.faults):
         check_request_match(rule, contracts, f"faults[{index}] ({rule.name}).match.request")
     if config.record.pseudonymize and not config.proxy.record:  # (recording checks them itself)
+        from emulator.errors import ConfigError
         from emulator.record.pseudonyms import Pseudonymizer
+        from emulator.record.setup import located
 
-        Pseudonymizer.checked(config.record.pseudonymize, None, contracts, need_key=False)
+        try:
+            Pseudonymizer.checked(config.record.pseudonymize, None, contracts, need_key=False)
+        except ConfigError as exc:
+            raise located(config, exc) from None

@@ -477,7 +477,7 @@ def test_a_short_key_is_refused(shop: Contracts) -> None:
             "did you mean 'field'?",
         ),
         ({"kind": "email"}, "record.pseudonymize[0].field", "expected a pattern"),
-        ({"field": "*.email"}, "record.pseudonymize[0].kind", "unknown kind None"),
+        ({"field": "*.email"}, "record.pseudonymize[0].kind", "missing: a rule needs a kind"),
     ],
 )
 def test_a_rule_of_the_wrong_shape_is_named(
