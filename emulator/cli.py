@@ -475,6 +475,12 @@ def _banner(server: Any) -> None:
             else ""
         )
         print(f"  admin: emulator.admin.v1.Admin on {where}{http}")
+    proxy = getattr(server, "proxy", None)
+    if proxy is not None:
+        methods = ", ".join(proxy.methods)
+        to = f", recording to {proxy.files.out}" if proxy.files is not None else ""
+        where = proxy.upstream.target
+        print(f"  proxy: what nothing else answers of {methods} goes to {where}{to}")
     # Last, as scripts that read the banner wait for it.
     print("  grpc.health.v1.Health, grpc.reflection.v1.ServerReflection (+v1alpha)")
     sys.stdout.flush()

@@ -275,8 +275,10 @@ def test_emulate_record_pseudonymizes_and_checks(upstream: Upstream, tmp_path: P
             said = chat.input_class(order_id="o1", text="cust-00042@real-mail.com")
             texts = [m.text for m in talk(iter([said]), timeout=10)]
             assert texts[0] == said.text.upper()
-        code, _, err = proc.stop()
+        code, banner, err = proc.stop()
     assert code == 0, err
+    proxied = f"  proxy: what nothing else answers of * goes to 127.0.0.1:{upstream.port}"
+    assert f"{proxied}, recording to {out}\n" in banner
     assert "recorded 4 calls in 2 files" in err
     assert "no original value of a pseudonymized field in 2 files" in err
     text = (out / "acme.shop.v1.Orders.CreateOrder.yaml").read_text()
@@ -335,6 +337,8 @@ def test_replay_timings(timings: str, answers: bool) -> None:
     """A recording's waits as recorded, none, or scaled (here by 0.001: 30 s is 30 ms)."""
     replay = {"timings": timings, "scale": 0.001}
     with Emulator(protos=PROTOS, stubs=[recorded_stub()], replay=replay) as emu:
+        unused = [w for w in emu.server.snapshot.warnings if "replay.scale 0.001 is not used" in w]
+        assert len(unused) == (timings != "scaled")  # a scale with no effect is said
         get = emu.stub("acme.shop.v1.Catalog").GetProduct
         if answers:
             assert get({"product_id": "p1"}, timeout=10).name == "recorded"
@@ -637,3 +641,70 @@ def test_a_redacted_request_field_is_left_out_of_the_match(
             CHAT, [chat(order_id="o1", text="other").SerializeToString()]
         )
     assert len(answers) == 2  # the recording answered a message it was not made from
+
+
+def test_a_method_the_upstream_lacks_is_one_stub_for_every_request(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """UNIMPLEMENTED is the method's answer, not the request's: recorded once, with no
+    conditions, so replay refuses every request of the method as the upstream did (a stub of
+    the first request's fields answered other requests with made-up data)."""
+    update = "/acme.shop.v1.Catalog/UpdateProduct"
+    request = upstream.cls(update.lstrip("/")).input_class
+    out = tmp_path / "recordings"
+    with Emulator(
+        protos=PROTOS,
+        proxy={"upstream": f"127.0.0.1:{upstream.port}", "record": True},
+        record={"out": str(out)},
+    ) as emu:
+        client = Client(emu.target)
+        for product in ("p1", "p2", "p1"):
+            error = client.error(
+                update, request(product={"product_id": product}).SerializeToString()
+            )
+            assert error.code() is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+        client.close()
+    path = out / "acme.shop.v1.Catalog.UpdateProduct.yaml"
+    [stub] = yaml.safe_load(path.read_text())
+    assert "match" not in stub and "sequence" not in stub
+    assert stub["respond"]["status"]["code"] == "UNIMPLEMENTED"
+    with Emulator(protos=PROTOS, stubs=[str(out)]) as emu:
+        client = Client(emu.target)
+        error = client.error(update, request(product={"product_id": "p9"}).SerializeToString())
+        assert error.code() is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+        client.close()
+
+
+def test_recordings_are_readable_as_any_file_written(upstream: Upstream, tmp_path: Path) -> None:
+    """A replay container running as another user reads them: the umask's mode, not
+    mkstemp's 0600; a file rewritten keeps the mode it had."""
+    import os
+    import stat
+
+    out = tmp_path / "recordings"
+    old = os.umask(0o022)
+    try:
+        with Emulator(
+            protos=PROTOS,
+            proxy={"upstream": f"127.0.0.1:{upstream.port}", "record": True},
+            record={"out": str(out)},
+        ) as emu:
+            client = Client(emu.target)
+            request = upstream.cls(GET.lstrip("/")).input_class
+            client.unary(GET, request(product_id="p1").SerializeToString())
+            client.close()
+        path = out / "acme.shop.v1.Catalog.GetProduct.yaml"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        path.chmod(0o640)
+        with Emulator(
+            protos=PROTOS,
+            proxy={"upstream": f"127.0.0.1:{upstream.port}", "record": True},
+            record={"out": str(out)},
+        ) as emu:
+            client = Client(emu.target)
+            client.unary(GET, request(product_id="p2").SerializeToString())
+            client.close()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        assert len(yaml.safe_load(path.read_text())) == 2
+    finally:
+        os.umask(old)

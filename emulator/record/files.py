@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -110,6 +111,8 @@ class RecordingFiles:
             if stubs is None:
                 stubs = self._stubs[path] = _read(path) if path.exists() else {}
             old = stubs.get(name)
+            if old is not None and "match" not in stub and old.get("respond") == stub["respond"]:
+                return  # the method's UNIMPLEMENTED again: the one stub says it all
             if old is not None and len(old.get("sequence", ())) >= MAX_SEQUENCE:
                 self.dropped += 1
                 return
@@ -234,9 +237,29 @@ def _write(path: Path, stubs: list[dict[str, Any]]) -> None:
     )
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600: give it the mode of the file it replaces, or what the
+        # umask leaves of 0666, as any file written, so that a replay container running as
+        # another user reads it.
+        os.chmod(handle, _mode(path))
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it, and set back at once: there is no other way
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # at import, before the writer's thread exists (the umask is the process's)

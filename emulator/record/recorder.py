@@ -75,6 +75,11 @@ class Recorder:
         kind = spec.kind
         requests = [self._dict(spec.input_class, data) for data in tape.requests]
         matches = [self._match(spec.input_class.DESCRIPTOR, r) for r in requests]
+        # The method's answer, not the request's: an upstream without the method refuses every
+        # request, so one stub of no conditions, whatever request met it first.
+        unimplemented = tape.complete and tape.code is grpc.StatusCode.UNIMPLEMENTED
+        if unimplemented:
+            requests, matches = [], []
         key = json.dumps([spec.name, matches], sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:10]
         stub: dict[str, Any] = {
@@ -91,7 +96,9 @@ class Recorder:
                 stub["match"] = {"requests": matches}
         elif kind is not RpcKind.STREAM_STREAM and matches and matches[0]:
             stub["match"] = {"request": matches[0]}
-        if kind is RpcKind.STREAM_STREAM:
+        if unimplemented:
+            stub["respond"] = {"status": self._status(tape)}
+        elif kind is RpcKind.STREAM_STREAM:
             stub.update(self._bidi(tape, matches))
         else:
             stub["respond"] = self._response(tape)

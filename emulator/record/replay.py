@@ -45,6 +45,11 @@ def prepare_recordings(
                 changed.setdefault(spec.name, stub.source)
         kept.append(stub)
     warnings = []
+    if replay.scale != 1.0 and replay.timings != "scaled":
+        warnings.append(
+            f"replay.scale {replay.scale:g} is not used: replay.timings is {replay.timings!r}; "
+            "set replay.timings: scaled (--replay-timings scaled) to scale the recorded waits"
+        )
     if old:
         warnings.append(
             f"{old} recorded stub{'s' if old != 1 else ''} older than record.max_age "
