@@ -320,7 +320,14 @@ def _run(args: argparse.Namespace, check: bool) -> int:
         from emulator.runtime.server import EmulatorServer
 
         server = EmulatorServer(config)
-        attach_admin(ControlPlane(server))
+        control = ControlPlane(server)
+        attach_admin(control)
+        from emulator.environment import CONFIG_VARIABLE
+        from emulator.runtime.reload import attach_reload
+
+        # A reload reads the config as this start did: the file, the variables, the flags.
+        config_file = args.config or os.environ.get(CONFIG_VARIABLE)
+        attach_reload(control, lambda: _config(args), config_file)
         journal_out = None
         if not check:  # check serves nothing, so it writes (and creates) no file either
             from emulator.journal_out import attach_journal_out
@@ -410,7 +417,8 @@ def _starting_signals() -> None:
 
     def hangup(signum: int, frame: object) -> None:
         print(
-            "emulate: SIGHUP while starting: reloading is not supported; ignored", file=sys.stderr
+            "emulate: SIGHUP while starting: ignored (once serving, SIGHUP reloads)",
+            file=sys.stderr,
         )
 
     if threading.current_thread() is not threading.main_thread():
@@ -506,12 +514,16 @@ async def _serve(server: Any) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig)
     hangup = getattr(signal, "SIGHUP", None)
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def reload() -> None:
+        # As daemons do: SIGHUP reloads (its default action would end the process).
+        task = loop.create_task(server.reloader.reload("SIGHUP"))
+        reloads.add(task)  # (a reference, or the task may be collected mid-way)
+        task.add_done_callback(reloads.discard)
+
     if hangup is not None:
-        # Its default action ends the process without a word; a terminal closing or a
-        # supervisor asking for a reload should not take the emulator down.
-        loop.add_signal_handler(
-            hangup, log.warning, "SIGHUP: reloading is not supported; still serving"
-        )
+        loop.add_signal_handler(hangup, reload)
     await server.start(on_listening=lambda: _banner(server))
     await stopping.wait()
     log.info("stopping: draining in-flight calls (grace %.1fs)", server.config.server.grace_period)

@@ -198,6 +198,13 @@ class Config:
         default=False,
         metadata={"help": "honour `x-emulator-fault` and Envoy's `x-envoy-fault-*` headers"},
     )
+    reload: bool = field(
+        default=False,
+        metadata={
+            "help": "watch contracts, behaviours, stubs and emulator.yaml; reload on change "
+            "(SIGHUP and the admin API's Reload reload without it)"
+        },
+    )
     max_active_faults: int | None = field(
         default=None, metadata={"help": "injected faults in flight at once (unset: no limit)"}
     )

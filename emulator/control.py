@@ -50,6 +50,7 @@ from emulator.stubs.controls import StubControls
 
 if TYPE_CHECKING:
     from emulator.runtime.server import EmulatorServer
+    from emulator.runtime.snapshot import Snapshot
 
 __all__ = ["RESET_PARTS", "SESSION_PARTS", "ControlPlane", "FaultHandle", "Override"]
 
@@ -280,6 +281,26 @@ class ControlPlane:
             f"no fault added at run time{within} is named {name!r}"
             + (f"; active: {active}" if active else "")
         )
+
+    def carry(self, snapshot: Snapshot) -> list[str]:
+        """What was added at run time, kept for a reload's `snapshot` before it is served:
+        stubs built again for its contracts, faults checked against them, scenario states
+        as they were. What no longer fits is dropped; why, one line each."""
+        served = self._server.snapshot.stubs
+        into = snapshot.stubs
+        dropped = self.stubs.carry(snapshot.contracts, into)
+        into.scenarios.update(served.scenarios)
+        for session, states in served._session_scenarios.items():
+            into.scenarios_of(session).update(states)
+        for handle in list(self._faults):
+            config = handle.rule.config
+            try:
+                check_method(config.match.method, snapshot.contracts, "match.method")
+                check_request_match(config, snapshot.contracts, "match.request")
+            except EmulatorError as exc:
+                handle.undo()
+                dropped.append(f"fault {handle.name}: {exc}")
+        return dropped
 
     def fault_stats(self) -> dict[str, dict[str, int]]:
         """Per active fault rule: calls it `matched` and faults it `injected`."""

@@ -75,6 +75,9 @@ class Emulator:
         from emulator.admin.serve import attach_admin
 
         attach_admin(self._control)  # (admin.enabled: false leaves it out)
+        from emulator.runtime.reload import attach_reload
+
+        attach_reload(self._control)  # emu.reload(); with reload=True, on file changes too
         from emulator.journal_out import attach_journal_out
 
         self._journal_out = attach_journal_out(self._server)
@@ -263,6 +266,21 @@ class Emulator:
                 "`await emu.control.set_health(service, status)`"
             )
         self._server.run_on_loop(self._control.set_health(service, status))
+
+    def reload(self) -> Any:
+        """Contracts, behaviour files and stub files read again and served from the next call
+        on (as `--reload` does on a change); the `ReloadResult` says what was reloaded, or
+        why not (the previous ones keep serving). Inside `async with Emulator(...)`,
+        `await emu.server.reloader.reload()` instead."""
+        self._require_running()
+        loop = self._loop
+        if loop is None:
+            raise EmulatorError(
+                "emu.reload() is for sync tests: inside `async with Emulator(...)`, "
+                "`await emu.server.reloader.reload()`"
+            )
+        reloader = self._server.reloader
+        return asyncio.run_coroutine_threadsafe(reloader.reload("emu.reload()"), loop).result(120)
 
     @property
     def behavior_errors(self) -> list[tuple[str, BaseException]]:

@@ -338,6 +338,12 @@ class EmulatorClient:
         request = pb.ResetRequest(session=self._session, parts=list(parts))
         return list(self._admin.call("Reset", request).parts)
 
+    def reload(self) -> Any:
+        """Contracts, behaviours, stubs and emulator.yaml read again and served from the next
+        call on (as SIGHUP does); the admin API's `ReloadResult`. A change that does not load
+        raises with the file and line; the emulator keeps serving what it had."""
+        return self._admin.call("Reload", pb.ReloadRequest(), timeout=120)
+
     # -- records from the admin API ----------------------------------------------------------
 
     def _method(self, name: str) -> MethodSpec:

@@ -9,7 +9,8 @@ speak HTTP: the operation table's routes, on the emulator's own event loop (aioh
 A request is the operation's message of admin.proto in protobuf's JSON mapping: the body for
 POST, the query for GET and DELETE (`metadata.x-tenant=acme` for a map entry, a repeated field
 given more than once). Answers are the response message as JSON; WatchCalls is a stream of JSON
-lines. Errors answer 400 (INVALID_ARGUMENT, with `field_violations`), 401, 403 or 404, with
+lines. Errors answer 400 (INVALID_ARGUMENT, with `field_violations`), 401, 403, 404, 409 (a
+reload that does not load) or 501, with
 `{"code", "message"}`.
 """
 
@@ -39,6 +40,8 @@ _STATUS = {
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,  # a reload that does not load
+    grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.INTERNAL: 500,
 }
 MAX_BODY = 64 * 1024 * 1024  # as a stub file may be

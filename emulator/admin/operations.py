@@ -92,6 +92,7 @@ OPERATIONS = (
     Operation("SetHealth", "POST", "/admin/v1/health", "SetHealthRequest"),
     Operation("GetScenario", "GET", "/admin/v1/scenarios", "GetScenarioRequest"),
     Operation("SetScenario", "POST", "/admin/v1/scenarios", "SetScenarioRequest"),
+    Operation("Reload", "POST", "/admin/v1/reload", "ReloadRequest"),
 )
 
 
@@ -321,6 +322,22 @@ class Operations:
         return pb.VerifyResponse(ok=True, count=len(found))
 
     # -- reset, clock, health, scenarios -------------------------------------------------------
+
+    async def _Reload(self, request: Any, session: str | None) -> Any:
+        reloader = self._server.reloader
+        if reloader is None:
+            raise AdminError(grpc.StatusCode.UNIMPLEMENTED, "this emulator cannot reload")
+        done = await reloader.reload("admin API")
+        if not done.ok:
+            raise AdminError(grpc.StatusCode.FAILED_PRECONDITION, done.message)
+        return pb.ReloadResult(
+            message=done.message,
+            seconds=done.seconds,
+            services=done.services,
+            methods=done.methods,
+            dropped=done.dropped,
+            restart=done.restart,
+        )
 
     async def _Reset(self, request: Any, session: str | None) -> Any:
         try:

@@ -154,6 +154,7 @@ class EmulatorServer:
         # the metrics' own ports).
         self.extra_handlers: list[grpc.GenericRpcHandler] = []
         self.admin: Any = None  # the admin API, once emulator.admin.serve attaches it
+        self.reloader: Any = None  # emulator.runtime.reload.Reloader, once attached
 
     @property
     def proxy(self) -> Any:

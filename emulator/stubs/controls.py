@@ -20,7 +20,9 @@ from emulator.stubs.build import Source, build_stubs
 from emulator.stubs.model import Stub
 
 if TYPE_CHECKING:
+    from emulator.contracts import Contracts
     from emulator.runtime.server import EmulatorServer
+    from emulator.stubs.store import StubSet
 
 __all__ = ["StubControls", "StubHandle"]
 
@@ -29,8 +31,16 @@ class StubHandle:
     """Stubs added at run time; `undo()` (or leaving the `with` block) removes them. Their
     counts stay readable afterwards."""
 
-    def __init__(self, stubs: Sequence[Stub], on_undo: Callable[[StubHandle], None]) -> None:
+    def __init__(
+        self,
+        stubs: Sequence[Stub],
+        on_undo: Callable[[StubHandle], None],
+        data: Sequence[Any] = (),
+        where: Source | None = None,
+    ) -> None:
         self.stubs = tuple(stubs)
+        # What they were built from, so a reload builds them again for the new contracts.
+        self._data, self._where = tuple(data), where
         self.names = tuple(s.name for s in stubs)
         self._on_undo = on_undo
         self.active = True
@@ -85,7 +95,7 @@ class StubControls:
             stub.in_session(session or None)
         self._added += len(built)
         self._server.snapshot.stubs.add(built)  # (ConfigError for a name already served)
-        handle = StubHandle(built, self._undone)
+        handle = StubHandle(built, self._undone, data, where)
         self._handles.append(handle)
         return handle
 
@@ -128,6 +138,43 @@ class StubControls:
             elif len(kept) != len(handle.stubs):
                 handle.stubs, handle.names = kept, tuple(s.name for s in kept)
         self._server.snapshot.stubs.remove(stubs)
+
+    def carry(self, contracts: Contracts, into: StubSet) -> list[str]:
+        """Each stub added at run time built again for `contracts` (a reload's) and added to
+        `into`, its count kept; those that no longer fit (their method gone, a field renamed)
+        are dropped. Why each was dropped, as log lines. Their handles follow the new stubs,
+        so undo() and the counts go on working."""
+        dropped: list[str] = []
+        carried: list[tuple[StubHandle, tuple[Stub, ...]]] = []
+        for handle in self._handles:
+            wanted = {s.name: s for s in handle.stubs}
+            where = handle._where
+            try:
+                if where is None:
+                    raise EmulatorError("not made from stub data")
+                built = build_stubs(list(handle._data), contracts, where)
+            except EmulatorError as exc:
+                dropped.extend(f"stub {name} ({s.source}): {exc}" for name, s in wanted.items())
+                continue
+            kept = []
+            for stub in built:
+                old = wanted.get(stub.name)
+                if old is None:
+                    continue  # removed by name since it was added
+                stub.in_session(old.session)
+                stub.answered = old.answered
+                kept.append(stub)
+            carried.append((handle, tuple(kept)))
+        for _, stubs in carried:
+            into.add(stubs)  # (names unique already: they were served together)
+        for handle in list(self._handles):
+            found = next((k for h, k in carried if h is handle), None)
+            if found:
+                handle.stubs, handle.names = found, tuple(s.name for s in found)
+            else:
+                handle.active = False
+                self._handles.remove(handle)
+        return dropped
 
     def stats(self, session: str | None = None) -> list[dict[str, Any]]:
         """Per stub served (files, config, run time), in load order: name, methods, source,
