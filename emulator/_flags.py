@@ -38,6 +38,8 @@ class Flag:
     help: str = ""  # used when the field has no `metadata["help"]`
     # A check of the text before the schema's, whose message is more to the point (a port).
     parse: Callable[[str], object] | None = None
+    # The value of the flag given alone (`--locked` means `--locked emulator.lock`).
+    const: str | None = None
 
 
 def flag_name(key: str) -> str:
@@ -81,6 +83,9 @@ def add_setting_flags(
                 *names, *negated, action=_Switch, setting=setting, help=text, default=None
             )
         else:
+            optional: dict[str, Any] = {}
+            if extra.const is not None:
+                optional = {"nargs": "?", "const": extra.const}
             group.add_argument(
                 *names,
                 action=_Value,
@@ -89,6 +94,7 @@ def add_setting_flags(
                 metavar=extra.metavar or _metavar(setting),
                 help=text,
                 default=None,
+                **optional,
             )
     return groups
 

@@ -26,16 +26,18 @@ from typing import Any
 
 from emulator._flags import Flag, add_setting_flags, given
 from emulator.config import Config, load_config_file
-from emulator.errors import ConfigError, EmulatorError, Interrupted
+from emulator.errors import ConfigError, ContractsChanged, EmulatorError, Interrupted
 
 __all__ = ["main"]
 
 EXIT_SETUP = 2
+EXIT_DRIFT = 1  # the contracts differ from `locked:` (a lock file that cannot be read: 2)
 
 # Subcommands that serve nothing, each in a module of its own; `emulate --help` lists them.
 _TOOLS = {
     "certs": ("emulator.commands.certs", "write a test CA, server and client certificates"),
     "health": ("emulator.commands.health", "exit 0 when a running emulator is SERVING"),
+    "lock": ("emulator.commands.lock", "write emulator.lock: the contracts' fingerprints"),
     "report": ("emulator.commands.report", "a --journal-out journal as one HTML page; drift"),
     "token": ("emulator.commands.token", "mint valid (or deliberately broken) JWTs for tests"),
 }
@@ -72,6 +74,7 @@ _FLAGS = {
     "stubs": Flag(
         (), "PATH", "a stub file (.yaml, .yml, .json) or a directory of them; repeatable"
     ),
+    "locked": Flag((), "FILE", const="emulator.lock"),
     "seed": Flag((), "N", "seed for default responses (default 0)"),
     "log_format": Flag(help="log line format (default text)"),
     "header_faults": Flag(
@@ -123,7 +126,7 @@ _USAGE = """emulate --proto PATH... [--behaviors PATH...] [--stubs PATH...] [--c
                [flags below]
        emulate check ...the same flags...
        emulate record --upstream HOST:PORT --out DIR ...the same flags... [--check]
-       emulate {certs,health,report,token} ... (see `emulate SUBCOMMAND --help`)"""
+       emulate {certs,health,lock,report,token} ... (see `emulate SUBCOMMAND --help`)"""
 
 
 def _parser(prog: str = "emulate", description: str = "") -> argparse.ArgumentParser:
@@ -333,6 +336,9 @@ def _run(args: argparse.Namespace, check: bool) -> int:
             from emulator.journal_out import attach_journal_out
 
             journal_out = attach_journal_out(server)
+    except ContractsChanged as exc:  # a drift from the lock: 1, as a check that found one
+        print(f"emulate: error: {exc}", file=sys.stderr)
+        return EXIT_DRIFT
     except EmulatorError as exc:
         print(f"emulate: error: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -347,6 +353,7 @@ def _run(args: argparse.Namespace, check: bool) -> int:
         print(
             f"ok: {_count(len(described), 'service')}, {_count(methods, 'method')}, "
             f"{shaped} with behaviours, {_count(len(server.snapshot.stubs), 'stub')}{on}"
+            + (f"; contracts as locked in {server.config.locked}" if server.config.locked else "")
         )
         return 0
     try:

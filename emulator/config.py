@@ -168,6 +168,13 @@ class Config:
     behaviors: tuple[str, ...] = field(
         default=(), metadata={"help": "Python files or directories of Behavior classes"}
     )
+    locked: str = field(
+        default="",
+        metadata={
+            "help": "the lock file `emulate lock` wrote (`--locked` alone: emulator.lock): "
+            "contracts that differ from it stop the start-up, exit 1"
+        },
+    )
     stubs: tuple[str | dict[str, Any], ...] = field(
         default=(),
         metadata={
@@ -355,6 +362,8 @@ def load_config_file(path: str | Path) -> Config:
             f"{path}:1: the file must be a mapping of keys such as protos, seed, server"
         )
     base = path.parent
+    if isinstance(data.get("locked"), str) and data["locked"]:
+        data["locked"] = str(base / data["locked"])
     for key in ("protos", "import_paths", "behaviors", "stubs"):
         value = data.get(key)
         if isinstance(value, str):

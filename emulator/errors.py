@@ -2,6 +2,7 @@
 
     EmulatorError                 a setup problem: the emulator refuses to start
     ├── ContractError             a .proto file or descriptor set that does not compile or load
+    ├── ContractsChanged          the contracts differ from the lock file (`locked:`): exit 1
     ├── BehaviorError             a behaviour file, class or method that does not fit the contracts
     └── ConfigError               emulator.yaml, flags or keyword arguments that do not validate
     RpcAbort                      raised by a behaviour to end one call with a gRPC status
@@ -29,6 +30,7 @@ __all__ = [
     "BehaviorFailedError",
     "ConfigError",
     "ContractError",
+    "ContractsChanged",
     "EmulatorError",
     "Interrupted",
     "NotFoundError",
@@ -46,6 +48,13 @@ class NotFoundError(EmulatorError):
 
 class ContractError(EmulatorError):
     """A contract (.proto file or descriptor set) does not compile or load."""
+
+
+class ContractsChanged(EmulatorError):
+    """The contracts differ from the lock file (`locked:`): the message names what changed.
+
+    Apart from the other setup errors because `emulate` exits 1 for it, as a check that found
+    something: 2 stays "could not check" (a lock file that is missing or malformed)."""
 
 
 class BehaviorError(EmulatorError):

@@ -44,7 +44,7 @@ def attach_journal_out(server: EmulatorServer) -> JournalOut | None:
     path = server.config.journal.out
     if not path:
         return None
-    out = JournalOut(path, server.config.admin.session_header)
+    out = JournalOut(path, server.config.admin.session_header, server.contracts.fingerprint)
     server.journal.record_listeners.append(out.write)
     return out
 
@@ -57,7 +57,7 @@ _FLUSH_EVERY = 256  # lines, when the queue never runs dry: a busy emulator flus
 class JournalOut:
     """Writes one JSON line per record given to `write`, from a thread of its own."""
 
-    def __init__(self, path: str, session_header: str) -> None:
+    def __init__(self, path: str, session_header: str, fingerprint: str = "") -> None:
         try:
             self._file: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
@@ -68,6 +68,9 @@ class JournalOut:
             ) from None
         self.path = path
         self._header = session_header
+        # On every line, not in a header line: the file is appended to by run after run (and
+        # `emulate report`, jq and grep read lines alone), so each says which contracts served it.
+        self._extra = {"contractFingerprint": fingerprint} if fingerprint else {}
         self._queue: queue.Queue[object] = queue.Queue(QUEUE_LIMIT)
         self._closed = False
         self._failed = False
@@ -104,7 +107,7 @@ class JournalOut:
                     return
                 record = typing.cast("CallRecord", item)
                 try:
-                    line = json.dumps(to_json(call_record(record, self._header)))
+                    line = json.dumps({**to_json(call_record(record, self._header)), **self._extra})
                 except Exception:  # one record that cannot be converted loses its line only
                     log.exception("journal.out: call %s not written", record.summary())
                     continue

@@ -137,6 +137,10 @@ def test_the_lines_are_the_admin_apis_call_records(served: tuple[EmulateProcess,
     url = admin.split("JSON over HTTP at ")[1].strip() + "/calls"
     with urllib.request.urlopen(url, timeout=10) as reply:
         listed = json.load(reply)["calls"]
+    with urllib.request.urlopen(url.removesuffix("/calls") + "/info", timeout=10) as reply:
+        fingerprint = json.load(reply)["contractFingerprint"]
+    # Each line is the call record plus the fingerprint of the contracts that served it.
+    assert {line.pop("contractFingerprint") for line in written} == {fingerprint}
     assert written == listed
 
 

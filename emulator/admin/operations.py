@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import gc
-import hashlib
 import logging
 import re
 import time
@@ -135,13 +134,10 @@ class Operations:
     async def _GetInfo(self, request: Any, session: str | None) -> Any:
         server = self._server
         contracts = server.contracts
-        digest = hashlib.sha256()
-        for name in sorted(contracts.file_protos):
-            digest.update(contracts.file_protos[name].SerializeToString(deterministic=True))
         info = pb.Info(
             version=_version(),
             seed=server.config.seed,
-            contract_fingerprint=digest.hexdigest(),
+            contract_fingerprint=contracts.fingerprint,  # as the start-up log says
             uptime_seconds=time.monotonic() - self.started,
             session_header=self.control.session_header,
         )

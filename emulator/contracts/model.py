@@ -16,6 +16,7 @@ from typing import Any
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool, message, message_factory
 
 from emulator.contracts.builtin import BUILTIN_SERVICES
+from emulator.contracts.fingerprint import Fingerprints, fingerprints
 from emulator.errors import ContractError
 
 __all__ = ["Contracts", "MethodSpec", "RpcKind", "ServiceSpec"]
@@ -87,6 +88,10 @@ class Contracts:
         self.pool = descriptor_pool.DescriptorPool()
         self.file_protos: dict[str, descriptor_pb2.FileDescriptorProto] = {}
         user_files = [f.name for f in files.file]
+        # The contracts' own files (and their imports), not the ones the emulator adds (health,
+        # reflection): only these are fingerprinted.
+        self.user_files: tuple[str, ...] = tuple(dict.fromkeys(user_files))
+        self._fingerprints: Fingerprints | None = None
         for proto in _dependency_order([*files.file, *extra_files]):
             try:
                 self.pool.Add(proto)
@@ -139,6 +144,20 @@ class Contracts:
         service, _, method_name = name.lstrip("/").rpartition(".")
         spec = self.services.get(service)
         return spec.methods.get(method_name) if spec else None
+
+    @property
+    def fingerprints(self) -> Fingerprints:
+        """Digests of the contracts, of each file, service, method and type (computed once:
+        loaded contracts never change)."""
+        if self._fingerprints is None:
+            files = [self.file_protos[name] for name in self.user_files]
+            self._fingerprints = fingerprints(files, self.services)
+        return self._fingerprints
+
+    @property
+    def fingerprint(self) -> str:
+        """The contracts' fingerprint: what the start-up log, GetInfo and journals show."""
+        return self.fingerprints.fingerprint
 
     def describe(self) -> dict[str, Any]:
         return {

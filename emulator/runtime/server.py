@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import CodeType
 from typing import Any, Protocol
 
@@ -110,6 +111,10 @@ class EmulatorServer:
         self.snapshot = build_snapshot(
             config, self._behaviors, contracts=contracts, runtime=self._runtime
         )
+        if config.locked:
+            from emulator.contracts.lock import check_lock
+
+            check_lock(self.contracts.fingerprints, Path(config.locked))
         self.clock.listeners.append(self._anchor)
         self.journal = Journal(
             config.journal.limit, config.journal.redact_headers, max_bytes=config.journal.max_bytes
@@ -298,6 +303,14 @@ class EmulatorServer:
             raise
         if on_listening is not None:
             on_listening()
+        # After the banner (its first line is what scripts wait for): which contracts these are,
+        # as GetInfo and --journal-out lines say too, so a run's logs tell which were served.
+        log.info(
+            "contracts: fingerprint %s (%d files%s)",
+            self.contracts.fingerprint,
+            len(self.contracts.fingerprints.files),
+            f", as locked in {self.config.locked}" if self.config.locked else "",
+        )
         warn_if_exposed(self.config)
         for warning in self.snapshot.warnings:
             log.warning("%s", warning)

@@ -1,0 +1,108 @@
+"""`emulate lock --proto PATH... [--out emulator.lock]`: write the contracts' fingerprints.
+
+The lock file is what `emulate check --locked` (and `locked:`) compare the served contracts
+with; running this again after a reviewed change accepts it. An unchanged lock is left alone
+(not even rewritten), and a changed one says what changed, as the check would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from emulator.errors import ConfigError, EmulatorError
+
+__all__ = ["run"]
+
+_ABOUT = (
+    "Write the lock file: the contracts' fingerprints, overall and per file, service, method "
+    "and message, for `emulate check --locked`."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emulate lock", description=_ABOUT)
+    parser.add_argument(
+        "--proto",
+        action="append",
+        metavar="PATH",
+        help="contracts, as `emulate --proto` takes them (default: `protos:` of --config)",
+    )
+    parser.add_argument(
+        "-I", "--import-path", action="append", metavar="DIR", help="an extra import root"
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="emulator.yaml: its protos, import_paths and locked"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        help="the lock file (default: `locked:` of --config, else emulator.lock)",
+    )
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    from emulator.config import Config, load_config_file
+    from emulator.contracts import load_contracts
+    from emulator.contracts.lock import LOCK_FILE, differences, read_lock, render
+
+    args = _parser().parse_args(list(argv))
+    config = load_config_file(args.config) if args.config else Config()
+    protos = args.proto or list(config.protos)
+    if not protos:
+        raise EmulatorError("no contracts: pass --proto PATH (or `protos:` in --config FILE)")
+    imports = args.import_path or list(config.import_paths)
+    out = Path(args.out or config.locked or LOCK_FILE)
+    prints = load_contracts(protos, imports).fingerprints
+    # The command that bumps the lock is the one that wrote it, as typed.
+    text = render(prints, shlex.join(["emulate", "lock", *argv]))
+    before = None
+    if out.is_file():
+        try:
+            before = read_lock(out)
+        except ConfigError:
+            before = None  # rewriting a damaged lock is how it gets fixed
+    if before == prints and out.read_text(encoding="utf-8") == text:
+        print(f"{out}: up to date (fingerprint {prints.fingerprint[:12]})")
+        return 0
+    _write(out, text)
+    methods = sum(len(m) for m in prints.methods.values())
+    print(
+        f"wrote {out}: fingerprint {prints.fingerprint[:12]} ({_count(len(prints.files), 'file')}, "
+        f"{_count(len(prints.services), 'service')}, {_count(methods, 'method')})"
+    )
+    for line in differences(before, prints) if before is not None else []:
+        print(f"  {line}")
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    """Whole or not at all: a lock file cut short would fail every check after it."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent.resolve(), prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # as `open` would make it, not mkstemp's 0600
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise EmulatorError(f"--out {path}: cannot be written: {exc.strerror}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(sys.argv[1:]))
