@@ -373,3 +373,24 @@ def test_a_changed_config_applies_what_a_reload_can_and_names_the_rest(
             assert name_of(channel) == "config v2"
         code, err = proc.stop()
     assert code == 0, err
+
+
+def test_a_locked_emulator_reloads_new_contracts_only_once_they_are_locked(
+    project: Path,
+) -> None:
+    from tests.conftest import emulate
+
+    lock = project / "emulator.lock"
+    made = emulate("lock", "--proto", str(project / "protos"), "--out", str(lock))
+    assert made.returncode == 0, made.stderr
+    with Emulator(protos=project / "protos", locked=str(lock)) as emu:
+        channel = emu.channel()
+        add_ping2(project)
+        done = emu.reload()
+        assert not done.ok and "acme.shop.v1.Orders/Ping2: added" in done.message
+        with pytest.raises(grpc.RpcError):
+            channel.unary_unary(PING2)(b"", timeout=10)
+        made = emulate("lock", "--proto", str(project / "protos"), "--out", str(lock))
+        assert made.returncode == 0, made.stderr
+        assert emu.reload().ok  # the change, reviewed and locked
+        assert channel.unary_unary(PING2)(b"", timeout=10) == b""

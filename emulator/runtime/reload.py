@@ -89,6 +89,8 @@ class Reloader:
             found.append(Path(name))
         if self.config_file:
             found.append(Path(self.config_file))
+        if config.locked:  # `emulate lock` accepting a change reloads it
+            found.append(Path(config.locked))
         return [p for p in dict.fromkeys(p.resolve() for p in found) if p.exists()]
 
     async def reload(self, reason: str = "asked") -> ReloadResult:
@@ -170,11 +172,12 @@ class Reloader:
         from emulator.runtime.snapshot import build_snapshot
 
         server = self._server
-        return build_snapshot(
-            config,
-            server._behaviors,
-            runtime=server._runtime,
-        )
+        snapshot = build_snapshot(config, server._behaviors, runtime=server._runtime)
+        if config.locked:  # a locked emulator takes new contracts only once they are locked
+            from emulator.contracts.lock import check_lock
+
+            check_lock(snapshot.contracts.fingerprints, Path(config.locked))
+        return snapshot
 
 
 class Watcher:
