@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 50051
 
-.PHONY: run test lint typecheck browser bench bench-stubs bench-sessions bench-record bench-telemetry check container-test docs dist clean
+.PHONY: run test lint typecheck browser bench bench-stubs bench-sessions bench-record bench-reload bench-telemetry check container-test docs dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-sessions: $(STAMP)
 # The latency `emulate record` adds in front of a bare grpc.aio server; replay of 1,000 recorded calls against defaults (bench/record.py).
 bench-record: $(STAMP)
 	$(BIN)/python bench/record.py
+
+# A hot reload of the bundled contracts against a cold `emulate check` of them (bench/reload.py).
+bench-reload: $(STAMP)
+	$(BIN)/python bench/reload.py
 
 # Full telemetry (traces to a local OTLP receiver, metrics, access log) against none (bench/telemetry.py).
 bench-telemetry: $(STAMP)
