@@ -36,6 +36,7 @@ EXIT_DRIFT = 1  # the contracts differ from `locked:` (a lock file that cannot b
 # Subcommands that serve nothing, each in a module of its own; `emulate --help` lists them.
 _TOOLS = {
     "certs": ("emulator.commands.certs", "write a test CA, server and client certificates"),
+    "diff": ("emulator.commands.diff", "breaking changes between two versions of the contracts"),
     "health": ("emulator.commands.health", "exit 0 when a running emulator is SERVING"),
     "lock": ("emulator.commands.lock", "write emulator.lock: the contracts' fingerprints"),
     "report": ("emulator.commands.report", "a --journal-out journal as one HTML page; drift"),
@@ -126,7 +127,7 @@ _USAGE = """emulate --proto PATH... [--behaviors PATH...] [--stubs PATH...] [--c
                [flags below]
        emulate check ...the same flags...
        emulate record --upstream HOST:PORT --out DIR ...the same flags... [--check]
-       emulate {certs,health,lock,report,token} ... (see `emulate SUBCOMMAND --help`)"""
+       emulate {certs,diff,health,lock,report,token} ... (see `emulate SUBCOMMAND --help`)"""
 
 
 def _parser(prog: str = "emulate", description: str = "") -> argparse.ArgumentParser:
