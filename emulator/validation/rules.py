@@ -179,14 +179,20 @@ class Rules:
         return self._validator
 
     def check(self, message: Message) -> list[Violation]:
-        """The rules `message` breaks, REQUIRED fields first; [] when it keeps them all.
+        """The rules `message` breaks, missing REQUIRED fields first (and no other rule of a
+        field reported missing); [] when it keeps them all.
         Raises protovalidate's EvaluationError when a CEL rule fails to run."""
         name = message.DESCRIPTOR.full_name
         found: list[Violation] = []
         if name in self._required:
             found.extend(self._missing(message, ""))
         if name in self._buf:
-            found.extend(_violation(v.proto) for v in self.validator().collect_violations(message))
+            # A field reported missing is not reported again for the length it then lacks.
+            missing = {v.field for v in found}
+            for violation in self.validator().collect_violations(message):
+                broken = _violation(violation.proto)
+                if broken.field not in missing:
+                    found.append(broken)
         return found
 
     def _missing(self, message: Message, prefix: str) -> Iterator[Violation]:
