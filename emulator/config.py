@@ -209,7 +209,7 @@ class Config:
     )
     validation: ValidationConfig = field(
         default_factory=ValidationConfig,
-        metadata={"help": "messages checked against buf.validate rules and field_behavior"},
+        metadata={"help": "requests checked against buf.validate rules and field_behavior"},
     )
     unimplemented: tuple[str, ...] = field(
         default=(), metadata={"help": "method patterns answered `UNIMPLEMENTED`"}

@@ -12,7 +12,7 @@ Mode = Literal["enforce", "report", "off"]
 
 @dataclass(frozen=True, kw_only=True)
 class ValidationConfig:
-    """Messages checked against their `buf.validate` rules and `google.api.field_behavior`."""
+    """Requests checked against their `buf.validate` rules and `google.api.field_behavior`."""
 
     # `enforce` by default: the service this emulator stands in for runs validation middleware
     # (that is what the rules in its contract are for), and a test that sends a request
@@ -23,14 +23,5 @@ class ValidationConfig:
         metadata={
             "help": "requests that break their rules: `enforce` (INVALID_ARGUMENT with a "
             "google.rpc.BadRequest), `report` (journalled and logged, still answered) or `off`"
-        },
-    )
-    # `off` by default: checking every response costs a parse per message, and what answers
-    # is the test's own code, which `report` or `enforce` checks when a suite asks for it.
-    responses: Mode = field(
-        default="off",
-        metadata={
-            "help": "responses of behaviours and stubs that break their rules: `enforce` "
-            "(INTERNAL naming what answered), `report` (journalled and logged) or `off`"
         },
     )

@@ -1,4 +1,4 @@
-"""The validation interceptor: requests (and, when asked, responses) checked against their rules.
+"""The validation interceptor: requests checked against their contract's rules.
 
 It runs in the chain after security and faults, before the responder: each request message as it
 arrives (`on_request`, once for unary requests, per message for streams). A request that breaks
@@ -34,12 +34,11 @@ log = logging.getLogger("emulator")
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What one snapshot's contracts check: the methods whose requests and responses have rules,
-    each with the spec it was worked out for (a call on an older snapshot is left alone)."""
+    """What one snapshot's contracts check: the methods whose requests have rules, each with
+    the spec it was worked out for (a call on an older snapshot is left alone)."""
 
     rules: Rules | None = None
     requests: dict[str, MethodSpec] = field(default_factory=dict)
-    responses: dict[str, MethodSpec] = field(default_factory=dict)
 
 
 class ValidationInterceptor(Interceptor):
@@ -51,22 +50,15 @@ class ValidationInterceptor(Interceptor):
     def prepare(self, contracts: Contracts) -> Plan:
         """The plan for `contracts`, their CEL rules compiled (ContractError if one does not):
         made before a snapshot is served, so a contract that cannot be checked never is."""
-        wanted = self.config.requests != "off", self.config.responses != "off"
-        if not any(wanted):
+        if self.config.requests == "off":
             return Plan()
         specs = list(contracts.methods.values())
-        roots = [s.descriptor.input_type for s in specs] if wanted[0] else []
-        roots += [s.descriptor.output_type for s in specs] if wanted[1] else []
-        rules = Rules(contracts, roots)
+        rules = Rules(contracts, [s.descriptor.input_type for s in specs])
         plan = Plan(rules)
         for spec in specs:
-            for on, desc, cls, chosen in (
-                (wanted[0], spec.descriptor.input_type, spec.input_class, plan.requests),
-                (wanted[1], spec.descriptor.output_type, spec.output_class, plan.responses),
-            ):
-                if on and rules.applies(desc):
-                    rules.compile(desc, cls)
-                    chosen[spec.path] = spec
+            if rules.applies(spec.descriptor.input_type):
+                rules.compile(spec.descriptor.input_type, spec.input_class)
+                plan.requests[spec.path] = spec
         return plan
 
     def use(self, plan: Plan) -> None:
@@ -79,11 +71,7 @@ class ValidationInterceptor(Interceptor):
         return self._plan
 
     def live(self, hook: str) -> bool:
-        if hook == "on_request":
-            return bool(self._plan.requests)
-        if hook == "before_response":
-            return bool(self._plan.responses)
-        return False
+        return hook == "on_request" and bool(self._plan.requests)
 
     async def on_request(self, call: Call, index: int) -> None:
         plan, spec = self._plan, call.spec
