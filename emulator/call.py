@@ -158,6 +158,7 @@ class Call:
         "spec",
         "started",
         "trailers",
+        "violations",
     )
 
     def __init__(
@@ -207,6 +208,8 @@ class Call:
         self.answered_by = ""
         # The closest stubs of a method with stubs when none matched, and why (near misses).
         self.near_misses: tuple[NearMiss, ...] = ()
+        # Rules the call's messages broke (`request.name: is required`), when validation is on.
+        self.violations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

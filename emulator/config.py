@@ -31,6 +31,7 @@ from emulator.security.config import (
     check_security,
 )
 from emulator.telemetry.config import LogConfig, TelemetryConfig
+from emulator.validation.config import ValidationConfig
 
 __all__ = [
     "BUILTIN_EXEMPT",
@@ -44,6 +45,7 @@ __all__ = [
     "ServerConfig",
     "StaticTokenConfig",
     "TlsConfig",
+    "ValidationConfig",
     "load_config_file",
     "parse_duration",
 ]
@@ -218,6 +220,10 @@ class Config:
     max_duration: dict[str, Duration] = field(
         default_factory=dict,
         metadata={"help": "method pattern → longest a call may run; slower: DEADLINE_EXCEEDED"},
+    )
+    validation: ValidationConfig = field(
+        default_factory=ValidationConfig,
+        metadata={"help": "requests checked against buf.validate rules and field_behavior"},
     )
     unimplemented: tuple[str, ...] = field(
         default=(), metadata={"help": "method patterns answered `UNIMPLEMENTED`"}

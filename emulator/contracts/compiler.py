@@ -28,9 +28,23 @@ from google.protobuf import descriptor_pb2
 from emulator._bounded import BoundedCache
 from emulator.errors import ContractError
 
-__all__ = ["DESCRIPTOR_SET_SUFFIXES", "cache_dir", "compile_contracts"]
+__all__ = [
+    "BUNDLED_FILES",
+    "BUNDLED_INCLUDE",
+    "DESCRIPTOR_SET_SUFFIXES",
+    "cache_dir",
+    "compile_contracts",
+]
 
 DESCRIPTOR_SET_SUFFIXES = frozenset({".pb", ".binpb", ".desc"})
+
+# Annotation files contracts import as they import the well-known types, shipped with the
+# emulator (Apache-2.0, headers kept) so that validation rules compile with nothing to fetch:
+# protovalidate's rules (v1.2.2, the version protovalidate 2.x evaluates) and googleapis'
+# field_behavior. Only these two: an import root over all of googleapis-common-protos would
+# make every google/api file resolve, and hide a missing -I for the user's own copy.
+BUNDLED_INCLUDE = Path(__file__).parent / "include"
+BUNDLED_FILES = ("buf/validate/validate.proto", "google/api/field_behavior.proto")
 
 # One process-wide memory cache: in-process emulators in a test session start from it. Bounded:
 # a session compiling many different contracts keeps the latest (the disk cache keeps the rest).
@@ -84,7 +98,8 @@ def compile_contracts(
                 first = seen[file.name][0]
                 # Well-known types differ between protoc releases (buf bundles newer ones than
                 # grpc_tools): they declare the same types, so the first copy serves for both.
-                wkt = file.name.startswith("google/protobuf/")
+                # So do the bundled annotation files (buf's managed mode rewrites their options).
+                wkt = file.name.startswith("google/protobuf/") or file.name in BUNDLED_FILES
                 if not wkt and _content(first) != _content(file):
                     raise ContractError(
                         f"{file.name} is defined twice with different content, in "
@@ -210,9 +225,19 @@ def _protoc_version() -> str:
     return str(grpc_version.VERSION)
 
 
+@functools.cache
+def _bundled_digest() -> bytes:
+    """The bundled files' content: a newer copy must not be served from an older compile."""
+    digest = hashlib.sha256()
+    for name in BUNDLED_FILES:
+        digest.update(name.encode() + b"\0" + (BUNDLED_INCLUDE / name).read_bytes() + b"\0")
+    return digest.digest()
+
+
 def _cache_key(sources: _Sources) -> str:
     digest = hashlib.sha256()
     digest.update(_protoc_version().encode())
+    digest.update(_bundled_digest())
     for root in sources.roots:
         digest.update(b"root\0" + str(root).encode() + b"\0")
     for path, name in sources.files:
@@ -310,6 +335,7 @@ def _run_protoc(sources: _Sources) -> bytes:
         ]
         args += [f"-I{root}" for root in sources.roots]
         args.append(f"-I{_wkt_include()}")
+        args.append(f"-I{BUNDLED_INCLUDE}")  # last: a user's own copy of these files wins
         args += [str(path) for path, _ in sources.files]
         with _captured_stderr() as captured:
             status = protoc.main(args)

@@ -40,8 +40,8 @@ M = TypeVar("M", bound=Message)
 # What the journal keeps of a finished call, until a read makes a CallRecord of it:
 # (number of the method spec, metadata, trailers, peer, status code number, details, started,
 # duration, faults, requests, responses, request count, response count, answered by, near
-# misses): only strings, bytes, numbers and tuples of them (near misses: rarely), which the
-# garbage collector stops tracking.
+# misses, violations): only strings, bytes, numbers and tuples of them (near misses: rarely),
+# which the garbage collector stops tracking.
 _Kept: TypeAlias = tuple[Any, ...]
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _NUMBERS = {code: number for number, code in _CODES.items()}
@@ -85,6 +85,7 @@ class CallRecord:
         "response_count",
         "started_at",
         "trailers",
+        "violations",
     )
 
     def __init__(self, kept: _Kept, index: int, secrets: frozenset[str], spec: MethodSpec) -> None:
@@ -109,6 +110,9 @@ class CallRecord:
         self.answered_by: str = kept[13]
         # A call to a method with stubs that none matched: the closest, and why not.
         self.near_misses: tuple[NearMiss, ...] = kept[14]
+        # The validation rules its messages broke (`request.name: is required`): refused ones
+        # with `validation.requests: enforce`, let through with `report`.
+        self.violations: tuple[str, ...] = kept[15] if len(kept) > 15 else ()
         self._decoded: tuple[tuple[Message, ...], tuple[Message, ...]] | None = None
         # Forms of the record other modules derive and keep (the admin API's encoded record):
         # a record never changes, so neither do they.
@@ -335,6 +339,7 @@ class Journal(Interceptor):
             responses.count,
             call.answered_by,
             call.near_misses,
+            call.violations,
         )
         with self._lock:  # uncontended but for reads and clear(): index and entry stay together
             if call.started < self._cleared_at:

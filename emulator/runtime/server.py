@@ -41,6 +41,7 @@ from emulator.runtime.snapshot import Runtime, Snapshot, build_snapshot, check_s
 from emulator.runtime.watchdog import LoopWatchdog
 from emulator.security.setup import BuiltinGuard, build_security, warn_if_exposed
 from emulator.telemetry.config import wanted as telemetry_wanted
+from emulator.validation.interceptor import ValidationInterceptor
 
 __all__ = ["Companion", "EmulatorServer"]
 
@@ -122,6 +123,7 @@ class EmulatorServer:
         self.security = build_security(config)
         check_snapshot(config, self.snapshot)
         self.faults = build_faults(config, clock=self.clock)
+        self.validation = ValidationInterceptor(config.validation, self.snapshot.contracts)
         budgets = MaxDurationInterceptor(config.max_duration)
         self.companions: list[Companion] = []
         self.telemetry: Any = None  # emulator.telemetry.setup.Telemetry, when configured
@@ -138,8 +140,15 @@ class EmulatorServer:
             telemetry = self.telemetry.interceptors
             self.companions.append(self.telemetry)
         # Telemetry sees every call, refused ones too; then security: nothing after it sees a
-        # call the policy refuses.
-        interceptors = [*telemetry, *self.security.interceptors, self.faults, self.journal]
+        # call the policy refuses. Validation after faults (a fault configured for a method
+        # fires whatever the request), before the responder.
+        interceptors = [
+            *telemetry,
+            *self.security.interceptors,
+            self.faults,
+            self.validation,
+            self.journal,
+        ]
         self.dispatcher.chain = Chain([*interceptors, budgets] if budgets else interceptors)
         self.journal.settle = self.dispatcher.inflight.settle
         self.watchdog = LoopWatchdog(config.server.loop_block_warning, self._behaviour_code)
@@ -228,9 +237,11 @@ class EmulatorServer:
                 "build_snapshot()"
             )
         check_snapshot(self.config, snapshot)
+        plan = self.validation.prepare(snapshot.contracts)  # (ContractError: nothing changes)
         old = self.snapshot
         snapshot.defaults.anchor(self.clock.frozen)
         self.snapshot = snapshot  # the swap: each new call reads this reference once
+        self.validation.use(plan)
         for warning in snapshot.warnings:
             log.warning("%s", warning)
         snapshot.defaults.anchor(self.clock.frozen)  # the clock may have moved meanwhile
