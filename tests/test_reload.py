@@ -394,3 +394,20 @@ def test_a_locked_emulator_reloads_new_contracts_only_once_they_are_locked(
         assert made.returncode == 0, made.stderr
         assert emu.reload().ok  # the change, reviewed and locked
         assert channel.unary_unary(PING2)(b"", timeout=10) == b""
+
+
+def test_reload_true_without_the_watcher_package_says_what_to_do(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container image leaves watchfiles out: `reload: true` there is one clear error
+    before anything serves, naming the other ways to reload."""
+    import sys
+
+    from emulator.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "watchfiles", None)  # as if it were not installed
+    with pytest.raises(ConfigError) as said:
+        Emulator(protos=project / "protos", reload=True)
+    message = str(said.value)
+    assert message.startswith("Emulator(...): reload: true watches files with the watchfiles")
+    assert "SIGHUP" in message and "Reload" in message

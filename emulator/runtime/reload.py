@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emulator.config import Config
-from emulator.errors import EmulatorError
+from emulator.errors import ConfigError, EmulatorError
 
 if TYPE_CHECKING:
     from emulator.control import ControlPlane
@@ -243,5 +244,12 @@ def attach_reload(
     server = control.server
     server.reloader = reloader
     if server.config.reload:
+        if importlib.util.find_spec("watchfiles") is None:
+            raise ConfigError(
+                f"{server.config.where('reload')}: reload: true watches files with the "
+                "watchfiles package, which this installation lacks (the container image leaves "
+                "it out): pip install watchfiles, or reload with SIGHUP or the admin API's "
+                "Reload instead"
+            )
         server.companions.append(Watcher(reloader))
     return reloader
