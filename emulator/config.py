@@ -223,7 +223,10 @@ class Config:
     )
     validation: ValidationConfig = field(
         default_factory=ValidationConfig,
-        metadata={"help": "requests checked against buf.validate rules and field_behavior"},
+        metadata={
+            "help": "requests, and responses of behaviours and stubs, checked against "
+            "buf.validate rules and field_behavior"
+        },
     )
     unimplemented: tuple[str, ...] = field(
         default=(), metadata={"help": "method patterns answered `UNIMPLEMENTED`"}

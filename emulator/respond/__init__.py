@@ -28,6 +28,7 @@ from emulator.contracts.model import RpcKind
 __all__ = [
     "Answer",
     "BadRequest",
+    "CheckResponse",
     "ClientGone",
     "Escaped",
     "Exchange",
@@ -40,6 +41,9 @@ __all__ = [
 _TURNS_FOR_A_CANCEL = 3
 
 Answer: TypeAlias = Callable[["Exchange"], "AsyncIterator[bytes] | Awaitable[bytes] | bytes"]
+# check(call, message or its bytes, who answered, given=fields a stub gives, default=...): see
+# `emulator.validation.responses.ResponseCheck`; raises InvalidResponse under `enforce`.
+CheckResponse: TypeAlias = Callable[..., None]
 
 
 class BadRequest(Exception):
@@ -76,7 +80,16 @@ class Exchange:
     (client and bidi streaming), read once, each message counted in `call.requests` and shown
     to the chain's `on_request` hooks before the responder gets it."""
 
-    __slots__ = ("_chain", "_grpc_ctx", "_source", "_stream", "call", "context_for", "request")
+    __slots__ = (
+        "_chain",
+        "_grpc_ctx",
+        "_source",
+        "_stream",
+        "call",
+        "check_response",
+        "context_for",
+        "request",
+    )
 
     def __init__(
         self,
@@ -87,6 +100,7 @@ class Exchange:
         request: bytes = b"",
         stream: AsyncIterator[bytes] | None = None,
         grpc_ctx: Any = None,
+        check_response: CheckResponse | None = None,
     ) -> None:
         self.call = call
         self.request = request  # the one request's bytes, for unary request kinds
@@ -95,12 +109,21 @@ class Exchange:
         self._stream = stream
         self._grpc_ctx = grpc_ctx
         self._source: AsyncIterator[Message] | None = None  # set by replaying()
+        # The method's response rules (`emulator.validation.responses.ResponseCheck`), for the
+        # responders that answer with messages of their own (behaviours, stubs) to call on
+        # each: None when the response type has no rules, or `validation.responses` is off.
+        self.check_response = check_response
 
     def replaying(self, read: list[Message], rest: AsyncIterator[Message]) -> Exchange:
         """This exchange for another responder, after one has read `read` of the request stream
         (`rest` its iterator over the remainder): the messages come again, counted once."""
         other = Exchange(
-            self.call, self._chain, self.context_for, request=self.request, grpc_ctx=self._grpc_ctx
+            self.call,
+            self._chain,
+            self.context_for,
+            request=self.request,
+            grpc_ctx=self._grpc_ctx,
+            check_response=self.check_response,
         )
         other._source = _replay(read, rest)
         return other

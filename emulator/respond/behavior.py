@@ -109,6 +109,9 @@ class BehaviorResponder(Responder):
             key, index = exchange.default_key(), exchange.default_index()
             return self.defaults.response_bytes(impl.spec, key, index)
         msg = to_message(value, impl.spec.output_class, self.descriptor_pool, impl.origin)
+        check = exchange.check_response
+        if check is not None:  # the response type has rules (a default's are not checked)
+            check(exchange.call, msg, exchange.call.answered_by)
         return msg.SerializeToString()
 
     def _pool(self, call: Call) -> Executor:

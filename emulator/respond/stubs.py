@@ -281,7 +281,12 @@ class StubResponder(Responder):
         message = item.message
         if message is None:
             return self.defaults.response_bytes(spec, exchange.default_key(), index)
+        check = exchange.check_response
+        if check is not None and stub.recorded is not None:
+            check = None  # a recording replays the real service's answer: that is the truth
         if message.fixed is not None and message.replace:
+            if check is not None:
+                check(exchange.call, message.message, f"stub {stub.name} ({stub.source})")
             return message.fixed
         key = exchange.default_key()
         defaults = self.defaults
@@ -289,18 +294,28 @@ class StubResponder(Responder):
         # same request gets the same bytes: kept, for the stub answering the same call again.
         cache = message.fixed is not None and len(key) <= _SMALL_KEY
         slot = (message, key, index, defaults.time_range)
-        if cache:
-            found = self._merged.get(slot)
-            if found is not None:
-                return found
-        try:
-            out = message.build(lambda: defaults.response(spec, key, index), render)
-        except (TemplateError, StubDataError) as exc:
-            raise StubError(f"stub {stub.name} ({stub.source}): {exc.key}: {exc.problem}") from None
-        if cache:
-            if len(self._merged) >= _MERGED_ENTRIES:
-                self._merged.clear()
-            self._merged[slot] = out
+        out = self._merged.get(slot) if cache else None
+        if out is None:
+            try:
+                out = message.build(lambda: defaults.response(spec, key, index), render)
+            except (TemplateError, StubDataError) as exc:
+                raise StubError(
+                    f"stub {stub.name} ({stub.source}): {exc.key}: {exc.problem}"
+                ) from None
+            if cache:
+                if len(self._merged) >= _MERGED_ENTRIES:
+                    self._merged.clear()
+                self._merged[slot] = out
+        if check is not None:
+            # Merged onto the default: the stub answers for the fields it gives, and for the
+            # rules the merge breaks that the default alone keeps.
+            check(
+                exchange.call,
+                out,
+                f"stub {stub.name} ({stub.source})",
+                given=None if message.replace else message.mask,
+                default=lambda: defaults.response(spec, key, index),
+            )
         return out
 
     def _headers(

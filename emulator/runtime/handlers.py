@@ -17,6 +17,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import (
     Callable,
+    Mapping,
     MutableMapping,
     Sequence,
 )
@@ -34,10 +35,18 @@ from emulator.chain import Chain
 from emulator.contracts.model import MethodSpec
 from emulator.errors import RpcAbort
 from emulator.metadata import MAX_DETAILS, MAX_STATUS_BYTES, encoded_size, size, truncated
-from emulator.respond import Answer, BadRequest, ClientGone, Escaped, Exchange, Responder
+from emulator.respond import (
+    Answer,
+    BadRequest,
+    ClientGone,
+    Escaped,
+    Exchange,
+    Responder,
+)
 from emulator.runtime.compression import algorithm
 from emulator.runtime.context import CallContext
 from emulator.runtime.inflight import InFlight
+from emulator.validation.responses import ResponseCheck
 
 __all__ = ["Dispatcher", "ServicerContext"]
 
@@ -75,6 +84,10 @@ class Dispatcher:
         # `Emulator` raises them in the test (RpcAbort and bad requests are not among them).
         # Bounded: a long-running server that nobody reads them from must not grow.
         self.errors: deque[tuple[str, BaseException]] = deque(maxlen=100)
+        # Method path → the check of its responses (`validation.responses`), for the snapshot
+        # served: only methods whose response type has rules (the server sets it with each
+        # snapshot's validation plan).
+        self.responses: Mapping[str, ResponseCheck] = {}
 
     def reset(self) -> None:
         """Per-method call counts back to zero, so each test's `ctx.rng` replays."""
@@ -149,7 +162,14 @@ class Dispatcher:
         raise AssertionError("the default responder picks every call")  # pragma: no cover
 
     def exchange(self, call: Call, grpc_ctx: ServicerContext, **request: Any) -> Exchange:
-        return Exchange(call, self.chain, self.context, grpc_ctx=grpc_ctx, **request)
+        check = None
+        if self.responses:  # (none: not even a lookup)
+            check = self.responses.get(call.spec.path)
+            if check is not None and check.spec is not call.spec:
+                check = None  # a call on the snapshot before a swap: left alone
+        return Exchange(
+            call, self.chain, self.context, grpc_ctx=grpc_ctx, check_response=check, **request
+        )
 
     async def respond(self, call: Call, grpc_ctx: ServicerContext, data: bytes) -> bytes:
         """Last steps before a response message leaves: chain, headers, compression, journal."""

@@ -124,6 +124,7 @@ class EmulatorServer:
         check_snapshot(config, self.snapshot)
         self.faults = build_faults(config, clock=self.clock)
         self.validation = ValidationInterceptor(config.validation, self.snapshot.contracts)
+        self.dispatcher.responses = self.validation.plan.responses
         budgets = MaxDurationInterceptor(config.max_duration)
         self.companions: list[Companion] = []
         self.telemetry: Any = None  # emulator.telemetry.setup.Telemetry, when configured
@@ -242,6 +243,7 @@ class EmulatorServer:
         snapshot.defaults.anchor(self.clock.frozen)
         self.snapshot = snapshot  # the swap: each new call reads this reference once
         self.validation.use(plan)
+        self.dispatcher.responses = plan.responses
         for warning in snapshot.warnings:
             log.warning("%s", warning)
         snapshot.defaults.anchor(self.clock.frozen)  # the clock may have moved meanwhile

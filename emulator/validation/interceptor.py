@@ -1,4 +1,5 @@
-"""The validation interceptor: requests checked against their contract's rules.
+"""The validation interceptor: requests checked against their contract's rules (and the plan of
+which responses are: `emulator.validation.responses`).
 
 It runs in the chain after security and faults, before the responder: each request message as it
 arrives (`on_request`, once for unary requests, per message for streams). A request that breaks
@@ -25,7 +26,8 @@ from emulator.chain import Interceptor
 from emulator.contracts.model import Contracts, MethodSpec
 from emulator.errors import RpcAbort
 from emulator.validation.config import ValidationConfig
-from emulator.validation.rules import Rules, Violation
+from emulator.validation.responses import ResponseCheck
+from emulator.validation.rules import Rules, Violation, checked
 
 __all__ = ["Plan", "ValidationInterceptor"]
 
@@ -35,10 +37,12 @@ log = logging.getLogger("emulator")
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What one snapshot's contracts check: the methods whose requests have rules, each with
-    the spec it was worked out for (a call on an older snapshot is left alone)."""
+    the spec it was worked out for (a call on an older snapshot is left alone), and the check
+    of each method whose responses have rules (the dispatcher hands it to its responders)."""
 
     rules: Rules | None = None
     requests: dict[str, MethodSpec] = field(default_factory=dict)
+    responses: dict[str, ResponseCheck] = field(default_factory=dict)
 
 
 class ValidationInterceptor(Interceptor):
@@ -50,15 +54,22 @@ class ValidationInterceptor(Interceptor):
     def prepare(self, contracts: Contracts) -> Plan:
         """The plan for `contracts`, their CEL rules compiled (ContractError if one does not):
         made before a snapshot is served, so a contract that cannot be checked never is."""
-        if self.config.requests == "off":
+        config = self.config
+        requests, responses = config.requests != "off", config.responses != "off"
+        if not (requests or responses):
             return Plan()
         specs = list(contracts.methods.values())
-        rules = Rules(contracts, [s.descriptor.input_type for s in specs])
+        roots = [s.descriptor.input_type for s in specs] if requests else []
+        roots += [s.descriptor.output_type for s in specs] if responses else []
+        rules = Rules(contracts, roots)
         plan = Plan(rules)
         for spec in specs:
-            if rules.applies(spec.descriptor.input_type):
+            if requests and rules.applies(spec.descriptor.input_type):
                 rules.compile(spec.descriptor.input_type, spec.input_class)
                 plan.requests[spec.path] = spec
+            if responses and rules.applies(spec.descriptor.output_type):
+                rules.compile(spec.descriptor.output_type, spec.output_class)
+                plan.responses[spec.path] = ResponseCheck(rules, spec, config.responses)
         return plan
 
     def use(self, plan: Plan) -> None:
@@ -80,7 +91,7 @@ class ValidationInterceptor(Interceptor):
         message = _parsed(spec.input_class, call.requests[index])
         if message is None:
             return  # malformed bytes: the responder answers INVALID_ARGUMENT for those
-        violations = _checked(plan.rules, message, spec, "request")
+        violations = checked(plan.rules, message, spec.name, "request")
         if not violations:
             return
         root = "request" if not spec.kind.client_streaming else f"request[{index}]"
@@ -102,18 +113,6 @@ def _parsed(cls: type[Message], data: bytes) -> Message | None:
         return cls.FromString(data)
     except (DecodeError, RuntimeError):  # (upb raises DecodeError, older runtimes RuntimeError)
         return None
-
-
-def _checked(rules: Rules, message: Message, spec: MethodSpec, what: str) -> list[Violation]:
-    try:
-        return rules.check(message)
-    except Exception as exc:  # protovalidate's EvaluationError: a CEL rule that cannot run
-        log.error("%s: the %s's validation rules failed to run: %s", spec.name, what, exc)
-        raise RpcAbort(
-            grpc.StatusCode.INTERNAL,
-            f"{spec.name}: the {what}'s validation rules failed to run: {exc}; fix the rule "
-            "in the contract",
-        ) from None
 
 
 def _bad_request(violations: Sequence[Violation]) -> Message:

@@ -14,17 +14,21 @@ a message without any costs a dict lookup, and protovalidate is imported only wh
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 
 from emulator.contracts.model import Contracts
-from emulator.errors import ContractError
+from emulator.errors import ContractError, RpcAbort
 
-__all__ = ["Rules", "Violation"]
+__all__ = ["Rules", "Violation", "checked"]
+
+log = logging.getLogger("emulator")
 
 REQUIRED = 2  # google.api.FieldBehavior.REQUIRED
 
@@ -213,6 +217,19 @@ class Rules:
                     yield from self._missing(item, f"{path}[{i}].")
             elif message.HasField(field.name):
                 yield from self._missing(value, path + ".")
+
+
+def checked(rules: Rules, message: Message, method: str, what: str) -> list[Violation]:
+    """`rules.check(message)`, a CEL rule that fails to run answered INTERNAL naming `method`."""
+    try:
+        return rules.check(message)
+    except Exception as exc:  # protovalidate's EvaluationError: a CEL rule that cannot run
+        log.error("%s: the %s's validation rules failed to run: %s", method, what, exc)
+        raise RpcAbort(
+            grpc.StatusCode.INTERNAL,
+            f"{method}: the {what}'s validation rules failed to run: {exc}; fix the rule "
+            "in the contract",
+        ) from None
 
 
 def _spread(marked: set[str], parents: dict[str, set[str]]) -> set[str]:
