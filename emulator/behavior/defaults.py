@@ -6,7 +6,8 @@ bytes in every run, process and machine. Values follow field names (see `values`
 declared non-zero values (the first declared one, or one drawn per request: `defaults.enums`),
 fields pinned by `defaults.fields` take their pinned values (see `pins`), one member of each oneof
 is set, maps and repeated fields get a few entries, recursion is bounded and well-known types are
-valid.
+valid. Fields with validation rules (buf.validate, field_behavior REQUIRED) get values that keep
+them (see `constrained`); fields without any get exactly the values they got before rules were read.
 
 Computed defaults are cached by a SHA-256 of the request, never the request itself, and the cache
 is bounded by entries and by the bytes of the responses it holds: distinct big requests cost no
@@ -26,7 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from google.protobuf import message as m
 from google.protobuf import timestamp_pb2
 
-from emulator.behavior import values
+from emulator.behavior import constrained, values
+from emulator.behavior.constrained import Constraints, FieldPlan, MessagePlan
 from emulator.behavior.pins import Pins, compile_pins
 from emulator.contracts.model import Contracts, MethodSpec
 
@@ -37,6 +39,9 @@ __all__ = ["DefaultResponses", "fill", "seeded_rng"]
 
 MAX_DEPTH = 6  # nesting levels that get optional sub-messages at all
 MAX_REPEATS = 2  # how often one message type may appear on the path from the root (recursion)
+# A message field the rules require is set below MAX_DEPTH too, down to this depth: a cycle of
+# required message fields has no finite value, so it stops somewhere.
+MAX_REQUIRED_DEPTH = 3 * MAX_DEPTH
 CACHE_ENTRIES = 4096
 CACHE_BYTES = 8 * 1024 * 1024  # response bytes the cache holds at most
 CACHE_ENTRY_BYTES = CACHE_BYTES // 64  # a bigger response is recomputed: it would evict dozens
@@ -75,6 +80,8 @@ class DefaultResponses:
         self.seed = seed
         self.stream_messages = stream_messages
         self.pins = pins or Pins()
+        # None for contracts that import neither buf.validate nor field_behavior: no rule to keep.
+        self.constraints = Constraints.of(contracts)
         self.time_range = values.TIMESTAMP_RANGE
         # Defaults are pure functions of their key, so a bounded cache is always safe to hit.
         # Keyed by the time range too, so a freeze racing a call never caches stale timestamps.
@@ -168,9 +175,11 @@ class DefaultResponses:
         so `GetProduct(product_id="p1")` answers with product p1, unless they are pinned.
         """
         msg = method.output_class()
-        fill(msg, self.rng(method.name, request, index), time_range or self.time_range, self.pins)
+        rng = self.rng(method.name, request, index)
+        fill(msg, rng, time_range or self.time_range, self.pins, self.constraints)
         if not method.kind.client_streaming or method.kind.server_streaming:
-            _echo(method, request, msg, self.pins.names(msg.DESCRIPTOR.full_name))
+            plan = self.constraints.plan(msg.DESCRIPTOR) if self.constraints else None
+            _echo(method, request, msg, self.pins.names(msg.DESCRIPTOR.full_name), plan)
         return msg
 
 
@@ -179,16 +188,25 @@ def fill(
     rng: random.Random,
     time_range: tuple[int, int] = values.TIMESTAMP_RANGE,
     pins: Pins | None = None,
+    constraints: Constraints | None = None,
 ) -> None:
-    """Set realistic values on every field of `msg`, drawing only from `rng`."""
-    _Filler(rng, time_range, pins or Pins()).message(msg, (), "")
+    """Set realistic values on every field of `msg`, drawing only from `rng`; with
+    `constraints`, values that keep the contracts' validation rules."""
+    _Filler(rng, time_range, pins or Pins(), constraints).message(msg, (), "")
 
 
 class _Filler:
-    def __init__(self, rng: random.Random, time_range: tuple[int, int], pins: Pins) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        time_range: tuple[int, int],
+        pins: Pins,
+        constraints: Constraints | None = None,
+    ) -> None:
         self.rng = rng
         self.time_range = time_range
         self.pins = pins
+        self.constraints = constraints
         self.parent: _Message | None = None  # the message holding the well-known value
 
     def message(
@@ -203,16 +221,32 @@ class _Filler:
             return
         path = (*path, desc.full_name)
         shallow = len(path) <= MAX_DEPTH and path.count(desc.full_name) <= MAX_REPEATS
+        plan = self.constraints.plan(desc) if self.constraints else None
         for field in _chosen_fields(desc, self.rng):
-            if field.message_type is not None and not shallow and not field.is_required:
+            if plan is not None and plan.skipped(field.name):
                 continue
-            self.field(msg, field, path, shallow)
+            rules = plan.field(field.name) if plan is not None else None
+            if field.message_type is not None and not shallow and not field.is_required:
+                forced = rules is not None and rules.required and len(path) <= MAX_REQUIRED_DEPTH
+                if not forced:
+                    continue
+            self.field(msg, field, path, shallow, rules)
         if desc.full_name == "google.longrunning.Operation":
             msg.done = True  # type: ignore[attr-defined]  # a result (response or error) is set
         self.pins.apply(msg)
 
-    def field(self, msg: m.Message, f: _Field, path: tuple[str, ...], shallow: bool) -> None:
+    def field(
+        self,
+        msg: m.Message,
+        f: _Field,
+        path: tuple[str, ...],
+        shallow: bool,
+        rules: FieldPlan | None = None,
+    ) -> None:
         owner = msg.DESCRIPTOR.name
+        if rules is not None and (values.is_map(f) or f.is_repeated):
+            self.constrained_items(msg, f, path, shallow, rules)
+            return
         if values.is_map(f):
             key_f, value_f = (
                 f.message_type.fields_by_name["key"],
@@ -236,18 +270,103 @@ class _Filler:
                     self.message(target.add(), path, f.name, msg.DESCRIPTOR)
             return
         if f.message_type is None:
-            setattr(msg, f.name, self.scalar_or_enum(f, f.name, owner))
+            setattr(msg, f.name, self.scalar_or_enum(f, f.name, owner, rules))
             return
         sub = getattr(msg, f.name)
         self.message(sub, path, f.name, msg.DESCRIPTOR)
         sub.SetInParent()  # an all-default sub-message (Empty) is still present
+        if rules is not None and rules.rules is not None:
+            constrained.message(sub, rules, self.rng)
 
-    def scalar_or_enum(self, f: _Field, hint: str, owner: str) -> Any:
+    def scalar_or_enum(
+        self, f: _Field, hint: str, owner: str, rules: FieldPlan | None = None, items: bool = False
+    ) -> Any:
+        """A value of `f` (an element's when `items`), keeping `rules` when there are any."""
         if f.enum_type is not None:
             # Drawn in both modes, so that `first` changes the enum fields and nothing else.
             drawn = self.rng.choice(_enum_numbers(f.enum_type))
-            return _enum_numbers(f.enum_type)[0] if self.pins.enums == "first" else drawn
-        return values.scalar(f, self.rng, hint, owner, self.time_range)
+            number = _enum_numbers(f.enum_type)[0] if self.pins.enums == "first" else drawn
+            return number if rules is None else constrained.enum(f.enum_type, rules, number, items)
+        value = values.scalar(f, self.rng, hint, owner, self.time_range)
+        return value if rules is None else constrained.scalar(f, rules, value, self.rng, items)
+
+    def constrained_items(
+        self, msg: m.Message, f: _Field, path: tuple[str, ...], shallow: bool, rules: FieldPlan
+    ) -> None:
+        """A repeated field or map with rules: enough items (min/max_items, min/max_pairs, at
+        least one when required), each keeping the items' (keys', values') rules, unique ones
+        when `unique` asks."""
+        owner = msg.DESCRIPTOR.name
+        target: Any = getattr(msg, f.name)
+        first, second, unique = constrained.element_plans(rules)
+        if values.is_map(f):
+            key_f, value_f = (
+                f.message_type.fields_by_name["key"],
+                f.message_type.fields_by_name["value"],
+            )
+            wanted = constrained.count(rules, self.rng.randint(1, 3), pairs=True)
+            for _ in range(4 * wanted + 4):  # keys drawn twice collapse: draw again, boundedly
+                if len(target) >= wanted:
+                    break
+                key = self.scalar_or_enum(key_f, f.name, owner, first, items=True)
+                if key in target:
+                    continue
+                if value_f.message_type is None:
+                    target[key] = self.scalar_or_enum(value_f, f.name, owner, second, items=True)
+                    continue
+                self.message(target[key], path, f.name, msg.DESCRIPTOR)
+                if second is not None and second.rules is not None:
+                    constrained.message(target[key], second, self.rng)
+            return
+        wanted = constrained.count(rules, self.rng.randint(1, 3 if shallow else 1))
+        seen: list[Any] = []
+        for _ in range(wanted):
+            if f.message_type is not None:
+                item = target.add()
+                self.message(item, path, f.name, msg.DESCRIPTOR)
+                if first is not None and first.rules is not None:
+                    constrained.message(item, first, self.rng)
+                continue
+            value = self.scalar_or_enum(f, f.name, owner, first, items=True)
+            if unique:
+                value = self.distinct(f, owner, first, value, seen)
+                if value is None:
+                    break  # no other value keeps the items' rules
+            seen.append(value)
+            target.append(value)
+
+    def distinct(
+        self, f: _Field, owner: str, rules: FieldPlan | None, value: Any, seen: list[Any]
+    ) -> Any:
+        """`value`, or another one keeping `rules` that `seen` does not hold; None if none."""
+        for _ in range(8):
+            if value not in seen:
+                return value
+            value = self.scalar_or_enum(f, f.name, owner, rules, items=True)
+        plan = rules or FieldPlan(None, False)
+        if f.enum_type is not None:  # `enums: first` gives every item the same value
+            numbers = [v.number for v in f.enum_type.values]
+            for number in sorted(numbers, key=lambda n: n == 0):  # 0 ("unset") last
+                if (
+                    number not in seen
+                    and constrained.enum(f.enum_type, plan, number, True) == number
+                ):
+                    return number
+            return None
+        for step in range(1, 64):
+            other: Any = (
+                f"{value}-{step}"
+                if isinstance(value, str)
+                else value + bytes([step])
+                if isinstance(value, bytes)
+                else value + step
+                if not isinstance(value, bool)
+                else not value
+            )
+            other = constrained.scalar(f, plan, other, self.rng, True)
+            if other not in seen:
+                return other
+        return None
 
     # Well-known types: valid by their own rules, not just by schema.
 
@@ -325,7 +444,11 @@ _WELL_KNOWN: dict[str, Callable[[_Filler, Any, str], None]] = {
 
 
 def _echo(
-    method: MethodSpec, request: bytes, response: m.Message, pinned: tuple[str, ...] = ()
+    method: MethodSpec,
+    request: bytes,
+    response: m.Message,
+    pinned: tuple[str, ...] = (),
+    plan: MessagePlan | None = None,
 ) -> None:
     pairs = _echo_fields(method.input_class.DESCRIPTOR, method.output_class.DESCRIPTOR)
     if pinned:
@@ -340,6 +463,12 @@ def _echo(
         value = getattr(parsed, field)
         if not value:
             continue  # unset in the request: keep the generated value
+        rules = plan.field(field) if plan is not None else None
+        if rules is not None:
+            if plan is not None and plan.skipped(field):
+                continue  # the response's rules want it unset
+            if not constrained.keeps(response.DESCRIPTOR.fields_by_name[field], rules, value):
+                continue  # the response's rules refuse the request's value: keep the default
         target = getattr(response, field)
         if hasattr(target, "CopyFrom") and hasattr(value, "CopyFrom"):
             target.CopyFrom(value)

@@ -97,6 +97,20 @@ class _Annotations:
         rules: Message | None = self._extension(field.GetOptions(), _FIELD_RULES)
         return rules
 
+    def oneof_rules(self, oneof: descriptor.OneofDescriptor) -> Message | None:
+        """The oneof's `buf.validate.OneofRules`, if it has any (read by default responses)."""
+        rules: Message | None = (
+            self._extension(oneof.GetOptions(), _ONEOF_RULES) if oneof.has_options else None
+        )
+        return rules
+
+    def message_rules(self, desc: descriptor.Descriptor) -> Message | None:
+        """The message's `buf.validate.MessageRules`, if it has any (read by default responses)."""
+        rules: Message | None = (
+            self._extension(desc.GetOptions(), _MESSAGE_RULES) if desc.has_options else None
+        )
+        return rules
+
     def required(self, field: descriptor.FieldDescriptor) -> bool:
         if not field.has_options:
             return False
