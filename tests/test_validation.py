@@ -152,6 +152,12 @@ def test_report_answers_and_journals_the_violations(caplog: pytest.LogCaptureFix
             f"{REGISTER}: invalid request (validation: report): request.age: must be greater "
             "than 0 and less than or equal to 150 (and 1 more)"
         ) in caplog.text
+        # The admin API's records carry them too, and so the remote client's.
+        from emulator import EmulatorClient
+
+        with EmulatorClient(emu.target) as client:
+            remote = client.calls(REGISTER).last
+        assert remote is not None and remote.violations == record.violations
 
 
 def test_off_binds_no_hook_and_answers_everything() -> None:

@@ -380,6 +380,7 @@ class EmulatorClient:
             call.response_count,
             call.answered_by,
             tuple(NearMiss(m.stub, tuple(m.reasons)) for m in call.near_misses),
+            tuple(call.violations),
         )
         return CallRecord(kept, call.index, frozenset(), spec)  # redacted by the emulator
 

@@ -158,6 +158,7 @@ def call_record(record: CallRecord, header: str, *, raw_only: bool = False) -> A
         response_count=record.response_count,
         faults=record.faults,
         answered_by=record.answered_by,
+        violations=record.violations,
         session=session if isinstance(session, str) else "",
         peer=record.peer,
     )
