@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 50051
 
-.PHONY: run test lint typecheck browser bench bench-stubs bench-sessions bench-record bench-reload bench-telemetry check container-test docs dist clean
+.PHONY: run test lint typecheck browser bench bench-stubs bench-sessions bench-record bench-reload bench-validation bench-telemetry check container-test docs dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ bench-record: $(STAMP)
 # A hot reload of the bundled contracts against a cold `emulate check` of them (bench/reload.py).
 bench-reload: $(STAMP)
 	$(BIN)/python bench/reload.py
+
+# A unary method whose request has ten buf.validate rules: `validation.requests: enforce` against `off` (bench/validation.py).
+bench-validation: $(STAMP)
+	$(BIN)/python bench/validation.py
 
 # Full telemetry (traces to a local OTLP receiver, metrics, access log) against none (bench/telemetry.py).
 bench-telemetry: $(STAMP)

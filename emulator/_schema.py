@@ -163,6 +163,9 @@ def build(cls: type[Any], data: Any, prefix: str, source: str, lines: Mapping[st
 
 
 def _one_of(allowed: tuple[Any, ...], value: Any, here: str, key: str) -> Any:
+    if value is False and "off" in allowed:
+        # YAML 1.1 reads a bare `off` as false: `requests: off` means the choice it spells.
+        return "off"
     if value in allowed:
         return value
     # Names are case-insensitive (`GZIP`, `Seeded`), as they are where code takes them.

@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from emulator import Emulator
+from emulator.config import load_config_file
 from emulator.contracts.compiler import compile_contracts
 from emulator.errors import ContractError
 from tests.conftest import PROTOS, TEST_PROTOS
@@ -168,6 +169,15 @@ def test_off_binds_no_hook_and_answers_everything() -> None:
         assert emu.stub("shop.v1.Signup").Register({"age": -5}, timeout=10).id
         record = emu.calls(REGISTER).last
         assert record is not None and record.ok and record.violations == ()
+
+
+def test_a_bare_off_in_emulator_yaml_is_off(tmp_path: Path) -> None:
+    # YAML 1.1 reads `off` as false: the docs' own spelling must still load.
+    config = tmp_path / "emulator.yaml"
+    config.write_text("validation:\n  requests: off\nlog:\n  access: off\n")
+    loaded = load_config_file(config)
+    assert loaded.validation.requests == "off"
+    assert loaded.log.access == "off"
 
 
 def test_contracts_without_rules_bind_no_hook() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +138,11 @@ class Rules:
         # message fields to descend into.
         self._required: dict[str, tuple[tuple[descriptor.FieldDescriptor, ...], ...]] = {}
         self._validator: Any = None
+        self._collect: Any = None  # the validator's collect_violations, bound once
+        # Per message class checked so far: (has REQUIRED fields at or under it, has buf
+        # rules). Keyed by class, not by full name: `type()` is cheaper than DESCRIPTOR's name,
+        # and the check runs on every request.
+        self._kinds: dict[type[Message], tuple[bool, bool]] = {}
         if self.annotations.any:
             self._work_out(list(roots))
 
@@ -200,24 +205,37 @@ class Rules:
         """The rules `message` breaks, missing REQUIRED fields first (and no other rule of a
         field reported missing); [] when it keeps them all.
         Raises protovalidate's EvaluationError when a CEL rule fails to run."""
-        name = message.DESCRIPTOR.full_name
+        kind = self._kinds.get(type(message))
+        if kind is None:
+            name = message.DESCRIPTOR.full_name
+            kind = self._kinds[type(message)] = (name in self._required, name in self._buf)
+        required, buf = kind
         found: list[Violation] = []
-        if name in self._required:
-            found.extend(self._missing(message, ""))
-        if name in self._buf:
-            # A field reported missing is not reported again for the length it then lacks.
-            missing = {v.field for v in found}
-            for violation in self.validator().collect_violations(message):
-                broken = _violation(violation.proto)
-                if broken.field not in missing:
-                    found.append(broken)
+        if required:
+            self._missing(message, "", found)
+        if buf:
+            collect = self._collect
+            if collect is None:
+                collect = self._collect = self.validator().collect_violations
+            broken = collect(message)
+            if broken:
+                # A field reported missing is not reported again for the length it then lacks.
+                missing = {v.field for v in found}
+                for violation in broken:
+                    one = _violation(violation.proto)
+                    if one.field not in missing:
+                        found.append(one)
         return found
 
-    def _missing(self, message: Message, prefix: str) -> Iterator[Violation]:
+    def _missing(self, message: Message, prefix: str, found: list[Violation]) -> None:
+        """Append to `found` the REQUIRED fields of `message` (and of the messages set in it)
+        that are not set."""
         own, nested = self._required[message.DESCRIPTOR.full_name]
         for field in own:
             if not _is_set(message, field):
-                yield Violation(prefix + field.name, "is required", "field_behavior.required")
+                found.append(
+                    Violation(prefix + field.name, "is required", "field_behavior.required")
+                )
         for field in nested:
             value = getattr(message, field.name)
             path = prefix + field.name
@@ -225,12 +243,12 @@ class Rules:
             if entry is not None and entry.GetOptions().map_entry:
                 if _message_type(entry.fields_by_name["value"]) is not None:
                     for key in value:
-                        yield from self._missing(value[key], f"{path}[{json.dumps(key)}].")
+                        self._missing(value[key], f"{path}[{json.dumps(key)}].", found)
             elif field.is_repeated:
                 for i, item in enumerate(value):
-                    yield from self._missing(item, f"{path}[{i}].")
+                    self._missing(item, f"{path}[{i}].", found)
             elif message.HasField(field.name):
-                yield from self._missing(value, path + ".")
+                self._missing(value, path + ".", found)
 
 
 def checked(rules: Rules, message: Message, method: str, what: str) -> list[Violation]:
