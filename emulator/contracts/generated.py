@@ -74,13 +74,14 @@ def generated_class(cls: type[Message]) -> type[Message] | None:
     return found if usable else None
 
 
-def difference(ours: Descriptor, theirs: Descriptor) -> str | None:
+def difference(ours: Any, theirs: Any) -> str | None:
     """The first way message type `theirs` (a generated module's) declares other fields than
     `ours` (the contracts'), the types they reach included; None when the same.
 
     What decoding and attribute access depend on: each field's number, name, type, repetition,
     presence and oneof, the message and enum types it names, and the enums' values. Options and
-    comments are not compared: they change neither."""
+    comments are not compared: they change neither. (Descriptors typed `Any`: the stubs type
+    a message's `DESCRIPTOR` as upb's and the pure-Python descriptor classes alike.)"""
     return _message(ours, theirs, set())
 
 
@@ -104,11 +105,11 @@ def _message(ours: Descriptor, theirs: Descriptor, seen: set[str]) -> str | None
                 f"{ours.full_name} field {number} is {_shown(a)} in the contracts, "
                 f"{_shown(b)} in the module"
             )
-        if a.message_type is not None:
+        if a.message_type is not None and b.message_type is not None:
             why = _message(a.message_type, b.message_type, seen)
             if why is not None:
                 return why
-        if a.enum_type is not None:
+        if a.enum_type is not None and b.enum_type is not None:
             why = _enum(a.enum_type, b.enum_type, seen)
             if why is not None:
                 return why
@@ -117,7 +118,7 @@ def _message(ours: Descriptor, theirs: Descriptor, seen: set[str]) -> str | None
 
 def _field(field: FieldDescriptor) -> tuple[Any, ...]:
     """A field as decoding and attribute access see it, printable in a warning."""
-    oneof = field.containing_oneof
+    oneof = _oneof(field)
     named = field.message_type or field.enum_type
     return (
         field.name,
@@ -129,11 +130,20 @@ def _field(field: FieldDescriptor) -> tuple[Any, ...]:
     )
 
 
+def _oneof(field: FieldDescriptor) -> Any:
+    """The field's oneof, but not the one protoc makes up for a proto3 `optional` field (`_id`
+    for `id`: presence says that already, and upb does not tell synthetic ones apart)."""
+    oneof = field.containing_oneof
+    if oneof is None or (oneof.name == f"_{field.name}" and len(oneof.fields) == 1):
+        return None
+    return oneof
+
+
 def _shown(field: FieldDescriptor) -> str:
     """A field as the .proto declares it: `optional int64 product_id`, `repeated acme.Tag tags`."""
     named = field.message_type or field.enum_type
     kind = named.full_name if named is not None else _TYPE_NAMES.get(field.type, str(field.type))
-    oneof = field.containing_oneof
+    oneof = _oneof(field)
     if field.is_repeated:
         label = "repeated "
     elif field.has_presence and field.message_type is None and oneof is None:
