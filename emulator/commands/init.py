@@ -33,7 +33,13 @@ _ABOUT = (
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emulate init", description=_ABOUT)
-    parser.add_argument("dir", nargs="?", default=".", metavar="DIR", help="where (default .)")
+    parser.add_argument(
+        "dir",
+        nargs="?",
+        default=".",
+        metavar="DIR",
+        help="the project's folder (default: the current one; made if missing)",
+    )
     parser.add_argument(
         "--force", action="store_true", help="overwrite files that are there already"
     )
