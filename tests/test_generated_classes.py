@@ -321,3 +321,56 @@ def test_difference_names_the_first_field_that_differs(
     ours = _ping(tmp_path / "ours", UNIQUE)
     theirs = _ping(tmp_path / "theirs", UNIQUE.replace(edit, into) if edit else UNIQUE)
     assert difference(ours, theirs) == said
+
+
+RULES = """
+syntax = "proto3";
+package genrules.v1;
+import "buf/validate/validate.proto";
+message Req { string id = 1; }
+message Reply { string name = 1 [(buf.validate.field).string.min_len = 3]; }
+service Rules { rpc Get(Req) returns (Reply); }
+"""
+
+RULE_FILES = ("genrules/v1/rules.proto", "buf/validate/validate.proto")
+
+RULES_SCENARIO = """
+import grpc
+from genrules.v1 import rules_pb2
+from emulator import Emulator
+
+def get(request, ctx):
+    return rules_pb2.Reply(name=request.id)  # sent as it is: its bytes are checked
+
+rules = {{"responses": "enforce"}}
+with Emulator(protos={protos!r}, validation=rules, raise_behavior_errors=False) as emu:
+    emu.override("genrules.v1.Rules/Get", get)
+    stub = emu.stub("genrules.v1.Rules")
+    assert stub.Get({{"id": "long enough"}}).name == "long enough"
+    assert isinstance(emu.calls("genrules.v1.Rules/Get").last.response, rules_pb2.Reply)
+    try:
+        stub.Get({{"id": "x"}})
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.INTERNAL, exc
+        assert "response.name: must be at least 3 characters" in exc.details(), exc.details()
+    else:
+        raise AssertionError("a response that breaks a rule was sent")
+print("scenario passed")
+"""
+
+
+def test_a_generated_response_keeps_the_contracts_validation_rules(tmp_path: Path) -> None:
+    from emulator.contracts.compiler import BUNDLED_INCLUDE
+
+    protos, out = tmp_path / "protos", tmp_path / "out"
+    (protos / "genrules" / "v1").mkdir(parents=True)
+    (protos / "genrules" / "v1" / "rules.proto").write_text(RULES)
+    out.mkdir()
+    subprocess.run(
+        [*PROTOC, f"-I{protos}", f"-I{BUNDLED_INCLUDE}", f"--python_out={out}", *RULE_FILES],
+        check=True,
+        capture_output=True,
+    )
+    done = run(RULES_SCENARIO.format(protos=str(protos)), out, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "scenario passed" in done.stdout
