@@ -38,6 +38,7 @@ _TOOLS = {
     "certs": ("emulator.commands.certs", "write a test CA, server and client certificates"),
     "diff": ("emulator.commands.diff", "breaking changes between two versions of the contracts"),
     "health": ("emulator.commands.health", "exit 0 when a running emulator is SERVING"),
+    "init": ("emulator.commands.init", "write a working project: contract, behaviour, stub, test"),
     "lock": ("emulator.commands.lock", "write emulator.lock: the contracts' fingerprints"),
     "report": ("emulator.commands.report", "a --journal-out journal as one HTML page; drift"),
     "token": ("emulator.commands.token", "mint valid (or deliberately broken) JWTs for tests"),
@@ -127,6 +128,7 @@ _USAGE = """emulate --proto PATH... [--behaviors PATH...] [--stubs PATH...] [--c
                [flags below]
        emulate check ...the same flags...
        emulate record --upstream HOST:PORT --out DIR ...the same flags... [--check]
+       emulate init [DIR] [--force]
        emulate {certs,diff,health,lock,report,token} ... (see `emulate SUBCOMMAND --help`)"""
 
 
@@ -189,9 +191,9 @@ def _record_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> Config:
     from emulator.environment import CONFIG_VARIABLE, env_overrides, variables_for
 
-    config_file = args.config or os.environ.get(CONFIG_VARIABLE)
-    config = load_config_file(config_file) if config_file else Config()
     env = env_overrides(os.environ)  # the type of each value checked, naming its variable
+    config_file = args.config or os.environ.get(CONFIG_VARIABLE) or _local_config(args, env)
+    config = load_config_file(config_file) if config_file else Config()
     pending: dict[str, Any] = {}
     try:
         config = config.with_overrides(env, source="environment (EMULATOR_*)")
@@ -225,6 +227,19 @@ def _config(args: argparse.Namespace) -> Config:
             )
         config = config.with_overrides({"proxy.record": True}, source="emulate record")
     return config
+
+
+LOCAL_CONFIG = "emulator.yaml"
+
+
+def _local_config(args: argparse.Namespace, env: dict[str, Any]) -> str | None:
+    """`emulator.yaml` of the working folder, when nothing names the contracts (no --config,
+    $EMULATOR_CONFIG, --proto or $EMULATOR_PROTOS): what `emulate init` writes, so that
+    `emulate` and `emulate check` run in its folder with no flags. Only then, where there was
+    an error before: a command line that names its contracts serves what it names."""
+    if "protos" in given(args) or "protos" in env:
+        return None
+    return LOCAL_CONFIG if Path(LOCAL_CONFIG).is_file() else None
 
 
 def _named(exc: ConfigError, flags: dict[str, str], variables: dict[str, str]) -> ConfigError:

@@ -7,12 +7,15 @@ import enum
 import inspect
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from google.protobuf.message import Message
 
 from emulator.behavior.base import Behavior
 from emulator.behavior.discovery import BehaviorSource, at, discover, no_service, where
 from emulator.changes import Changes
+from emulator.contracts.generated import generated_class
 from emulator.contracts.model import Contracts, MethodSpec
 from emulator.errors import BehaviorError
 
@@ -52,6 +55,19 @@ class Implementation:
     func: Callable[..., Any]
     style: Style
     origin: str  # "Class.Method at file:line", for messages and logs
+    # The classes of the user's generated modules for the method's types, when the process has
+    # imported matching ones (`emulator.contracts.generated`): requests reach the behaviour as
+    # `request_class` and a `response_class` message is sent as it is. Looked up once, here,
+    # so a call pays nothing for them.
+    request_class: type[Message] = field(init=False)
+    response_class: type[Message] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        spec = self.spec
+        object.__setattr__(
+            self, "request_class", generated_class(spec.input_class) or spec.input_class
+        )
+        object.__setattr__(self, "response_class", generated_class(spec.output_class))
 
     def raised_at(self, exc: BaseException) -> str:
         """Where `exc` left the method, as `Class.Method at file:line` with the line of the method

@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 
 from emulator.call import Call, Metadata, NearMiss, first_value
 from emulator.chain import Interceptor
+from emulator.contracts.generated import generated_class
 from emulator.contracts.model import MethodSpec
 from emulator.headers import Headers
 from emulator.journal.matching import message_text
@@ -120,9 +121,14 @@ class CallRecord:
 
     def _decode(self) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
         if self._decoded is None:
+            # As the user's generated classes when the process has imported matching ones, so
+            # `isinstance` and `==` with the test's own messages hold; decoded once, when first
+            # read (a module imported after that read does not change the record).
+            requests = generated_class(self._input) or self._input
+            responses = generated_class(self._output) or self._output
             self._decoded = (
-                tuple(_parse(self._input, r) for r in self._raw_requests),
-                tuple(_parse(self._output, r) for r in self._raw_responses),
+                tuple(_parse(requests, r) for r in self._raw_requests),
+                tuple(_parse(responses, r) for r in self._raw_responses),
             )
         return self._decoded
 

@@ -66,9 +66,11 @@ class Escaped(Exception):
         self.where = where
 
 
-def parse(call: Call, data: bytes) -> Message:
-    """`data` as the method's input message, or BadRequest."""
-    cls = call.spec.input_class
+def parse(call: Call, data: bytes, cls: type[Message] | None = None) -> Message:
+    """`data` as the method's input message (as `cls`: the user's generated class, when a
+    behaviour has one), or BadRequest."""
+    if cls is None:
+        cls = call.spec.input_class
     try:
         return cls.FromString(data)
     except (DecodeError, RuntimeError) as exc:
@@ -128,20 +130,22 @@ class Exchange:
         other._source = _replay(read, rest)
         return other
 
-    async def messages(self) -> AsyncIterator[Message]:
-        """Every request message, parsed, as it arrives (unary request kinds: the one)."""
+    async def messages(self, cls: type[Message] | None = None) -> AsyncIterator[Message]:
+        """Every request message, parsed (as `cls`, if given), as it arrives (unary request
+        kinds: the one)."""
         call = self.call
         if self._source is not None:
             async for message in self._source:
-                yield message
+                # Read by a responder before (stubs, with the contracts' class): read again.
+                yield message if cls is None or type(message) is cls else _as(cls, message)
             return
         if self._stream is None:
-            yield parse(call, self.request)
+            yield parse(call, self.request, cls)
             return
         chain = self._chain
         checks = chain.checks_requests
         async for raw in self._stream:
-            message = parse(call, raw)
+            message = parse(call, raw, cls)
             call.requests.append(raw)
             if checks:
                 await chain.on_request(call, len(call.requests) - 1)
@@ -171,6 +175,10 @@ class Exchange:
         """Which message of a default server stream comes next (other kinds: always 0)."""
         call = self.call
         return len(call.responses) if call.spec.kind is RpcKind.UNARY_STREAM else 0
+
+
+def _as(cls: type[Message], message: Message) -> Message:
+    return cls.FromString(message.SerializeToString())
 
 
 async def _replay(read: list[Message], rest: AsyncIterator[Message]) -> AsyncIterator[Message]:

@@ -82,11 +82,18 @@ class BehaviorResponder(Responder):
         """The behaviour's `ctx` and its first argument: the request, or the request stream."""
         call, defaults = exchange.call, self.defaults
         spec = call.spec
-        ctx = exchange.context_for(call, lambda: defaults.response(spec, exchange.default_key()))
+        mine = impl.response_class
+
+        def default() -> Message:
+            message = defaults.response(spec, exchange.default_key())
+            # As the user's generated class when the behaviour has one, as requests are.
+            return message if mine is None else mine.FromString(message.SerializeToString())
+
+        ctx = exchange.context_for(call, default)
         if spec.kind.client_streaming:
-            stream = exchange.messages()
+            stream = exchange.messages(impl.request_class)
             return ctx, stream if impl.style.is_async else _SyncIterator(stream, ctx)
-        return ctx, parse(call, exchange.request)
+        return ctx, parse(call, exchange.request, impl.request_class)
 
     async def _unary(self, impl: Implementation, exchange: Exchange) -> bytes:
         try:
@@ -108,8 +115,15 @@ class BehaviorResponder(Responder):
         if value is None:  # the default response
             key, index = exchange.default_key(), exchange.default_index()
             return self.defaults.response_bytes(impl.spec, key, index)
-        msg = to_message(value, impl.spec.output_class, self.descriptor_pool, impl.origin)
         check = exchange.check_response
+        if type(value) is impl.response_class:
+            # The user's generated class, checked to declare what the contracts do: its bytes
+            # as they are, with no copy into the contracts' class (rules check the bytes).
+            data: bytes = value.SerializeToString()
+            if check is not None:
+                check(exchange.call, data, exchange.call.answered_by)
+            return data
+        msg = to_message(value, impl.spec.output_class, self.descriptor_pool, impl.origin)
         if check is not None:  # the response type has rules (a default's are not checked)
             check(exchange.call, msg, exchange.call.answered_by)
         return msg.SerializeToString()
