@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.behavior.base import Behavior
+from emulator.behavior.base import Behavior, is_placeholder
 from emulator.behavior.discovery import BehaviorSource, at, discover, no_service, where
 from emulator.changes import Changes
 from emulator.contracts.model import Contracts, MethodSpec
@@ -168,7 +168,11 @@ def _public_callables(cls: type) -> list[str]:
     return [
         name
         for name in dir(cls)
-        if not name.startswith("_") and name not in base and callable(getattr(cls, name))
+        if not name.startswith("_")
+        and name not in base
+        and callable(getattr(cls, name))
+        # A generated typed base's stub is not an implementation: left alone, it keeps the default.
+        and not is_placeholder(getattr(cls, name))
     ]
 
 
