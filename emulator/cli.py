@@ -37,8 +37,8 @@ EXIT_DRIFT = 1  # the contracts differ from `locked:` (a lock file that cannot b
 _TOOLS = {
     "certs": ("emulator.commands.certs", "write a test CA, server and client certificates"),
     "diff": ("emulator.commands.diff", "breaking changes between two versions of the contracts"),
-    "health": ("emulator.commands.health", "exit 0 when a running emulator is SERVING"),
     "generate": ("emulator.commands.generate", "typed Python: message modules, behaviour bases"),
+    "health": ("emulator.commands.health", "exit 0 when a running emulator is SERVING"),
     "lock": ("emulator.commands.lock", "write emulator.lock: the contracts' fingerprints"),
     "report": ("emulator.commands.report", "a --journal-out journal as one HTML page; drift"),
     "scaffold": ("emulator.commands.scaffold", "a behaviour file per service, methods stubbed"),
