@@ -37,6 +37,7 @@ service Notebook {
   // Many notes in, a count out.
   rpc Import(stream Note) returns (ImportSummary);
   rpc Follow(stream Note) returns (stream Note);  // Edits as they happen, both ways.
+  rpc lambda(GetNoteRequest) returns (Note);  // A Python keyword: no `def` can be named so.
 }
 
 message GetNoteRequest { string note_id = 1; }
@@ -199,6 +200,8 @@ def test_a_commented_contract_gives_docstrings_and_bases_that_type_check(tmp_pat
     result = _generate(gen, str(_notes(tmp_path)))
     assert result.returncode == 0, result.stderr
     assert "  demo/v1/notes_behaviors.py: NotebookBehavior, NotebookAsyncBehavior" in result.stdout
+    bases = (gen / "demo/v1/notes_behaviors.py").read_text()
+    assert bases.count("    # lambda: a Python keyword, so it cannot be declared here\n") == 2
     out = _python(
         """
         import inspect
@@ -344,6 +347,35 @@ def test_an_async_typed_scaffold_passes_mypy_strict(shop: Path, tmp_path: Path) 
     assert "class Orders(OrdersAsyncBehavior):" in orders
     assert "    async def Chat(\n" in orders and "        async for _ in requests:\n" in orders
     checked = _mypy(tmp_path, [behaviors / "catalog.py", behaviors / "orders.py"], shop)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_contracts_with_validation_rules_generate_the_bundled_files_too(tmp_path: Path) -> None:
+    """buf/validate/validate.proto comes with the emulator, not as a Python package: its module
+    is generated with the rest, and its stubs do not fail a user's mypy --strict."""
+    gen = tmp_path / "gen"
+    protos = Path(__file__).parent / "protos" / "validation"
+    result = _generate(gen, str(protos))
+    assert result.returncode == 0, result.stderr
+    assert (gen / "buf/validate/validate_pb2.py").is_file()
+    assert (gen / "buf/validate/validate_pb2.pyi").read_text().splitlines()[1] == (
+        "# mypy: ignore-errors"
+    )
+    out = _python(
+        """
+        from shop.v1 import signup_pb2
+        request = signup_pb2.RegisterRequest(email="a@example.com")
+        print(signup_pb2.RegisterRequest.FromString(request.SerializeToString()).email)
+        """,
+        gen,
+    )
+    assert out == "a@example.com\n"
+    behaviors = tmp_path / "behaviors"
+    scaffolded = emulate(
+        "scaffold", "--proto", str(protos), "--out", str(behaviors), "--typed", str(gen)
+    )
+    assert scaffolded.returncode == 0, scaffolded.stderr
+    checked = _mypy(tmp_path, [behaviors / "signup.py"], gen)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

@@ -97,6 +97,7 @@ class Service:
     file: str  # acme/shop/v1/catalog.proto
     methods: tuple[Method, ...]
     doc: str
+    skipped: tuple[str, ...] = ()  # methods named as Python keywords: no `def` can have the name
 
 
 def services_of(file: descriptor_pb2.FileDescriptorProto, types: TypeIndex) -> list[Service]:
@@ -106,13 +107,13 @@ def services_of(file: descriptor_pb2.FileDescriptorProto, types: TypeIndex) -> l
     found = []
     for s, service in enumerate(file.service):
         methods = []
+        skipped = []
         for m, method in enumerate(service.method):
-            # A keyword cannot be a method name: say so rather than write code that does not run.
+            # A keyword cannot be a `def` name: such a method is left out (and said so in a
+            # comment) rather than written as code that does not compile.
             if keyword.iskeyword(method.name):
-                raise ContractError(
-                    f"{file.name}: {prefix}{service.name}/{method.name}: the method's name is a "
-                    "Python keyword, so no Python behaviour can be written for it"
-                )
+                skipped.append(method.name)
+                continue
             kind = _kind(method.client_streaming, method.server_streaming)
             methods.append(
                 Method(
@@ -130,6 +131,7 @@ def services_of(file: descriptor_pb2.FileDescriptorProto, types: TypeIndex) -> l
                 file=file.name,
                 methods=tuple(methods),
                 doc=comments.get((_SERVICE, s), ""),
+                skipped=tuple(skipped),
             )
         )
     return found

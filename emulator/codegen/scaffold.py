@@ -60,6 +60,9 @@ def render_scaffold(service: Service, *, typed: bool, is_async: bool) -> str:
         lines.append(f'    # service = "{service.full_name}", set by the base')
     else:
         lines.append(f'    service = "{service.full_name}"')
+    lines += [
+        f"    # {name}: a Python keyword, so it cannot be a method here" for name in service.skipped
+    ]
     for method in service.methods:
         lines += ["", *_method(method, names, typed=typed, is_async=is_async)]
     return "\n".join(lines) + "\n"

@@ -137,6 +137,9 @@ def _base(service: Service, names: dict[str, str], *, is_async: bool) -> list[st
     )
     lines = [f"class {name}(Behavior):", *docstring(doc, "    "), ""]
     lines.append(f'    service = "{service.full_name}"')
+    lines += [
+        f"    # {name}: a Python keyword, so it cannot be declared here" for name in service.skipped
+    ]
     for method in service.methods:
         lines += ["", *_method(method, names, is_async=is_async)]
     return lines

@@ -19,7 +19,7 @@ from emulator.errors import EmulatorError
 if TYPE_CHECKING:
     from google.protobuf import descriptor_pb2
 
-__all__ = ["contracts_files", "contracts_parser", "run"]
+__all__ = ["contracts_files", "contracts_parser", "count", "run"]
 
 _ABOUT = (
     "Write typed Python for the contracts: message modules with .pyi stubs, and a typed "
@@ -76,18 +76,22 @@ def run(argv: Sequence[str]) -> int:
     result = write_all(out, generated.files)
     bases = sum(len(s) for s in generated.bases.values())
     summary = (
-        f"{generated.message_modules} message modules, "
-        f"{len(generated.bases)} behaviour modules with {bases * 2} typed bases"
+        f"{count(generated.message_modules, 'message module')}, "
+        f"{count(len(generated.bases), 'behaviour module')} with {count(bases * 2, 'typed base')}"
     )
     if not result.written:
         print(f"{out}: up to date ({summary})")
         return 0
     unchanged = f"; {len(result.unchanged)} unchanged" if result.unchanged else ""
-    print(f"wrote {len(result.written)} files to {out} ({summary}{unchanged})")
+    print(f"wrote {count(len(result.written), 'file')} to {out} ({summary}{unchanged})")
     for path, services in generated.bases.items():
         names = ", ".join(f"{s.name}Behavior, {s.name}AsyncBehavior" for s in services)
         print(f"  {path}: {names}")
     return 0
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 if __name__ == "__main__":  # pragma: no cover

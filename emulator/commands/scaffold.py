@@ -28,7 +28,7 @@ def run(argv: Sequence[str]) -> int:
     from emulator.codegen.output import write_all
     from emulator.codegen.scaffold import render_scaffold
     from emulator.codegen.typed import behaviors_module
-    from emulator.commands.generate import contracts_files, contracts_parser
+    from emulator.commands.generate import contracts_files, contracts_parser, count
 
     parser = contracts_parser("emulate scaffold", _ABOUT)
     parser.add_argument(
@@ -76,7 +76,7 @@ def run(argv: Sequence[str]) -> int:
             continue
         text = render_scaffold(service, typed=bool(args.typed), is_async=args.is_async)
         write_all(out, {target.name: text})
-        print(f"wrote {target}: {service.full_name} ({len(service.methods)} methods)")
+        print(f"wrote {target}: {service.full_name} ({count(len(service.methods), 'method')})")
         written += 1
     if args.typed and written:
         print(f"serve and type-check it with {args.typed} on the path: PYTHONPATH={args.typed}")
