@@ -155,6 +155,16 @@ def test_generate_writes_message_modules_stubs_and_typed_bases(shop: Path, tmp_p
     rerun = _generate(again, "protos")
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.startswith(f"{again}: up to date (")
+    # A generated file edited since is generated again; the others are left alone.
+    edited = again / "acme/shop/v1/catalog_behaviors.py"
+    edited.write_text(edited.read_text().replace("CatalogBehavior", "Renamed"))
+    regenerated = _generate(again, "protos")
+    assert regenerated.returncode == 0, regenerated.stderr
+    assert regenerated.stdout.startswith(
+        f"wrote 1 file to {again} (5 message modules, 2 behaviour modules with 4 typed bases; "
+        f"{len(files) - 1} unchanged)"
+    )
+    assert edited.read_bytes() == (shop / "acme/shop/v1/catalog_behaviors.py").read_bytes()
 
 
 def test_generated_modules_import_and_round_trip_messages(shop: Path) -> None:

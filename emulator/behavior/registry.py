@@ -171,7 +171,7 @@ def _public_callables(cls: type) -> list[str]:
         if not name.startswith("_")
         and name not in base
         and callable(getattr(cls, name))
-        # A generated typed base's stub is not an implementation: left alone, it keeps the default.
+        # A generated typed base's declaration is not an implementation: it keeps the default.
         and not is_placeholder(getattr(cls, name))
     ]
 
