@@ -79,7 +79,10 @@ def run(argv: Sequence[str]) -> int:
         print(f"wrote {target}: {service.full_name} ({count(len(service.methods), 'method')})")
         written += 1
     if args.typed and written:
-        print(f"serve and type-check it with {args.typed} on the path: PYTHONPATH={args.typed}")
+        print(
+            f"{args.typed} must be on the path: PYTHONPATH={args.typed} to serve, "
+            f"MYPYPATH={args.typed} for mypy"
+        )
     return 0
 
 
