@@ -37,10 +37,12 @@ EXIT_DRIFT = 1  # the contracts differ from `locked:` (a lock file that cannot b
 _TOOLS = {
     "certs": ("emulator.commands.certs", "write a test CA, server and client certificates"),
     "diff": ("emulator.commands.diff", "breaking changes between two versions of the contracts"),
+    "generate": ("emulator.commands.generate", "typed Python: message modules, behaviour bases"),
     "health": ("emulator.commands.health", "exit 0 when a running emulator is SERVING"),
     "init": ("emulator.commands.init", "write a working project: contract, behaviour, stub, test"),
     "lock": ("emulator.commands.lock", "write emulator.lock: the contracts' fingerprints"),
     "report": ("emulator.commands.report", "a --journal-out journal as one HTML page; drift"),
+    "scaffold": ("emulator.commands.scaffold", "a behaviour file per service, methods stubbed"),
     "token": ("emulator.commands.token", "mint valid (or deliberately broken) JWTs for tests"),
 }
 _CHECK = "compile the contracts, load the behaviours and config; serve nothing"
@@ -129,7 +131,8 @@ _USAGE = """emulate --proto PATH... [--behaviors PATH...] [--stubs PATH...] [--c
        emulate check ...the same flags...
        emulate record --upstream HOST:PORT --out DIR ...the same flags... [--check]
        emulate init [DIR] [--force]
-       emulate {certs,diff,health,lock,report,token} ... (see `emulate SUBCOMMAND --help`)"""
+       emulate {certs,diff,generate,health,lock,report,scaffold,token} ...
+               (see `emulate SUBCOMMAND --help`)"""
 
 
 def _parser(prog: str = "emulate", description: str = "") -> argparse.ArgumentParser:

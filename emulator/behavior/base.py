@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
-__all__ = ["Behavior"]
+__all__ = ["Behavior", "is_placeholder", "placeholder"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_MARK = "__emulator_placeholder__"
 
 
 class Behavior:
@@ -31,3 +35,16 @@ class Behavior:
                 f"{cls.__qualname__}.service must be the full service name as a string, "
                 f"for example 'helloworld.Greeter', not {cls.service!r}"
             )
+
+
+def placeholder(func: _F) -> _F:
+    """Mark a method as declared for its types only (the typed bases `emulate generate` writes).
+
+    The binder skips a placeholder: an RPC whose method a subclass does not override keeps its
+    default response (and stubs, faults), as if the base did not name it at all."""
+    setattr(func, _MARK, True)
+    return func
+
+
+def is_placeholder(obj: object) -> bool:
+    return getattr(obj, _MARK, False) is True

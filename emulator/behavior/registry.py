@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from emulator.behavior.base import Behavior
+from emulator.behavior.base import Behavior, is_placeholder
 from emulator.behavior.discovery import BehaviorSource, at, discover, no_service, where
 from emulator.changes import Changes
 from emulator.contracts.generated import generated_class
@@ -184,7 +184,11 @@ def _public_callables(cls: type) -> list[str]:
     return [
         name
         for name in dir(cls)
-        if not name.startswith("_") and name not in base and callable(getattr(cls, name))
+        if not name.startswith("_")
+        and name not in base
+        and callable(getattr(cls, name))
+        # A generated typed base's declaration is not an implementation: it keeps the default.
+        and not is_placeholder(getattr(cls, name))
     ]
 
 

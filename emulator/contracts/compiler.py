@@ -34,6 +34,7 @@ __all__ = [
     "DESCRIPTOR_SET_SUFFIXES",
     "cache_dir",
     "compile_contracts",
+    "run_protoc",
 ]
 
 DESCRIPTOR_SET_SUFFIXES = frozenset({".pb", ".binpb", ".desc"})
@@ -322,9 +323,17 @@ def _write_disk_cache(key: str, data: bytes, deps: dict[str, str]) -> None:
             os.replace(tmp, directory / f"{key}{suffix}")
 
 
-def _run_protoc(sources: _Sources) -> bytes:
+def run_protoc(args: Sequence[str]) -> tuple[int, str]:
+    """grpc_tools' protoc, in-process: its exit status and what it wrote to stderr."""
     from grpc_tools import protoc
 
+    with _captured_stderr() as captured:
+        status: int = protoc.main(list(args))
+        captured.seek(0)
+        return status, captured.read().decode(errors="replace")
+
+
+def _run_protoc(sources: _Sources) -> bytes:
     with tempfile.TemporaryDirectory(prefix="grpc-emulator-") as tmp:
         out = Path(tmp) / "contracts.binpb"
         args = [
@@ -337,10 +346,7 @@ def _run_protoc(sources: _Sources) -> bytes:
         args.append(f"-I{_wkt_include()}")
         args.append(f"-I{BUNDLED_INCLUDE}")  # last: a user's own copy of these files wins
         args += [str(path) for path, _ in sources.files]
-        with _captured_stderr() as captured:
-            status = protoc.main(args)
-            captured.seek(0)
-            diagnostics = captured.read().decode(errors="replace")
+        status, diagnostics = run_protoc(args)
         if status != 0 or not out.exists():
             raise ContractError(_explain(diagnostics, sources))
         return out.read_bytes()

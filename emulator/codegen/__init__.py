@@ -1,0 +1,1 @@
+"""Python written from the contracts: `emulate generate` (typed modules) and `emulate scaffold`."""
