@@ -62,6 +62,15 @@ def test_init_writes_a_project_where_check_and_pytest_pass(tmp_path: Path) -> No
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "6 passed" in tests.stdout
 
+    # The project's Python type-checks as strictly as a team's CI would check it (grpcio ships
+    # no type stubs: such a CI installs types-grpcio or, as here, lets grpc's imports be Any).
+    (project / "mypy.ini").write_text(
+        f"[mypy]\nmypy_path = {ROOT}\n[mypy-emulator.*]\nfollow_imports = silent\n"
+        "[mypy-grpc.*]\nignore_missing_imports = True\n"
+    )
+    typed = in_folder(project, "-m", "mypy", "--strict", "behaviors", "tests")
+    assert typed.returncode == 0, typed.stdout + typed.stderr
+
 
 def test_init_refuses_to_overwrite_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
