@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emulator.commands.contract_flags import contracts_parser, count
 from emulator.errors import EmulatorError
 
 if TYPE_CHECKING:
     from google.protobuf import descriptor_pb2
 
-__all__ = ["contracts_files", "contracts_parser", "count", "run"]
+__all__ = ["contracts_files", "run"]
 
 _ABOUT = (
     "Write typed Python for the contracts: message modules with .pyi stubs, and a typed "
@@ -28,35 +29,12 @@ _ABOUT = (
 )
 
 
-def contracts_parser(prog: str, about: str) -> argparse.ArgumentParser:
-    """The contract flags `generate` and `scaffold` share, as `emulate lock` has them."""
-    parser = argparse.ArgumentParser(prog=prog, description=about)
-    parser.add_argument(
-        "--proto",
-        action="append",
-        metavar="PATH",
-        help="contracts, as `emulate --proto` takes them (default: `protos:` of --config)",
-    )
-    parser.add_argument(
-        "-I", "--import-path", action="append", metavar="DIR", help="an extra import root"
-    )
-    parser.add_argument(
-        "--config", metavar="FILE", help="emulator.yaml: its protos and import_paths"
-    )
-    return parser
-
-
 def contracts_files(args: argparse.Namespace) -> list[descriptor_pb2.FileDescriptorProto]:
     """The user's compiled files (imports included), loaded as the emulator loads them: what
     does not load for serving does not generate either."""
-    from emulator.config import Config, load_config_file
-    from emulator.contracts import load_contracts
+    from emulator.commands.contract_flags import load, settings
 
-    config = load_config_file(args.config) if args.config else Config()
-    protos = args.proto or list(config.protos)
-    if not protos:
-        raise EmulatorError("no contracts: pass --proto PATH (or `protos:` in --config FILE)")
-    contracts = load_contracts(protos, args.import_path or list(config.import_paths))
+    contracts = load(args, settings(args))
     return [contracts.file_protos[name] for name in contracts.user_files]
 
 
@@ -88,10 +66,6 @@ def run(argv: Sequence[str]) -> int:
         names = ", ".join(f"{s.name}Behavior, {s.name}AsyncBehavior" for s in services)
         print(f"  {path}: {names}")
     return 0
-
-
-def count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,18 +26,10 @@ _ABOUT = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emulate lock", description=_ABOUT)
-    parser.add_argument(
-        "--proto",
-        action="append",
-        metavar="PATH",
-        help="contracts, as `emulate --proto` takes them (default: `protos:` of --config)",
-    )
-    parser.add_argument(
-        "-I", "--import-path", action="append", metavar="DIR", help="an extra import root"
-    )
-    parser.add_argument(
-        "--config", metavar="FILE", help="emulator.yaml: its protos, import_paths and locked"
+    from emulator.commands.contract_flags import contracts_parser
+
+    parser = contracts_parser(
+        "emulate lock", _ABOUT, "emulator.yaml: its protos, import_paths and locked"
     )
     parser.add_argument(
         "--out",
@@ -48,18 +40,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str]) -> int:
-    from emulator.config import Config, load_config_file
-    from emulator.contracts import load_contracts
+    from emulator.commands.contract_flags import count, load, settings
     from emulator.contracts.lock import LOCK_FILE, differences, read_lock, render
 
     args = _parser().parse_args(list(argv))
-    config = load_config_file(args.config) if args.config else Config()
-    protos = args.proto or list(config.protos)
-    if not protos:
-        raise EmulatorError("no contracts: pass --proto PATH (or `protos:` in --config FILE)")
-    imports = args.import_path or list(config.import_paths)
+    config = settings(args)
     out = Path(args.out or config.locked or LOCK_FILE)
-    prints = load_contracts(protos, imports).fingerprints
+    prints = load(args, config).fingerprints
     # The command that bumps the lock is the one that wrote it, as typed.
     text = render(prints, shlex.join(["emulate", "lock", *argv]))
     before = None
@@ -74,8 +61,8 @@ def run(argv: Sequence[str]) -> int:
     _write(out, text)
     methods = sum(len(m) for m in prints.methods.values())
     print(
-        f"wrote {out}: fingerprint {prints.fingerprint[:12]} ({_count(len(prints.files), 'file')}, "
-        f"{_count(len(prints.services), 'service')}, {_count(methods, 'method')})"
+        f"wrote {out}: fingerprint {prints.fingerprint[:12]} ({count(len(prints.files), 'file')}, "
+        f"{count(len(prints.services), 'service')}, {count(methods, 'method')})"
     )
     for line in differences(before, prints) if before is not None else []:
         print(f"  {line}")
@@ -98,10 +85,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,7 +28,8 @@ def run(argv: Sequence[str]) -> int:
     from emulator.codegen.output import write_all
     from emulator.codegen.scaffold import render_scaffold
     from emulator.codegen.typed import behaviors_module
-    from emulator.commands.generate import contracts_files, contracts_parser, count
+    from emulator.commands.contract_flags import contracts_parser, count
+    from emulator.commands.generate import contracts_files
 
     parser = contracts_parser("emulate scaffold", _ABOUT)
     parser.add_argument(
