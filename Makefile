@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 50051
 
-.PHONY: run test lint typecheck browser bench bench-stubs bench-sessions bench-record bench-reload bench-validation bench-telemetry check container-test docs dist clean
+.PHONY: run test lint typecheck browser bench bench-perf bench-stubs bench-sessions bench-record bench-reload bench-validation bench-telemetry check container-test docs dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ dist: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Every row of issue 17's table as a ratio to a bare grpc.aio server, in one run (bench/issue17.py).
+bench-perf: $(STAMP)
+	$(BIN)/python bench/issue17.py
 
 # What 1,000 stubs on the called method and 10,000 on other methods cost (bench/stubs.py).
 bench-stubs: $(STAMP)

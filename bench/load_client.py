@@ -3,10 +3,13 @@
     python bench/load_client.py --target 127.0.0.1:PORT --method /pkg.Svc/M --body-hex HEX
         [--concurrency 32] [--channels 4] [--duration 5] [--warmup 1]
         [--ca CA.pem [--cert C.pem --key K.pem]] [--token TOKEN] [--header KEY:VALUE ...]
+        [--kind unary|server-stream|bidi] [--messages 1]
 
 `--concurrency` coroutines spread over `--channels` channels call the method back to back
 with the same request bytes (no (de)serialisation on the client) for a warm-up, then for
-`--duration` seconds while every call's latency is recorded. Prints one JSON object.
+`--duration` seconds while every call's latency is recorded. A server-streaming call reads
+the whole stream; a bidi call sends `--messages` requests and reads every answer. Prints one
+JSON object (`messages`: the response messages read after the warm-up).
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ async def worker(
     until_end: float,
     latencies: list[float],
     metadata: tuple[tuple[str, str], ...] | None,
-) -> tuple[int, int]:
-    done = errors = 0
+    kind: str = "unary",
+    messages: int = 1,
+) -> tuple[int, int, int]:
+    done = errors = received = 0
     while True:
         start = time.perf_counter()
         if start >= until_end:
-            return done, errors
+            return done, errors, received
         try:
-            await call(body, timeout=10, metadata=metadata)
+            got = await _one_call(call, body, metadata, kind, messages)
         except grpc.aio.AioRpcError:
             if start >= until_warm:
                 errors += 1
@@ -45,6 +50,22 @@ async def worker(
         if start >= until_warm:
             latencies.append(time.perf_counter() - start)
             done += 1
+            received += got
+
+
+async def _one_call(call: Any, body: bytes, metadata: Any, kind: str, messages: int) -> int:
+    """One call of `kind`; the response messages it read."""
+    if kind == "unary":
+        await call(body, timeout=10, metadata=metadata)
+        return 1
+    if kind == "server-stream":
+        stream = call(body, timeout=10, metadata=metadata)
+    else:
+        stream = call(iter([body] * messages), timeout=10, metadata=metadata)
+    count = 0
+    async for _ in stream:
+        count += 1
+    return count
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,9 +76,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     metadata = tuple((k.strip(), v.strip()) for k, v in pairs) or None
     channels = [_channel(args) for _ in range(args.channels)]
     try:
-        calls = [ch.unary_unary(args.method) for ch in channels]  # bytes in, bytes out
+        make = {"unary": "unary_unary", "server-stream": "unary_stream", "bidi": "stream_stream"}
+        # bytes in, bytes out
+        calls = [getattr(ch, make[args.kind])(args.method) for ch in channels]
         # Connect every channel (and fail loudly if the credentials are refused).
-        await asyncio.gather(*(c(body, timeout=10, metadata=metadata) for c in calls))
+        await asyncio.gather(
+            *(_one_call(c, body, metadata, args.kind, args.messages) for c in calls)
+        )
         latencies: list[float] = []
         now = time.perf_counter()
         until_warm, until_end = now + args.warmup, now + args.warmup + args.duration
@@ -70,6 +95,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     until_end=until_end,
                     latencies=latencies,
                     metadata=metadata,
+                    kind=args.kind,
+                    messages=args.messages,
                 )
                 for i in range(args.concurrency)
             )
@@ -81,6 +108,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "requests": done,
         "errors": sum(r[1] for r in results),
+        "messages": sum(r[2] for r in results),
         "rps": done / args.duration,
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
@@ -110,6 +138,8 @@ def main() -> int:
     parser.add_argument("--key", help="mTLS: client key")
     parser.add_argument("--token", help="bearer token sent with every call")
     parser.add_argument("--header", action="append", default=[], help="KEY:VALUE on every call")
+    parser.add_argument("--kind", choices=("unary", "server-stream", "bidi"), default="unary")
+    parser.add_argument("--messages", type=int, default=1, help="requests a bidi call sends")
     args = parser.parse_args()
     if not args.target.startswith("127.0.0.1:"):
         parser.error("load goes to 127.0.0.1 only")

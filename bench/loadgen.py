@@ -1,6 +1,7 @@
 """Load generators for bench/run.py: h2load (nghttp2-client) when on PATH, else load_client.py.
 
-Both drive unary GetProduct calls at a fixed total concurrency against 127.0.0.1 and return
+Both drive calls at a fixed total concurrency against 127.0.0.1 (unary GetProduct unless the
+Load says otherwise: a server stream, or a bidi stream sending `messages` requests) and return
 the same summary: requests, errors, rps, p50_ms, p99_ms, mean_ms (plus tool-specific extras).
 """
 
@@ -42,6 +43,8 @@ class Load:
     duration: float = 5.0
     warmup: float = 1.0
     headers: tuple[tuple[str, str], ...] = ()  # sent with every call (a session's header)
+    kind: str = "unary"  # or "server-stream", "bidi": what load_client.py calls
+    messages: int = 1  # request messages a call sends (bidi); each is `body`
 
     @property
     def streams_per_connection(self) -> int:
@@ -49,7 +52,8 @@ class Load:
 
 
 class H2Load:
-    """gRPC unary over h2c with h2load: a POST whose body is one length-prefixed gRPC frame."""
+    """gRPC over h2c with h2load: a POST whose body is `messages` length-prefixed gRPC frames
+    (one for unary and server-streaming calls); h2load reads the whole response stream."""
 
     name = "h2load"
 
@@ -59,7 +63,7 @@ class H2Load:
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-h2load-"))
         self.body_file = self.workdir / "request.bin"
         frame = b"\x00" + len(load.body).to_bytes(4, "big") + load.body
-        self.body_file.write_bytes(frame)
+        self.body_file.write_bytes(frame * load.messages)
         version = subprocess.run(
             [path, "--version"], capture_output=True, text=True, timeout=10, check=False
         )
@@ -169,6 +173,8 @@ class PythonLoad:
             f"--duration={ld.duration:g}",
             f"--warmup={ld.warmup:g}",
             *(f"--header={key}:{value}" for key, value in ld.headers),
+            f"--kind={ld.kind}",
+            f"--messages={ld.messages}",
         ]
         try:
             done = subprocess.run(

@@ -6,8 +6,8 @@
 Each round starts every variant afresh, one at a time, in an order that rotates: a long-lived
 process can be a few per cent faster or slower than its twin for its whole life (memory layout,
 hash seed), and an idle twin still competes for the CPU. Ratios are taken per round, then the
-median. Used by bench/stubs.py, bench/faults.py, bench/sessions.py, bench/record.py and
-bench/validation.py;
+median. Used by bench/stubs.py, bench/faults.py, bench/sessions.py, bench/record.py,
+bench/validation.py and bench/issue17.py;
 bench/run.py keeps its servers up between rounds (its start-up is measured apart).
 """
 
