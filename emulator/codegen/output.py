@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulator._files import replace_file
 from emulator.errors import EmulatorError
 
 __all__ = ["MARK", "Written", "is_generated", "write_all"]
@@ -62,16 +61,6 @@ def write_all(out: Path, files: Mapping[str, str], *, flag: str = "--out") -> Wr
 def _write(path: Path, text: str, flag: str, out: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # as `open` would make it, not mkstemp's 0600
-        os.replace(tmp, path)
+        replace_file(path, text)
     except OSError as exc:
         raise EmulatorError(f"{flag} {out}: cannot write {path}: {exc.strerror}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

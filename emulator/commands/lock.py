@@ -8,10 +8,8 @@ with; running this again after a reviewed change accepts it. An unchanged lock i
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,20 +69,12 @@ def run(argv: Sequence[str]) -> int:
 
 def _write(path: Path, text: str) -> None:
     """Whole or not at all: a lock file cut short would fail every check after it."""
+    from emulator._files import replace_file
+
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent.resolve(), prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # as `open` would make it, not mkstemp's 0600
-        os.replace(tmp, path)
+        replace_file(path.resolve(), text)
     except OSError as exc:
         raise EmulatorError(f"--out {path}: cannot be written: {exc.strerror}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import stat
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from emulator._files import replace_file
 from emulator.contracts.model import MethodSpec
 from emulator.errors import ConfigError
 
@@ -235,31 +235,4 @@ def _write(path: Path, stubs: list[dict[str, Any]]) -> None:
         "# Recorded by `emulate record`: stubs (docs/stubs.md); replay with --stubs.\n"
         + yaml.dump(stubs, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
     )
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file 0600: give it the mode of the file it replaces, or what the
-        # umask leaves of 0666, as any file written, so that a replay container running as
-        # another user reads it.
-        os.chmod(handle, _mode(path))
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _mode(path: Path) -> int:
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        return 0o666 & ~_UMASK
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # read by setting it, and set back at once: there is no other way
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # at import, before the writer's thread exists (the umask is the process's)
+    replace_file(path, text)
