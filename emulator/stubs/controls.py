@@ -35,8 +35,8 @@ class StubHandle:
         self,
         stubs: Sequence[Stub],
         on_undo: Callable[[StubHandle], None],
-        data: Sequence[Any] = (),
-        where: Source | None = None,
+        data: Sequence[Any],
+        where: Source,
     ) -> None:
         self.stubs = tuple(stubs)
         # What they were built from, so a reload builds them again for the new contracts.
@@ -145,35 +145,26 @@ class StubControls:
         are dropped. Why each was dropped, as log lines. Their handles follow the new stubs,
         so undo() and the counts go on working."""
         dropped: list[str] = []
-        carried: list[tuple[StubHandle, tuple[Stub, ...]]] = []
-        for handle in self._handles:
+        for handle in list(self._handles):
             wanted = {s.name: s for s in handle.stubs}
-            where = handle._where
             try:
-                if where is None:
-                    raise EmulatorError("not made from stub data")
-                built = build_stubs(list(handle._data), contracts, where)
+                built = build_stubs(list(handle._data), contracts, handle._where)
             except EmulatorError as exc:
                 dropped.extend(f"stub {name} ({s.source}): {exc}" for name, s in wanted.items())
-                continue
-            kept = []
-            for stub in built:
-                old = wanted.get(stub.name)
-                if old is None:
-                    continue  # removed by name since it was added
-                stub.in_session(old.session)
-                stub.answered = old.answered
-                kept.append(stub)
-            carried.append((handle, tuple(kept)))
-        for _, stubs in carried:
-            into.add(stubs)  # (names unique already: they were served together)
-        for handle in list(self._handles):
-            found = next((k for h, k in carried if h is handle), None)
-            if found:
-                handle.stubs, handle.names = found, tuple(s.name for s in found)
-            else:
                 handle.active = False
                 self._handles.remove(handle)
+                continue
+            kept = tuple(stub for stub in built if stub.name in wanted)  # (not removed since)
+            if not kept:
+                handle.active = False
+                self._handles.remove(handle)
+                continue
+            for stub in kept:
+                old = wanted[stub.name]
+                stub.in_session(old.session)
+                stub.answered = old.answered
+            into.add(kept)  # (names unique already: they were served together)
+            handle.stubs, handle.names = kept, tuple(s.name for s in kept)
         return dropped
 
     def stats(self, session: str | None = None) -> list[dict[str, Any]]:
