@@ -289,9 +289,7 @@ class ControlPlane:
         served = self._server.snapshot.stubs
         into = snapshot.stubs
         dropped = self.stubs.carry(snapshot.contracts, into)
-        into.scenarios.update(served.scenarios)
-        for session, states in served._session_scenarios.items():
-            into.scenarios_of(session).update(states)
+        served.copy_scenarios(into)
         for handle in list(self._faults):
             config = handle.rule.config
             try:

@@ -242,6 +242,12 @@ class StubSet:
             found = self._session_scenarios.setdefault(session, {})
         return found
 
+    def copy_scenarios(self, other: StubSet) -> None:
+        """Every scenario state, shared and per session, into `other` (a reload's set)."""
+        other.scenarios.update(self.scenarios)
+        for session, states in self._session_scenarios.items():
+            other.scenarios_of(session).update(states)
+
     def reset(
         self, session: str | None = None, *, counters: bool = True, scenarios: bool = True
     ) -> None:
