@@ -73,13 +73,17 @@ class Recorder:
         """(the stub's name, which its request decides; the stub) for one call."""
         spec = tape.spec
         kind = spec.kind
-        requests = [self._dict(spec.input_class, data) for data in tape.requests]
-        matches = [self._match(spec.input_class.DESCRIPTOR, r) for r in requests]
         # The method's answer, not the request's: an upstream without the method refuses every
         # request, so one stub of no conditions, whatever request met it first.
         unimplemented = tape.complete and tape.code is grpc.StatusCode.UNIMPLEMENTED
-        if unimplemented:
-            requests, matches = [], []
+        matches = (
+            []
+            if unimplemented
+            else [
+                self._match(spec.input_class.DESCRIPTOR, self._dict(spec.input_class, data))
+                for data in tape.requests
+            ]
+        )
         key = json.dumps([spec.name, matches], sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:10]
         stub: dict[str, Any] = {
