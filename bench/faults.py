@@ -14,10 +14,7 @@ bench/results/faults.json, exits 0 unless the benchmark itself breaks.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -28,8 +25,16 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
-from rounds import Variant, load_parser, median_iqr, pinning, run_rounds, write_results  # noqa: E402
-from rounds import ratios as rps_ratios  # noqa: E402
+from rounds import (  # noqa: E402
+    Variant,
+    load_parser,
+    pinned,
+    print_ratio,
+    run_meta,
+    run_rounds,
+    two_way,
+    write_results,
+)
 
 # grpc through run.py: importing it re-executes this script under the venv when grpc is missing.
 from run import (  # noqa: E402 - bench/ helpers
@@ -157,26 +162,7 @@ def interceptor_cost(calls: int = 100_000) -> dict[str, float]:
 
 
 def summarise(per_round: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    plain, ruled = per_round[PLAIN], per_round[RULES]
-    ratios = rps_ratios(ruled, plain, "rps")
-    cpu_ratios = [
-        p["server_cpu_us_per_req"] / r["server_cpu_us_per_req"]
-        for r, p in zip(ruled, plain, strict=True)
-        if r["server_cpu_us_per_req"]
-    ]
-    summary: dict[str, Any] = {}
-    for name, results in per_round.items():
-        summary[name] = {
-            "rps": statistics.median(r["rps"] for r in results),
-            "p50_ms": statistics.median(r["p50_ms"] for r in results),
-            "p99_ms": statistics.median(r["p99_ms"] for r in results),
-            "server_cpu_us_per_req": statistics.median(r["server_cpu_us_per_req"] for r in results),
-            "rps_per_round": [round(r["rps"], 1) for r in results],
-        }
-    summary["ratio"], summary["ratio_iqr"] = median_iqr(ratios)
-    summary["ratios_per_round"] = [round(x, 3) for x in ratios]
-    summary["cpu_ratio"] = statistics.median(cpu_ratios)
-    return summary
+    return two_way(per_round, PLAIN, RULES, ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_req"))
 
 
 def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
@@ -194,9 +180,7 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"{name:<20} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
             f"{r['server_cpu_us_per_req']:>11.0f}  {rounds}"
         )
-    low, high = summary["ratio_iqr"]
-    print(f"ratio per round (rules / none): {summary['ratios_per_round']}")
-    print(f"  median {summary['ratio']:.3f}, interquartile range {low:.3f}-{high:.3f}")
+    print_ratio("rules / none", summary)
     cost = summary["interceptor"]
     share = cost["extra_us"] / summary[PLAIN]["server_cpu_us_per_req"]
     print(
@@ -219,23 +203,10 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, terminated)  # so that `finally` stops both servers
 
-    prefix, others = ([], None) if args.no_pin else pinning()
-    if others is not None:
-        os.sched_setaffinity(0, others)  # the load generator inherits it
+    prefix, others = pinned(args.no_pin)
     shape = Load(METHOD, REQUEST, args.concurrency, args.connections, args.duration, args.warmup)
     loadgen = make_loadgen(shape, args.python_load)
-    meta = {
-        "loadgen": loadgen.describe(),
-        "concurrency": args.concurrency,
-        "rounds": args.rounds,
-        "duration": args.duration,
-        "warmup": args.warmup,
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "cpus": os.cpu_count(),
-        "pinning": f"servers: {prefix[-1]}, load: {sorted(others)}" if others else "none",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    meta = run_meta(args, loadgen, prefix, others)
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         config = Path(tmp) / "emulator.yaml"
         # JSON is YAML; protos come from --proto on the command line.

@@ -35,7 +35,16 @@ from typing import Any
 import grpc
 from bare_server import generate, load_modules
 from loadgen import Load, LoadError, make_loadgen
-from rounds import Variant, load_parser, median_iqr, pinned, run_meta, run_rounds, write_results
+from rounds import (
+    Variant,
+    load_parser,
+    pinned,
+    ratios,
+    run_meta,
+    run_rounds,
+    spread,
+    write_results,
+)
 from run import (
     HERE,
     BenchError,
@@ -168,6 +177,20 @@ def variant(
     return Variant(name, cmd, ready, after, env, checked)
 
 
+def figure(values: list[float], of: float, base: float, measure: str) -> dict[str, Any]:
+    """One row's figure: the median of its per-round ratios (`value`), their IQR, the ratios,
+    and the medians of the measure that they divide."""
+    ratio = spread(values)
+    return {
+        "value": ratio["median"],
+        "iqr": ratio["iqr"],
+        "per_round": ratio["per_round"],
+        "of": of,
+        "base": base,
+        "measure": measure,
+    }
+
+
 def throughput(args: Any, parts: set[str], cache: Path, checks: Checks) -> dict[str, Any]:
     env = {"GRPC_EMULATOR_CACHE_DIR": str(cache / "emulator")}
     gen = cache / "bare"
@@ -227,20 +250,12 @@ def throughput(args: Any, parts: set[str], cache: Path, checks: Checks) -> dict[
     figures: dict[str, Any] = {}
 
     def ratio(key: str, variant: str, base: str, measure: str) -> None:
-        values = [
-            r[measure] / b[measure]
-            for r, b in zip(per_round[variant], per_round[base], strict=True)
-            if b[measure]
-        ]
-        median, iqr = median_iqr(values)
-        figures[key] = {
-            "value": median,
-            "iqr": iqr,
-            "per_round": [round(v, 3) for v in values],
-            "of": statistics.median(r[measure] for r in per_round[variant]),
-            "base": statistics.median(r[measure] for r in per_round[base]),
-            "measure": measure,
-        }
+        figures[key] = figure(
+            ratios(per_round[variant], per_round[base], measure),
+            statistics.median(r[measure] for r in per_round[variant]),
+            statistics.median(r[measure] for r in per_round[base]),
+            measure,
+        )
 
     if "unary" in parts:
         cpu = "server_cpu_us_per_req"
@@ -265,15 +280,8 @@ def startup(reps: int) -> dict[str, Any]:
                 emu[f"{phase}_first_rpc_ms_all"], bare[f"{phase}_first_rpc_ms_all"], strict=True
             )
         ]
-        median, iqr = median_iqr(values)
-        figures[f"start_{phase}"] = {
-            "value": median,
-            "iqr": iqr,
-            "per_round": [round(v, 3) for v in values],
-            "of": emu[f"{phase}_first_rpc_ms"],
-            "base": bare[f"{phase}_first_rpc_ms"],
-            "measure": "first_rpc_ms",
-        }
+        of, base = emu[f"{phase}_first_rpc_ms"], bare[f"{phase}_first_rpc_ms"]
+        figures[f"start_{phase}"] = figure(values, of, base, "first_rpc_ms")
     return {"figures": figures, "summary": summary}
 
 

@@ -49,12 +49,12 @@ from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.
 from rounds import (  # noqa: E402
     Variant,
     load_parser,
-    median_iqr,
     medians,
     pinned,
     ratios,
     run_meta,
     run_rounds,
+    spread,
     write_results,
 )
 
@@ -248,11 +248,6 @@ def replay_variants(
 
 
 # -- summary and report --------------------------------------------------------------------------
-
-
-def spread(values: list[float]) -> dict[str, Any]:
-    median, iqr = median_iqr(values)
-    return {"median": median, "iqr": iqr, "per_round": [round(v, 3) for v in values]}
 
 
 def summarise(

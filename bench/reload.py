@@ -16,8 +16,6 @@ benchmark itself breaks.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -33,7 +31,7 @@ REPO = HERE.parent
 from rounds import write_results  # noqa: E402 - bench/ is sys.path[0]
 
 # grpc through run.py: importing it re-executes this script under the venv when grpc is missing.
-from run import BenchError, grpc, start, verdicts  # noqa: E402 - bench/ helpers
+from run import BenchError, grpc, machine_facts, start, verdicts  # noqa: E402 - bench/ helpers
 
 sys.path.insert(0, str(REPO))
 from emulator.admin.descriptor import pb  # noqa: E402 - after the venv check
@@ -131,13 +129,7 @@ def main() -> int:
         )
     ]
     lines = verdicts(checks_done)
-    meta = {
-        "rounds": args.rounds,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "machine": platform.platform(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    meta = {"rounds": args.rounds, **machine_facts()}
     write_results(args.out, {"meta": meta, "summary": summary, "checks": lines})
     return 0
 

@@ -9,12 +9,13 @@ hash seed), and an idle twin still competes for the CPU. Ratios are taken per ro
 median. Used by bench/stubs.py, bench/faults.py, bench/sessions.py, bench/record.py,
 bench/validation.py and bench/issue17.py;
 bench/run.py keeps its servers up between rounds (its start-up is measured apart).
+The summary helpers below (`two_way`, `ratio_summary`, `print_ratio`, `spread`) are the one
+copy of the per-round ratio, IQR and verdict-figure code those benchmarks share.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -23,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from run import REPO, BenchError, Child, machine_facts, start  # bench/ is sys.path[0]
+from run import (  # bench/ is sys.path[0]
+    BenchError,
+    Child,
+    machine_facts,
+    start,
+    write_results,  # noqa: F401 - the benches import it from here
+)
 
 
 def pinning() -> tuple[list[str], set[int] | None]:
@@ -138,11 +145,39 @@ def medians(results: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, flo
     }
 
 
-def write_results(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
-    print(f"\nwrote {shown}")
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """The median of per-round figures, their IQR, and the figures (3 places)."""
+    median, iqr = median_iqr(values)
+    return {"median": median, "iqr": iqr, "per_round": [round(v, 3) for v in values]}
+
+
+def ratio_summary(values: Sequence[float]) -> dict[str, Any]:
+    """Per-round ratios as a summary's `ratio`, `ratio_iqr` and `ratios_per_round`."""
+    median, iqr = median_iqr(values)
+    return {"ratio": median, "ratio_iqr": iqr, "ratios_per_round": [round(x, 3) for x in values]}
+
+
+def print_ratio(label: str, summary: dict[str, Any]) -> None:
+    """The per-round ratios of `ratio_summary`, then their median and IQR."""
+    low, high = summary["ratio_iqr"]
+    print(f"ratio per round ({label}): {summary['ratios_per_round']}")
+    print(f"  median {summary['ratio']:.3f}, interquartile range {low:.3f}-{high:.3f}")
+
+
+def two_way(
+    per_round: dict[str, list[dict[str, Any]]], base: str, other: str, keys: Sequence[str]
+) -> dict[str, Any]:
+    """A two-variant summary: per variant the medians of `keys` and its RPS per round; the
+    `ratio_summary` of `other`'s RPS over `base`'s, and `cpu_ratio`, the median of `base`'s
+    server CPU a call over `other`'s."""
+    summary: dict[str, Any] = {
+        name: {**medians(results, keys), "rps_per_round": [round(r["rps"], 1) for r in results]}
+        for name, results in per_round.items()
+    }
+    summary.update(ratio_summary(ratios(per_round[other], per_round[base], "rps")))
+    cpu = ratios(per_round[base], per_round[other], "server_cpu_us_per_req")
+    summary["cpu_ratio"] = statistics.median(cpu)
+    return summary
 
 
 def run_meta(

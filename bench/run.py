@@ -158,31 +158,23 @@ class Child:
 
 def first_rpc(port: int, timeout: float = START_TIMEOUT) -> float:
     """Call GetProduct until it succeeds; the perf_counter() of the first success."""
-    deadline = time.perf_counter() + timeout
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary(METHOD)
-        while True:
-            try:
-                reply = call(REQUEST, timeout=2.0)
-            except grpc.RpcError as exc:
-                if time.perf_counter() > deadline:
-                    raise BenchError(f"GetProduct on port {port} keeps failing: {exc}") from exc
-                time.sleep(0.002)
-                continue
-            if not reply:
-                raise BenchError(f"GetProduct on port {port} returned an empty Product")
-            return time.perf_counter()
+    served, reply = call_until_served(port, REQUEST, timeout, call_timeout=2.0)
+    if not reply:
+        raise BenchError(f"GetProduct on port {port} returned an empty Product")
+    return served
 
 
-def call_until_served(port: int, request: bytes, timeout: float = 60.0) -> tuple[float, bytes]:
+def call_until_served(
+    port: int, request: bytes, timeout: float = 60.0, call_timeout: float = 5.0
+) -> tuple[float, bytes]:
     """Call GetProduct with `request` until it succeeds: the perf_counter() of the first
-    success, and the reply (what first_rpc does, with a benchmark's own request)."""
+    success, and the reply."""
     deadline = time.perf_counter() + timeout
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_unary(METHOD)
         while True:
             try:
-                reply: bytes = call(request, timeout=5.0)
+                reply: bytes = call(request, timeout=call_timeout)
             except grpc.RpcError as exc:
                 if time.perf_counter() > deadline:
                     raise BenchError(f"GetProduct on port {port} keeps failing: {exc}") from exc
@@ -362,6 +354,14 @@ def verdicts(checks: list[tuple[str, bool, str]]) -> list[str]:
     return lines
 
 
+def write_results(path: Path, payload: dict[str, Any]) -> None:
+    """Write a benchmark's results file and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    print(f"\nwrote {shown}")
+
+
 def terminated(signum: int, frame: object) -> None:
     """SIGTERM as SystemExit, so that `finally` blocks stop every server."""
     raise SystemExit(128 + signum)
@@ -410,13 +410,7 @@ def main() -> int:
         shutil.rmtree(cache, ignore_errors=True)
     load = summarise_load(per_round)
     checks = report(load, startup, meta)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps({"meta": meta, "load": load, "startup": startup, "checks": checks}, indent=2)
-        + "\n"
-    )
-    shown = args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output
-    print(f"\nwrote {shown}")
+    write_results(args.output, {"meta": meta, "load": load, "startup": startup, "checks": checks})
     return 0
 
 

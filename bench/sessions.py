@@ -41,12 +41,11 @@ from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.
 from rounds import (  # noqa: E402
     Variant,
     load_parser,
-    median_iqr,
-    medians,
     pinned,
-    ratios,
+    print_ratio,
     run_meta,
     run_rounds,
+    two_way,
     write_results,
 )
 
@@ -290,15 +289,7 @@ def list_calls(rounds: int, prefix: list[str], cache: Path) -> dict[str, list[fl
 
 
 def summarise(per_round: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {name: medians(r, MEDIANS) for name, r in per_round.items()}
-    for name, results in per_round.items():
-        summary[name]["rps_per_round"] = [round(r["rps"], 1) for r in results]
-    per = ratios(per_round[TAGGED], per_round[SHARED], "rps")
-    summary["ratio"], summary["ratio_iqr"] = median_iqr(per)
-    summary["ratios_per_round"] = [round(x, 3) for x in per]
-    cpu = ratios(per_round[SHARED], per_round[TAGGED], "server_cpu_us_per_req")
-    summary["cpu_ratio"] = statistics.median(cpu)
-    return summary
+    return two_way(per_round, SHARED, TAGGED, MEDIANS)
 
 
 def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
@@ -315,9 +306,7 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"{name:<14} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
             f"{r['server_cpu_us_per_req']:>7.0f}  {r['rps_per_round']}"
         )
-    low, high = summary["ratio_iqr"]
-    print(f"ratio per round (100 sessions / none): {summary['ratios_per_round']}")
-    print(f"  median {summary['ratio']:.3f}, interquartile range {low:.3f}-{high:.3f}")
+    print_ratio("100 sessions / none", summary)
     cost = summary["in-process us"]
     print(
         f"stub responder in-process: {cost[SHARED]:.2f} us a call with 10 shared stubs, "

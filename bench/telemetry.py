@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import signal
-import statistics
 import sys
 import tempfile
 import threading
-import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -30,8 +26,18 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.path[0]
-from rounds import Variant, load_parser, median_iqr, pinning, run_rounds, write_results  # noqa: E402
-from rounds import ratios as rps_ratios  # noqa: E402
+from rounds import (  # noqa: E402
+    Variant,
+    load_parser,
+    medians,
+    pinned,
+    print_ratio,
+    ratio_summary,
+    ratios,
+    run_meta,
+    run_rounds,
+    write_results,
+)
 from run import (  # noqa: E402 - bench/ helpers (and grpc, under the venv)
     METHOD,
     REQUEST,
@@ -92,9 +98,7 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, terminated)
 
-    prefix, others = ([], None) if args.no_pin else pinning()
-    if others is not None:
-        os.sched_setaffinity(0, others)  # the load generator and the receiver inherit it
+    prefix, others = pinned(args.no_pin)  # the load generator and the receiver inherit it
     shape = Load(METHOD, REQUEST, args.concurrency, args.connections, args.duration, args.warmup)
     loadgen = make_loadgen(shape, args.python_load)
     receiver = Receiver()
@@ -125,33 +129,25 @@ def main() -> int:
     if not receiver.spans or not logged:
         print("bench: error: no spans reached the receiver or no access lines were written")
         return 1
-    ratios = rps_ratios(per_round[FULL], per_round[OFF], "rps")
-    ratio, iqr = median_iqr(ratios)
-    summary = {
-        name: {
-            "rps": statistics.median(r["rps"] for r in results),
-            "server_cpu_us_per_req": statistics.median(r["server_cpu_us_per_req"] for r in results),
-        }
-        for name, results in per_round.items()
-    }
-    summary.update(ratio=ratio, ratio_iqr=iqr, ratios_per_round=[round(x, 3) for x in ratios])
+    keys = ("rps", "server_cpu_us_per_req")
+    summary: dict[str, Any] = {name: medians(r, keys) for name, r in per_round.items()}
+    summary.update(ratio_summary(ratios(per_round[FULL], per_round[OFF], "rps")))
     summary.update(spans_received=receiver.spans, access_lines=logged)
-    return report(per_round, summary, loadgen.describe(), args)
+    return report(per_round, summary, run_meta(args, loadgen, prefix, others), args)
 
 
 def report(
     per_round: dict[str, list[dict[str, Any]]],
     summary: dict[str, Any],
-    loadgen: str,
+    meta: dict[str, Any],
     args: argparse.Namespace,
 ) -> int:
-    ratio, iqr = summary["ratio"], summary["ratio_iqr"]
+    ratio = summary["ratio"]
     print()
     for name in (OFF, FULL):
         r = summary[name]
         print(f"{name:<16} {r['rps']:>8.0f} RPS  {r['server_cpu_us_per_req']:>6.0f} us CPU/call")
-    print(f"ratio per round (full / off): {summary['ratios_per_round']}")
-    print(f"  median {ratio:.3f}, interquartile range {iqr[0]:.3f}-{iqr[1]:.3f}")
+    print_ratio("full / off", summary)
     print(f"spans received: {summary['spans_received']}; access lines: {summary['access_lines']}")
     checks = verdicts(
         [
@@ -162,14 +158,6 @@ def report(
             )
         ]
     )
-    meta = {
-        "loadgen": loadgen,
-        "rounds": args.rounds,
-        "duration": args.duration,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
     write_results(
         args.output, {"meta": meta, "summary": summary, "rounds": per_round, "checks": checks}
     )

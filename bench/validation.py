@@ -24,6 +24,7 @@ benchmark itself breaks.
 
 from __future__ import annotations
 
+import functools
 import signal
 import statistics
 import sys
@@ -39,12 +40,11 @@ from loadgen import Load, LoadError, make_loadgen  # noqa: E402 - bench/ is sys.
 from rounds import (  # noqa: E402
     Variant,
     load_parser,
-    median_iqr,
-    medians,
     pinned,
-    ratios,
+    print_ratio,
     run_meta,
     run_rounds,
+    two_way,
     write_results,
 )
 
@@ -73,6 +73,7 @@ VALID = {
 INVALID = {**VALID, "email": "not an address", "tags": []}
 
 
+@functools.cache  # requests() and check_cost() both need them: compiled once
 def contracts() -> Any:
     from emulator.contracts import load_contracts
 
@@ -217,14 +218,7 @@ def check_cost(valid: bytes, calls: int = 20_000, rounds: int = 5) -> dict[str, 
 
 
 def summarise(per_round: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {name: medians(r, MEDIANS) for name, r in per_round.items()}
-    for name, results in per_round.items():
-        summary[name]["rps_per_round"] = [round(r["rps"], 1) for r in results]
-    per = ratios(per_round[ENFORCE], per_round[OFF], "rps")
-    summary["ratio"], summary["ratio_iqr"] = median_iqr(per)
-    summary["ratios_per_round"] = [round(x, 3) for x in per]
-    cpu = ratios(per_round[OFF], per_round[ENFORCE], "server_cpu_us_per_req")
-    summary["cpu_ratio"] = statistics.median(cpu)
+    summary = two_way(per_round, OFF, ENFORCE, MEDIANS)
     key = "server_cpu_us_per_req"
     summary["cpu_added_us"] = statistics.median(
         e[key] - o[key] for e, o in zip(per_round[ENFORCE], per_round[OFF], strict=True)
@@ -247,9 +241,7 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"{name:<14} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
             f"{r['server_cpu_us_per_req']:>7.0f}  {r['rps_per_round']}"
         )
-    low, high = summary["ratio_iqr"]
-    print(f"ratio per round (enforce / off): {summary['ratios_per_round']}")
-    print(f"  median {summary['ratio']:.3f}, interquartile range {low:.3f}-{high:.3f}")
+    print_ratio("enforce / off", summary)
     added = summary["cpu_added_us"]
     print(f"server CPU a call added by enforce (median of the rounds' differences): {added:.0f} us")
     cost = summary["in-process us"]
@@ -259,6 +251,7 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
         f"{share:.1%} of the server CPU a call without), Rules.check alone "
         f"{cost['check_us']:.1f} us"
     )
+    low, high = summary["ratio_iqr"]
     checks = [
         (
             f"enforce >= {TARGET_RATIO:.2f}x the throughput of validation off",
