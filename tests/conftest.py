@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +91,45 @@ class EmulateProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate(timeout=10)
+
+
+class Running:
+    """`emulate` as a process whose stderr is read as it comes, to act on its log lines."""
+
+    def __init__(self, *args: str) -> None:
+        self.emulate = EmulateProcess(*args)
+        self.proc, self.target = self.emulate.proc, self.emulate.target
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def logged(self, text: str) -> bool:
+        return text in self.stderr
+
+    def wait(self, timeout: float = 15) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait(timeout=10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def reset_around(emu):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from emulator import Behavior, BehaviorError, Emulator, EmulatorError
-from tests.conftest import BEHAVIORS, PROTOS, EmulateProcess, emulate, wait_until
+from tests.conftest import BEHAVIORS, PROTOS, EmulateProcess, Running, emulate, wait_until
 
 GET_PRODUCT = "/acme.shop.v1.Catalog/GetProduct"
 
@@ -98,45 +98,6 @@ def test_emulators_built_in_eight_threads_at_once_all_get_their_behaviours(
 
 
 # -- signals -------------------------------------------------------------------------------------
-
-
-class Running:
-    """`emulate` as a process whose stderr is read as it comes, to act on its log lines."""
-
-    def __init__(self, *args: str) -> None:
-        self.emulate = EmulateProcess(*args)
-        self.proc = self.emulate.proc
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.lines)
-
-    def logged(self, text: str) -> bool:
-        return text in self.stderr
-
-    def wait(self, timeout: float = 15) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code
-
-    def __enter__(self) -> Running:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.wait(timeout=10)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def _busy_behavior(tmp_path: Path) -> tuple[str, Path]:

@@ -19,7 +19,7 @@ import yaml
 
 from emulator import Emulator
 from emulator.admin.descriptor import pb
-from tests.conftest import PROTOS, EmulateProcess, wait_until
+from tests.conftest import PROTOS, Running, wait_until
 
 GET = "/acme.shop.v1.Catalog/GetProduct"
 PING2 = "/acme.shop.v1.Orders/Ping2"
@@ -215,23 +215,11 @@ def test_reload_under_load_answers_every_call_with_the_old_or_the_new_version(
     assert {"v1", "v2", "v3"} <= set(answers)
 
 
-class Watched:
-    """`emulate` as a process whose stderr is read as it comes, to wait for its log lines."""
-
-    def __init__(self, *args: str) -> None:
-        self.emulate = EmulateProcess(*args)
-        self.proc, self.target = self.emulate.proc, self.emulate.target
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
+class Watched(Running):
+    """`emulate` with its stderr read as it comes, to wait for its log lines."""
 
     def stderr_so_far(self) -> str:
-        return "".join(self.lines)
+        return self.stderr
 
     def admin_http_port(self) -> int:
         found = re.search(r"JSON over HTTP at http://127.0.0.1:(\d+)/", self.emulate.header)
@@ -240,24 +228,7 @@ class Watched:
 
     def stop(self) -> tuple[int, str]:
         self.proc.terminate()
-        code = self.proc.wait(timeout=15)
-        self._close()
-        return code, self.stderr_so_far()
-
-    def _close(self) -> None:
-        self._reader.join(timeout=5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-    def __enter__(self) -> Watched:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self._close()
+        return self.wait(), self.stderr
 
 
 def admin_reload(channel: grpc.Channel) -> Any:
