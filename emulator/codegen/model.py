@@ -114,11 +114,10 @@ def services_of(file: descriptor_pb2.FileDescriptorProto, types: TypeIndex) -> l
             if keyword.iskeyword(method.name):
                 skipped.append(method.name)
                 continue
-            kind = _kind(method.client_streaming, method.server_streaming)
             methods.append(
                 Method(
                     name=method.name,
-                    kind=kind,
+                    kind=RpcKind.of(method),
                     input=types[method.input_type],
                     output=types[method.output_type],
                     doc=comments.get((_SERVICE, s, _METHOD, m), ""),
@@ -135,12 +134,6 @@ def services_of(file: descriptor_pb2.FileDescriptorProto, types: TypeIndex) -> l
             )
         )
     return found
-
-
-def _kind(client: bool, server: bool) -> RpcKind:
-    if client:
-        return RpcKind.STREAM_STREAM if server else RpcKind.STREAM_UNARY
-    return RpcKind.UNARY_STREAM if server else RpcKind.UNARY_UNARY
 
 
 def _comments(file: descriptor_pb2.FileDescriptorProto) -> Mapping[tuple[int, ...], str]:
