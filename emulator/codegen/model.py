@@ -17,7 +17,6 @@ from emulator.contracts.model import RpcKind
 from emulator.errors import ContractError
 
 __all__ = [
-    "WELL_KNOWN",
     "Method",
     "PyType",
     "Service",
@@ -28,9 +27,6 @@ __all__ = [
     "services_of",
     "snake",
 ]
-
-# protobuf's own package ships these modules (and types-protobuf their stubs): never generated.
-WELL_KNOWN = "google/protobuf/"
 
 # FileDescriptorProto field numbers, as source_code_info paths name them.
 _SERVICE, _METHOD, _MESSAGE, _FIELD = 6, 2, 4, 2

@@ -28,9 +28,9 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2
 
-__all__ = ["Fingerprints", "canonical_file", "fingerprints"]
+from emulator.contracts.compiler import WELL_KNOWN
 
-WELL_KNOWN = "google/protobuf/"
+__all__ = ["Fingerprints", "canonical_file", "fingerprints"]
 
 _FIELD = descriptor_pb2.FieldDescriptorProto
 _REFERENCES = frozenset({_FIELD.TYPE_MESSAGE, _FIELD.TYPE_ENUM, _FIELD.TYPE_GROUP})
