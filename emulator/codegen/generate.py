@@ -14,10 +14,10 @@ from pathlib import Path, PurePosixPath
 
 from google.protobuf import descriptor_pb2
 
-from emulator.codegen.model import WELL_KNOWN, Service, TypeIndex, module_of, services_of
+from emulator.codegen.model import Service, TypeIndex, module_of, services_of
 from emulator.codegen.output import MARK
 from emulator.codegen.typed import HEADER, behaviors_module, render_bases
-from emulator.contracts.compiler import run_protoc
+from emulator.contracts.compiler import WELL_KNOWN, run_protoc
 from emulator.errors import ContractError
 
 __all__ = ["Generated", "generate", "module_path"]

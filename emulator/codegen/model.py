@@ -17,7 +17,6 @@ from emulator.contracts.model import RpcKind
 from emulator.errors import ContractError
 
 __all__ = [
-    "WELL_KNOWN",
     "Method",
     "PyType",
     "Service",
@@ -28,9 +27,6 @@ __all__ = [
     "services_of",
     "snake",
 ]
-
-# protobuf's own package ships these modules (and types-protobuf their stubs): never generated.
-WELL_KNOWN = "google/protobuf/"
 
 # FileDescriptorProto field numbers, as source_code_info paths name them.
 _SERVICE, _METHOD, _MESSAGE, _FIELD = 6, 2, 4, 2
@@ -114,11 +110,10 @@ def services_of(file: descriptor_pb2.FileDescriptorProto, types: TypeIndex) -> l
             if keyword.iskeyword(method.name):
                 skipped.append(method.name)
                 continue
-            kind = _kind(method.client_streaming, method.server_streaming)
             methods.append(
                 Method(
                     name=method.name,
-                    kind=kind,
+                    kind=RpcKind.of(method),
                     input=types[method.input_type],
                     output=types[method.output_type],
                     doc=comments.get((_SERVICE, s, _METHOD, m), ""),
@@ -135,12 +130,6 @@ def services_of(file: descriptor_pb2.FileDescriptorProto, types: TypeIndex) -> l
             )
         )
     return found
-
-
-def _kind(client: bool, server: bool) -> RpcKind:
-    if client:
-        return RpcKind.STREAM_STREAM if server else RpcKind.STREAM_UNARY
-    return RpcKind.UNARY_STREAM if server else RpcKind.UNARY_UNARY
 
 
 def _comments(file: descriptor_pb2.FileDescriptorProto) -> Mapping[tuple[int, ...], str]:

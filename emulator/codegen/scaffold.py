@@ -9,7 +9,7 @@ configured). Editing one method gives that method logic and leaves the others as
 from __future__ import annotations
 
 from emulator.codegen.model import Method, PyType, Service, aliases, docstring, module_of
-from emulator.codegen.typed import base_names, behaviors_module, signature_types
+from emulator.codegen.typed import base_names, behaviors_module, import_line, signature_types
 from emulator.contracts.model import RpcKind
 
 __all__ = ["DEFAULT_STREAM_MESSAGES", "render_scaffold"]
@@ -44,7 +44,7 @@ def render_scaffold(service: Service, *, typed: bool, is_async: bool) -> str:
         if any(k.server_streaming or k.client_streaming for k in kinds):
             lines.append(f"from collections.abc import {iterator}")
         lines += ["from typing import TYPE_CHECKING, Any", ""]
-        imports = [_import(module, names[module]) for module in modules]
+        imports = [import_line(module, names[module]) for module in modules]
         # The bases sit beside the message module of the service's own file.
         imports.append(f"from {behaviors_module(module_of(service.file))} import {base}")
         lines += [*sorted(imports), ""]
@@ -66,12 +66,6 @@ def render_scaffold(service: Service, *, typed: bool, is_async: bool) -> str:
     for method in service.methods:
         lines += ["", *_method(method, names, typed=typed, is_async=is_async)]
     return "\n".join(lines) + "\n"
-
-
-def _import(module: str, name: str) -> str:
-    package, _, last = module.rpartition(".")
-    suffix = "" if name == last else f" as {name}"
-    return f"from {package} import {last}{suffix}" if package else f"import {module}{suffix}"
 
 
 def _method(method: Method, names: dict[str, str], *, typed: bool, is_async: bool) -> list[str]:

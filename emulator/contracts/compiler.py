@@ -32,12 +32,16 @@ __all__ = [
     "BUNDLED_FILES",
     "BUNDLED_INCLUDE",
     "DESCRIPTOR_SET_SUFFIXES",
+    "WELL_KNOWN",
     "cache_dir",
     "compile_contracts",
     "run_protoc",
 ]
 
 DESCRIPTOR_SET_SUFFIXES = frozenset({".pb", ".binpb", ".desc"})
+
+# Where the well-known types' files sit: they belong to the protobuf release, not to contracts.
+WELL_KNOWN = "google/protobuf/"
 
 # Annotation files contracts import as they import the well-known types, shipped with the
 # emulator (Apache-2.0, headers kept) so that validation rules compile with nothing to fetch:
@@ -100,7 +104,7 @@ def compile_contracts(
                 # Well-known types differ between protoc releases (buf bundles newer ones than
                 # grpc_tools): they declare the same types, so the first copy serves for both.
                 # So do the bundled annotation files (buf's managed mode rewrites their options).
-                wkt = file.name.startswith("google/protobuf/") or file.name in BUNDLED_FILES
+                wkt = file.name.startswith(WELL_KNOWN) or file.name in BUNDLED_FILES
                 if not wkt and _content(first) != _content(file):
                     raise ContractError(
                         f"{file.name} is defined twice with different content, in "

@@ -24,13 +24,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from google.protobuf import descriptor_pb2
 
-__all__ = ["Fingerprints", "canonical_file", "fingerprints"]
+from emulator.contracts.compiler import WELL_KNOWN
 
-WELL_KNOWN = "google/protobuf/"
+__all__ = ["Fingerprints", "canonical_file", "fingerprints"]
 
 _FIELD = descriptor_pb2.FieldDescriptorProto
 _REFERENCES = frozenset({_FIELD.TYPE_MESSAGE, _FIELD.TYPE_ENUM, _FIELD.TYPE_GROUP})
@@ -65,7 +64,7 @@ def canonical_file(file: descriptor_pb2.FileDescriptorProto) -> bytes:
     for desc, value in file.ListFields():
         if desc.name == "source_code_info":
             continue
-        if _repeated(desc):
+        if desc.is_repeated:
             getattr(clean, desc.name).extend(value)
         elif desc.message_type is not None:
             getattr(clean, desc.name).CopyFrom(value)
@@ -83,12 +82,6 @@ def canonical_file(file: descriptor_pb2.FileDescriptorProto) -> bytes:
     clean.public_dependency.extend(public)
     clean.weak_dependency.extend(weak)
     return clean.SerializeToString(deterministic=True)
-
-
-def _repeated(desc: Any) -> bool:
-    # `label` is gone from protobuf 7's descriptors; `is_repeated` is new in 5.
-    flag = getattr(desc, "is_repeated", None)
-    return bool(flag) if flag is not None else bool(desc.label == desc.LABEL_REPEATED)
 
 
 def _types(

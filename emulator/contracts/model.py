@@ -31,7 +31,9 @@ class RpcKind(enum.Enum):
     STREAM_STREAM = "bidi streaming"
 
     @classmethod
-    def of(cls, method: descriptor.MethodDescriptor) -> RpcKind:
+    def of(
+        cls, method: descriptor.MethodDescriptor | descriptor_pb2.MethodDescriptorProto
+    ) -> RpcKind:
         client, server = method.client_streaming, method.server_streaming
         if client:
             return cls.STREAM_STREAM if server else cls.STREAM_UNARY
