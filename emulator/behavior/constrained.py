@@ -144,11 +144,11 @@ def scalar(f: _Field, plan: FieldPlan, value: Any, rng: random.Random, items: bo
     elif kind in ("float", "double"):
         value = _float(rules, value, rng, single=kind == "float")
     if plan.required and not items and value == f.default_value and not f.has_presence:
-        value = _nonzero(f, plan, rng)  # a scalar at its zero value is "not set"
+        value = _nonzero(f)  # a scalar at its zero value is "not set"
     return value
 
 
-def _nonzero(f: _Field, plan: FieldPlan, rng: random.Random) -> Any:
+def _nonzero(f: _Field) -> Any:
     cpp = f.cpp_type
     if cpp == FieldDescriptor.CPPTYPE_BOOL:
         return True
