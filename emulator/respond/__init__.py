@@ -34,6 +34,7 @@ __all__ = [
     "Exchange",
     "Responder",
     "parse",
+    "recast",
 ]
 
 # The messages of the answer; for a unary response, also an awaitable of its one message, or
@@ -137,7 +138,7 @@ class Exchange:
         if self._source is not None:
             async for message in self._source:
                 # Read by a responder before (stubs, with the contracts' class): read again.
-                yield message if cls is None or type(message) is cls else _as(cls, message)
+                yield recast(message, cls)
             return
         if self._stream is None:
             yield parse(call, self.request, cls)
@@ -177,7 +178,11 @@ class Exchange:
         return len(call.responses) if call.spec.kind is RpcKind.UNARY_STREAM else 0
 
 
-def _as(cls: type[Message], message: Message) -> Message:
+def recast(message: Message, cls: type[Message] | None) -> Message:
+    """`message` as `cls` (the user's generated class, of another pool than the contracts'):
+    the same bytes, read again; `message` itself when `cls` is None or already its class."""
+    if cls is None or type(message) is cls:
+        return message
     return cls.FromString(message.SerializeToString())
 
 
