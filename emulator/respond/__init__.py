@@ -72,6 +72,10 @@ def parse(call: Call, data: bytes, cls: type[Message] | None = None) -> Message:
     behaviour has one), or BadRequest."""
     if cls is None:
         cls = call.spec.input_class
+    decoded = call.decoded
+    if decoded is not None and decoded[0] is data and type(decoded[1]) is cls:
+        call.decoded = None  # taken once: whoever parses again gets a message of their own
+        return decoded[1]
     try:
         return cls.FromString(data)
     except (DecodeError, RuntimeError) as exc:
@@ -149,7 +153,10 @@ class Exchange:
             message = parse(call, raw, cls)
             call.requests.append(raw)
             if checks:
+                if cls is None:  # the contracts' class: validation need not decode it again
+                    call.decoded = (raw, message)
                 await chain.on_request(call, len(call.requests) - 1)
+                call.decoded = None
             yield message
         # grpc ends the request stream the same way when the client cancels (or its deadline
         # passes) as when it finishes sending: tell them apart, or a default would answer.

@@ -129,7 +129,7 @@ class Dispatcher:
         if ctx is not None and ctx._request_stream is not None:
             ctx._request_stream.close()  # a sync behaviour waiting for a request stops
         # The journal keeps the Call until it is read: drop what records never need.
-        call.context = call.servicer_context = call.slots = None
+        call.context = call.servicer_context = call.slots = call.decoded = None
 
     def context(self, call: Call, default: Callable[[], Message]) -> CallContext:
         spec = call.spec
