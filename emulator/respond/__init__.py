@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from google.protobuf.message import DecodeError, Message
 
@@ -25,10 +25,12 @@ from emulator.call import Call, past_deadline
 from emulator.chain import Chain
 from emulator.contracts.model import RpcKind
 
+if TYPE_CHECKING:
+    from emulator.validation.responses import ResponseCheck
+
 __all__ = [
     "Answer",
     "BadRequest",
-    "CheckResponse",
     "ClientGone",
     "Escaped",
     "Exchange",
@@ -42,9 +44,6 @@ __all__ = [
 _TURNS_FOR_A_CANCEL = 3
 
 Answer: TypeAlias = Callable[["Exchange"], "AsyncIterator[bytes] | Awaitable[bytes] | bytes"]
-# check(call, message or its bytes, who answered, given=fields a stub gives, default=...): see
-# `emulator.validation.responses.ResponseCheck`; raises InvalidResponse under `enforce`.
-CheckResponse: TypeAlias = Callable[..., None]
 
 
 class BadRequest(Exception):
@@ -107,7 +106,7 @@ class Exchange:
         request: bytes = b"",
         stream: AsyncIterator[bytes] | None = None,
         grpc_ctx: Any = None,
-        check_response: CheckResponse | None = None,
+        check_response: ResponseCheck | None = None,
     ) -> None:
         self.call = call
         self.request = request  # the one request's bytes, for unary request kinds
