@@ -35,14 +35,7 @@ from emulator.chain import Chain
 from emulator.contracts.model import MethodSpec
 from emulator.errors import RpcAbort
 from emulator.metadata import MAX_DETAILS, MAX_STATUS_BYTES, encoded_size, size, truncated
-from emulator.respond import (
-    Answer,
-    BadRequest,
-    ClientGone,
-    Escaped,
-    Exchange,
-    Responder,
-)
+from emulator.respond import Answer, BadRequest, ClientGone, Escaped, Exchange, Responder
 from emulator.runtime.compression import algorithm
 from emulator.runtime.context import CallContext
 from emulator.runtime.inflight import InFlight
