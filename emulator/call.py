@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
     from emulator.contracts.model import MethodSpec
 
 __all__ = [
@@ -140,6 +142,7 @@ class Call:
         "code",
         "context",
         "deadline",
+        "decoded",
         "details",
         "duration",
         "ended",
@@ -196,6 +199,9 @@ class Call:
         self.servicer_context: Any = None
         # A client stream's default answer is keyed by all its requests: keep their digest.
         self.requests = Messages(keep, digest=spec.digests_requests)
+        # (raw bytes, message): the request message last decoded as the contracts' class, so
+        # request validation and the responder decode it once between them (`respond.parse`).
+        self.decoded: tuple[bytes, Message] | None = None
         self.responses = Messages(keep)
         self.code = grpc.StatusCode.OK
         self.details = ""

@@ -58,16 +58,17 @@ class FieldPlan:
 @dataclass(frozen=True, slots=True)
 class MessagePlan:
     fields: Mapping[str, FieldPlan]
-    # Groups of `(buf.validate.message).oneof`: at most one of each may be set, so only the first
-    # is (and it is set even in a deep message when the group is `required`).
-    exclusive: tuple[tuple[str, ...], ...]
+    # The members of `(buf.validate.message).oneof` groups other than each group's first: at
+    # most one of a group may be set, so only the first is (and it is set even in a deep
+    # message when the group is `required`). A set, as it is asked once per field generated.
+    unset: frozenset[str]
 
     def field(self, name: str) -> FieldPlan | None:
         return self.fields.get(name)
 
     def skipped(self, name: str) -> bool:
         """A field of an exclusive group other than its first: left unset."""
-        return any(name in group[1:] for group in self.exclusive)
+        return name in self.unset
 
 
 class Constraints:
@@ -111,17 +112,17 @@ class Constraints:
             if rules is not None or required:
                 fields[f.name] = FieldPlan(rules, bool(required))
         message: Any = notes.message_rules(desc)
-        exclusive: list[tuple[str, ...]] = []
+        unset: set[str] = set()
         for group in message.oneof if message is not None else ():
             names = tuple(group.fields)
             if names:
-                exclusive.append(names)
+                unset.update(names[1:])
                 if group.required:  # its first member, the one set, must be set
                     first = fields.get(names[0])
                     fields[names[0]] = FieldPlan(first.rules if first else None, True)
-        if not fields and not exclusive:
+        if not fields and not unset:  # (a one-field group alone changes nothing generated)
             return None
-        return MessagePlan(fields, tuple(exclusive))
+        return MessagePlan(fields, frozenset(unset))
 
 
 def _kind(rules: Any) -> tuple[str | None, Any]:
@@ -144,11 +145,11 @@ def scalar(f: _Field, plan: FieldPlan, value: Any, rng: random.Random, items: bo
     elif kind in ("float", "double"):
         value = _float(rules, value, rng, single=kind == "float")
     if plan.required and not items and value == f.default_value and not f.has_presence:
-        value = _nonzero(f, plan, rng)  # a scalar at its zero value is "not set"
+        value = _nonzero(f)  # a scalar at its zero value is "not set"
     return value
 
 
-def _nonzero(f: _Field, plan: FieldPlan, rng: random.Random) -> Any:
+def _nonzero(f: _Field) -> Any:
     cpp = f.cpp_type
     if cpp == FieldDescriptor.CPPTYPE_BOOL:
         return True

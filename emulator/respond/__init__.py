@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from google.protobuf.message import DecodeError, Message
 
@@ -25,15 +25,18 @@ from emulator.call import Call, past_deadline
 from emulator.chain import Chain
 from emulator.contracts.model import RpcKind
 
+if TYPE_CHECKING:
+    from emulator.validation.responses import ResponseCheck
+
 __all__ = [
     "Answer",
     "BadRequest",
-    "CheckResponse",
     "ClientGone",
     "Escaped",
     "Exchange",
     "Responder",
     "parse",
+    "recast",
 ]
 
 # The messages of the answer; for a unary response, also an awaitable of its one message, or
@@ -41,9 +44,6 @@ __all__ = [
 _TURNS_FOR_A_CANCEL = 3
 
 Answer: TypeAlias = Callable[["Exchange"], "AsyncIterator[bytes] | Awaitable[bytes] | bytes"]
-# check(call, message or its bytes, who answered, given=fields a stub gives, default=...): see
-# `emulator.validation.responses.ResponseCheck`; raises InvalidResponse under `enforce`.
-CheckResponse: TypeAlias = Callable[..., None]
 
 
 class BadRequest(Exception):
@@ -71,6 +71,10 @@ def parse(call: Call, data: bytes, cls: type[Message] | None = None) -> Message:
     behaviour has one), or BadRequest."""
     if cls is None:
         cls = call.spec.input_class
+    decoded = call.decoded
+    if decoded is not None and decoded[0] is data and type(decoded[1]) is cls:
+        call.decoded = None  # taken once: whoever parses again gets a message of their own
+        return decoded[1]
     try:
         return cls.FromString(data)
     except (DecodeError, RuntimeError) as exc:
@@ -102,7 +106,7 @@ class Exchange:
         request: bytes = b"",
         stream: AsyncIterator[bytes] | None = None,
         grpc_ctx: Any = None,
-        check_response: CheckResponse | None = None,
+        check_response: ResponseCheck | None = None,
     ) -> None:
         self.call = call
         self.request = request  # the one request's bytes, for unary request kinds
@@ -137,7 +141,7 @@ class Exchange:
         if self._source is not None:
             async for message in self._source:
                 # Read by a responder before (stubs, with the contracts' class): read again.
-                yield message if cls is None or type(message) is cls else _as(cls, message)
+                yield recast(message, cls)
             return
         if self._stream is None:
             yield parse(call, self.request, cls)
@@ -148,7 +152,10 @@ class Exchange:
             message = parse(call, raw, cls)
             call.requests.append(raw)
             if checks:
+                if cls is None:  # the contracts' class: validation need not decode it again
+                    call.decoded = (raw, message)
                 await chain.on_request(call, len(call.requests) - 1)
+                call.decoded = None
             yield message
         # grpc ends the request stream the same way when the client cancels (or its deadline
         # passes) as when it finishes sending: tell them apart, or a default would answer.
@@ -177,7 +184,11 @@ class Exchange:
         return len(call.responses) if call.spec.kind is RpcKind.UNARY_STREAM else 0
 
 
-def _as(cls: type[Message], message: Message) -> Message:
+def recast(message: Message, cls: type[Message] | None) -> Message:
+    """`message` as `cls` (the user's generated class, of another pool than the contracts'):
+    the same bytes, read again; `message` itself when `cls` is None or already its class."""
+    if cls is None or type(message) is cls:
+        return message
     return cls.FromString(message.SerializeToString())
 
 

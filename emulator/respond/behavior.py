@@ -32,6 +32,7 @@ from emulator.respond import (
     Exchange,
     Responder,
     parse,
+    recast,
 )
 
 __all__ = ["BehaviorResponder", "OverrideResponder"]
@@ -85,9 +86,8 @@ class BehaviorResponder(Responder):
         mine = impl.response_class
 
         def default() -> Message:
-            message = defaults.response(spec, exchange.default_key())
             # As the user's generated class when the behaviour has one, as requests are.
-            return message if mine is None else mine.FromString(message.SerializeToString())
+            return recast(defaults.response(spec, exchange.default_key()), mine)
 
         ctx = exchange.context_for(call, default)
         if spec.kind.client_streaming:

@@ -294,10 +294,14 @@ class StubResponder(Responder):
         # same request gets the same bytes: kept, for the stub answering the same call again.
         cache = message.fixed is not None and len(key) <= _SMALL_KEY
         slot = (message, key, index, defaults.time_range)
+
+        def default() -> Message:
+            return defaults.response(spec, key, index)
+
         out = self._merged.get(slot) if cache else None
         if out is None:
             try:
-                out = message.build(lambda: defaults.response(spec, key, index), render)
+                out = message.build(default, render)
             except (TemplateError, StubDataError) as exc:
                 raise StubError(
                     f"stub {stub.name} ({stub.source}): {exc.key}: {exc.problem}"
@@ -314,7 +318,7 @@ class StubResponder(Responder):
                 out,
                 f"stub {stub.name} ({stub.source})",
                 given=None if message.replace else message.mask,
-                default=lambda: defaults.response(spec, key, index),
+                default=default,
             )
         return out
 

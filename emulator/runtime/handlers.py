@@ -35,14 +35,7 @@ from emulator.chain import Chain
 from emulator.contracts.model import MethodSpec
 from emulator.errors import RpcAbort
 from emulator.metadata import MAX_DETAILS, MAX_STATUS_BYTES, encoded_size, size, truncated
-from emulator.respond import (
-    Answer,
-    BadRequest,
-    ClientGone,
-    Escaped,
-    Exchange,
-    Responder,
-)
+from emulator.respond import Answer, BadRequest, ClientGone, Escaped, Exchange, Responder
 from emulator.runtime.compression import algorithm
 from emulator.runtime.context import CallContext
 from emulator.runtime.inflight import InFlight
@@ -129,7 +122,7 @@ class Dispatcher:
         if ctx is not None and ctx._request_stream is not None:
             ctx._request_stream.close()  # a sync behaviour waiting for a request stops
         # The journal keeps the Call until it is read: drop what records never need.
-        call.context = call.servicer_context = call.slots = None
+        call.context = call.servicer_context = call.slots = call.decoded = None
 
     def context(self, call: Call, default: Callable[[], Message]) -> CallContext:
         spec = call.spec

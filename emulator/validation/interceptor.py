@@ -90,10 +90,15 @@ class ValidationInterceptor(Interceptor):
         rules = plan.rules
         if plan.requests.get(spec.path) is not spec or rules is None:
             return
-        try:
-            message = spec.input_class.FromString(call.requests[index])
-        except (DecodeError, RuntimeError):  # (upb raises DecodeError, older runtimes RuntimeError)
-            return  # malformed bytes: the responder answers INVALID_ARGUMENT for those
+        raw, decoded = call.requests[index], call.decoded
+        if decoded is not None and decoded[0] is raw:
+            message = decoded[1]  # a stream's message, decoded by the exchange reading it
+        else:
+            try:
+                message = spec.input_class.FromString(raw)
+            except (DecodeError, RuntimeError):  # (upb raises DecodeError, older RuntimeError)
+                return  # malformed bytes: the responder answers INVALID_ARGUMENT for those
+            call.decoded = (raw, message)  # for the responder's `parse`: one decode per request
         violations = checked(rules, message, spec.name, "request")
         if not violations:
             return

@@ -98,14 +98,14 @@ class _Annotations:
         return rules
 
     def oneof_rules(self, oneof: descriptor.OneofDescriptor) -> Message | None:
-        """The oneof's `buf.validate.OneofRules`, if it has any (read by default responses)."""
+        """The oneof's `buf.validate.OneofRules`, if it has any."""
         rules: Message | None = (
             self._extension(oneof.GetOptions(), _ONEOF_RULES) if oneof.has_options else None
         )
         return rules
 
     def message_rules(self, desc: descriptor.Descriptor) -> Message | None:
-        """The message's `buf.validate.MessageRules`, if it has any (read by default responses)."""
+        """The message's `buf.validate.MessageRules`, if it has any."""
         rules: Message | None = (
             self._extension(desc.GetOptions(), _MESSAGE_RULES) if desc.has_options else None
         )
@@ -119,11 +119,10 @@ class _Annotations:
 
     def has_buf_rules(self, desc: descriptor.Descriptor) -> bool:
         """Whether the message itself, one of its oneofs or one of its fields has a buf rule."""
-        if desc.has_options and self._extension(desc.GetOptions(), _MESSAGE_RULES) is not None:
+        if self.message_rules(desc) is not None:
             return True
-        for oneof in desc.oneofs:
-            if oneof.has_options and self._extension(oneof.GetOptions(), _ONEOF_RULES):
-                return True
+        if any(self.oneof_rules(oneof) is not None for oneof in desc.oneofs):
+            return True
         return any(self.field_rules(f) is not None for f in desc.fields)
 
 
