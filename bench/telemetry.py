@@ -1,5 +1,6 @@
 """What full telemetry costs a call: traces exported to a local OTLP receiver, metrics and an
-access log to a file, against the same emulator with telemetry off, in one run.
+access log to a file, against the same emulator with telemetry off, in one run; and full
+telemetry with the request id sent back in the trailers (`telemetry.request_id_response`).
 
     python bench/telemetry.py [--rounds 8] [--duration 2]
     make bench-telemetry
@@ -53,6 +54,9 @@ from run import (  # noqa: E402 - bench/ helpers (and grpc, under the venv)
 TARGET_RATIO = 0.70
 OFF = "telemetry off"
 FULL = "full telemetry"
+# The same with the request id sent back in the trailers (`telemetry.request_id_response`):
+# grpc.aio sends headers of a call's own in a batch of their own; trailers go with the status.
+TRAILERS = "full, id in trailers"
 
 
 class Receiver:
@@ -113,10 +117,17 @@ def main() -> int:
         variants = [
             Variant(OFF, [*prefix, *emulator_cmd()], ready, after, env),
             Variant(FULL, [*prefix, *emulator_cmd(), "--config", str(config)], ready, after, env),
+            Variant(
+                TRAILERS,
+                [*prefix, *emulator_cmd(), "--config", str(config)],
+                ready,
+                after,
+                {**env, "EMULATOR_TELEMETRY_REQUEST_ID_RESPONSE": "trailers"},
+            ),
         ]
         print(f"throughput ({loadgen.describe()})", flush=True)
         try:
-            per_round = run_rounds(variants, args.rounds, loadgen, width=16, rps_width=9)
+            per_round = run_rounds(variants, args.rounds, loadgen, width=21, rps_width=9)
         except (BenchError, LoadError) as exc:
             print(f"bench: error: {exc}", file=sys.stderr)
             return 1
@@ -132,6 +143,7 @@ def main() -> int:
     keys = ("rps", "server_cpu_us_per_req")
     summary: dict[str, Any] = {name: medians(r, keys) for name, r in per_round.items()}
     summary.update(ratio_summary(ratios(per_round[FULL], per_round[OFF], "rps")))
+    summary["trailers"] = ratio_summary(ratios(per_round[TRAILERS], per_round[OFF], "rps"))
     summary.update(spans_received=receiver.spans, access_lines=logged)
     return report(per_round, summary, run_meta(args, loadgen, prefix, others), args)
 
@@ -144,10 +156,11 @@ def report(
 ) -> int:
     ratio = summary["ratio"]
     print()
-    for name in (OFF, FULL):
+    for name in (OFF, FULL, TRAILERS):
         r = summary[name]
-        print(f"{name:<16} {r['rps']:>8.0f} RPS  {r['server_cpu_us_per_req']:>6.0f} us CPU/call")
+        print(f"{name:<21} {r['rps']:>8.0f} RPS  {r['server_cpu_us_per_req']:>6.0f} us CPU/call")
     print_ratio("full / off", summary)
+    print_ratio("full, id in trailers / off", summary["trailers"])
     print(f"spans received: {summary['spans_received']}; access lines: {summary['access_lines']}")
     checks = verdicts(
         [

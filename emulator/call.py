@@ -161,6 +161,7 @@ class Call:
         "spec",
         "started",
         "trailers",
+        "trailers_out",
         "violations",
     )
 
@@ -186,6 +187,9 @@ class Call:
         self.fault_kinds: tuple[str, ...] = ()
         # Response headers an interceptor adds (the request id): sent with the first headers.
         self.headers_out: Metadata = ()
+        # Trailers an interceptor adds (the request id, `request_id_response: trailers`): sent
+        # with the status, whatever it is.
+        self.trailers_out: Metadata = ()
         # Per-interceptor state (`Interceptor.state`); made on first use, most calls need none.
         self.slots: dict[object, Any] | None = None
         # (seconds from `started`, message): how long the responder may take, when an

@@ -367,6 +367,23 @@ def test_second_compile_reads_the_disk_cache(fresh: Path, monkeypatch: pytest.Mo
     assert compile_contracts([fresh]) == first
 
 
+def test_contracts_loaded_already_are_not_parsed_again(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load_contracts([fresh])
+    parsed = []
+    parse = compiler._parsed
+    monkeypatch.setattr(compiler, "_parsed", lambda data: parsed.append(data) or parse(data))
+    assert load_contracts([fresh]) is first  # a warm in-process start: a digest, no parse
+    assert parsed == []
+    source = fresh / "simple.proto"
+    source.write_text(SIMPLE.replace("string text = 1;", "string text = 1;\n  int32 size = 2;"))
+    changed = load_contracts([fresh])
+    assert changed is not first and len(parsed) == 1
+    ping = changed.pool.FindMessageTypeByName("simple.v1.Ping")
+    assert [f.name for f in ping.fields] == ["text", "size"]
+
+
 def test_editing_an_input_invalidates_the_cache(
     fresh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,7 +21,13 @@ from tests.conftest import PROTOS, TEST_PROTOS
 
 RULES = TEST_PROTOS / "constrained"
 SIGNUP = TEST_PROTOS / "validation"
-REQUESTS = (b"", b"\n\x02p1", b"\x12\x03Ann\x18\x05", b"\n$3f6c1c0e-a5b1-4c5e-9d1b-0a7e6c2f9b11")
+REQUESTS = (
+    b"",
+    b"\n\x02p1",
+    b"\x12\x03Ann\x18\x05",
+    b"\n$3f6c1c0e-a5b1-4c5e-9d1b-0a7e6c2f9b11",
+    b'"\x03p-9',  # pager: a member of a `(buf.validate.message).oneof` group other than its first
+)
 
 
 def _rules(contracts: Contracts) -> Rules:

@@ -4,6 +4,7 @@ the access log read back from its file."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import threading
@@ -232,7 +233,12 @@ def test_the_access_log_has_a_line_per_call_and_no_token(tmp_path: Path) -> None
         with pytest.raises(grpc.RpcError):
             emu.stub(CATALOG).GetProduct({})
         [span, _] = emu.spans()
-        lines = wait_until(lambda: out.read_text().splitlines() if out.exists() else None)
+        # Flushed while serving (once the event loop's turn is over), not only at the stop.
+        lines = wait_until(
+            lambda: (
+                len(found := out.read_text().splitlines()) == 2 and found if out.exists() else None
+            )
+        )
     assert "tok-secret" not in out.read_text()
     first, second = (json.loads(line) for line in lines)
     assert first["method"] == f"{CATALOG}/GetProduct" and first["code"] == "OK"
@@ -264,6 +270,48 @@ def test_the_request_id_comes_back_in_the_response_headers() -> None:
         assert dict(failed.value.initial_metadata())["x-request-id"] == "r-9"
 
 
+def test_the_request_id_can_come_back_in_the_trailers_instead() -> None:
+    faults = [{"name": "f", "match": {"method": f"{ORDERS}/Ping"}, "abort": {"code": "ABORTED"}}]
+
+    def answer(request: Any, ctx: Any) -> None:
+        ctx.set_trailing_metadata([("x-from-behaviour", "yes")])
+
+    telemetry = {"request_id_response": "trailers"}
+    with Emulator(
+        protos=PROTOS, log={"access": "errors"}, telemetry=telemetry, faults=faults
+    ) as emu:
+        channel = emu.channel()
+        unary = channel.unary_unary(f"/{CATALOG}/GetProduct")
+        _, call = unary.with_call(b"", timeout=10)
+        made = dict(call.trailing_metadata())["x-request-id"]
+        assert len(made) == 32 and "x-request-id" not in dict(call.initial_metadata())
+        assert emu.calls()[-1].metadata["x-request-id"] == made
+        with emu.override(f"{CATALOG}/GetProduct", answer):
+            _, call = unary.with_call(b"", metadata=[("x-request-id", "r-2")], timeout=10)
+        trailers = dict(call.trailing_metadata())
+        assert trailers["x-request-id"] == "r-2" and trailers["x-from-behaviour"] == "yes"
+        stream = channel.unary_stream(f"/{CATALOG}/ListProducts")(b"", timeout=10)
+        assert len(list(stream)) == 3
+        assert dict(stream.trailing_metadata())["x-request-id"]
+        with pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary(f"/{ORDERS}/Ping")(
+                b"", metadata=[("x-request-id", "r-9")], timeout=10
+            )
+        assert failed.value.code() == grpc.StatusCode.ABORTED
+        assert dict(failed.value.trailing_metadata())["x-request-id"] == "r-9"
+
+
+def test_the_request_id_need_not_come_back_at_all() -> None:
+    with Emulator(
+        protos=PROTOS, log={"access": "errors"}, telemetry={"request_id_response": "off"}
+    ) as emu:
+        unary = emu.channel().unary_unary(f"/{CATALOG}/GetProduct")
+        _, call = unary.with_call(b"", timeout=10)
+        back = {*dict(call.initial_metadata()), *dict(call.trailing_metadata())}
+        assert "x-request-id" not in back
+        assert len(emu.calls()[-1].metadata["x-request-id"]) == 32  # still made, and journalled
+
+
 def test_the_request_id_joins_the_headers_a_behaviour_sends() -> None:
     def answer(request: Any, ctx: Any) -> None:
         ctx.set_initial_metadata([("x-from-behaviour", "yes")])
@@ -274,3 +322,12 @@ def test_the_request_id_joins_the_headers_a_behaviour_sends() -> None:
             _, call = unary.with_call(b"", metadata=[("x-request-id", "r-1")], timeout=10)
         headers = dict(call.initial_metadata())
         assert headers["x-request-id"] == "r-1" and headers["x-from-behaviour"] == "yes"
+
+
+def test_the_access_log_time_is_utc_to_the_millisecond_as_datetime_writes_it() -> None:
+    from emulator.telemetry.access import AccessLog
+
+    log = AccessLog("all", session_header="x", request_id=str, trace_ids=lambda call: ("", ""))
+    for started in (0.0, 0.9999996, 1700000000.5, 1700000000.0005, 1764990000.123456, 2e9 - 1e-7):
+        expected = datetime.datetime.fromtimestamp(started, datetime.UTC)
+        assert log._time(started) == expected.isoformat(timespec="milliseconds"), started

@@ -463,11 +463,16 @@ def _echo(
         value = getattr(parsed, field)
         if not value:
             continue  # unset in the request: keep the generated value
-        rules = plan.field(field) if plan is not None else None
-        if rules is not None:
-            if plan is not None and plan.skipped(field):
-                continue  # the response's rules want it unset
-            if not constrained.keeps(response.DESCRIPTOR.fields_by_name[field], rules, value):
+        if plan is not None:
+            if plan.skipped(field):
+                # The response's rules want it unset: a member of an exclusive group
+                # (`(buf.validate.message).oneof`) whose first member is set, with or without
+                # rules of its own.
+                continue
+            rules = plan.field(field)
+            if rules is not None and not constrained.keeps(
+                response.DESCRIPTOR.fields_by_name[field], rules, value
+            ):
                 continue  # the response's rules refuse the request's value: keep the default
         target = getattr(response, field)
         if hasattr(target, "CopyFrom") and hasattr(value, "CopyFrom"):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 
 from emulator._bounded import BoundedCache
-from emulator.contracts.compiler import cache_dir, compile_contracts
+from emulator.contracts.compiler import cache_dir, compile_contracts, compile_contracts_lazily
 from emulator.contracts.model import Contracts, MethodSpec, RpcKind, ServiceSpec
 
 __all__ = [
@@ -28,12 +27,12 @@ def load_contracts(
     """Compile or read every input and load it, with the services the emulator adds itself."""
     from emulator.contracts.builtin import builtin_files
 
-    files = compile_contracts(inputs, import_paths)
-    # Loaded contracts are immutable: emulators of one test session share them by content.
-    key = hashlib.sha256(files.SerializeToString(deterministic=True)).hexdigest()
+    # Loaded contracts are immutable: emulators of one test session share them by content,
+    # and one whose contracts are loaded already does not even parse the compiled set.
+    key, files = compile_contracts_lazily(inputs, import_paths)
     contracts = _loaded.get(key)
     if contracts is None:
-        contracts = _loaded[key] = Contracts(files, extra_files=builtin_files())
+        contracts = _loaded[key] = Contracts(files(), extra_files=builtin_files())
     return contracts
 
 

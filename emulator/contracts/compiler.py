@@ -18,7 +18,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -35,6 +35,7 @@ __all__ = [
     "WELL_KNOWN",
     "cache_dir",
     "compile_contracts",
+    "compile_contracts_lazily",
     "run_protoc",
 ]
 
@@ -83,16 +84,42 @@ def compile_contracts(
     import_paths: Sequence[str | os.PathLike[str]] = (),
 ) -> descriptor_pb2.FileDescriptorSet:
     """Compile and load every input into one descriptor set, files in dependency order."""
+    return compile_contracts_lazily(inputs, import_paths)[1]()
+
+
+def compile_contracts_lazily(
+    inputs: Sequence[str | os.PathLike[str]],
+    import_paths: Sequence[str | os.PathLike[str]] = (),
+) -> tuple[str, Callable[[], descriptor_pb2.FileDescriptorSet]]:
+    """A digest of what the inputs compile to, and a function that gives the descriptor set.
+
+    A caller that holds the contracts of that digest already (load_contracts, for the next
+    emulator of a test session) parses nothing: parsing the set and serializing it again to
+    know it were half of a warm in-process start. The digest is of protoc's bytes for .proto
+    files alone, of the merged set otherwise: the same inputs give the same digest."""
     if not inputs:
         raise ContractError(
             "no contracts given: pass --proto with a directory, file or descriptor set"
         )
     sources = _collect(inputs, import_paths)
+    if sources.files and not sources.descriptor_sets:
+        data = _compile_cached(sources)
+        return hashlib.sha256(data).hexdigest(), functools.partial(_parsed, data)
+    files = _merged(sources)
+    digest = hashlib.sha256(files.SerializeToString(deterministic=True)).hexdigest()
+    return digest, lambda: files
+
+
+def _parsed(data: bytes) -> descriptor_pb2.FileDescriptorSet:
+    return descriptor_pb2.FileDescriptorSet.FromString(data)
+
+
+def _merged(sources: _Sources) -> descriptor_pb2.FileDescriptorSet:
     merged = descriptor_pb2.FileDescriptorSet()
     seen: dict[str, tuple[descriptor_pb2.FileDescriptorProto, str]] = {}
     parts: list[tuple[descriptor_pb2.FileDescriptorSet, str]] = []
     if sources.files:
-        parts.append((_compile_cached(sources), "the compiled .proto files"))
+        parts.append((_parsed(_compile_cached(sources)), "the compiled .proto files"))
     for path in sources.descriptor_sets:
         parts.append((_read_descriptor_set(path), str(path)))
     if len(parts) == 1:
@@ -250,27 +277,25 @@ def _cache_key(sources: _Sources) -> str:
     return digest.hexdigest()
 
 
-def _compile_cached(sources: _Sources) -> descriptor_pb2.FileDescriptorSet:
+def _compile_cached(sources: _Sources) -> bytes:
+    """The serialized descriptor set of the sources: from memory, the disk cache or protoc."""
     key = _cache_key(sources)
-    fds = descriptor_pb2.FileDescriptorSet()
     cached = _memory_cache.get(key)
     # The key covers the inputs; imports found on the roots are checked on every hit.
     if cached is not None and _unchanged(cached[1]):
-        fds.ParseFromString(cached[0])
-        return fds
+        return cached[0]
     data = _read_disk_cache(key)
     if data is not None:
         try:
-            fds.ParseFromString(data[0])
+            descriptor_pb2.FileDescriptorSet.FromString(data[0])
         except Exception:  # a damaged cache entry only costs a recompile
             data = None
     if data is None:
         compiled = _run_protoc(sources)
         data = (compiled, _dependencies(compiled, sources))
         _write_disk_cache(key, *data)
-        fds.ParseFromString(compiled)
     _memory_cache[key] = data
-    return fds
+    return data[0]
 
 
 def _unchanged(deps: dict[str, str]) -> bool:

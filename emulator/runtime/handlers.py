@@ -183,6 +183,8 @@ class Dispatcher:
         """End the call with the status that fits `exc`; the server keeps serving."""
         name = call.spec.name
         trailers: Metadata = call.context.trailing_metadata if call.context else ()
+        if call.trailers_out:
+            trailers = (*trailers, *call.trailers_out)
         if isinstance(exc, RpcAbort):
             code, details = exc.code, exc.message
             trailers = (*trailers, *_abort_trailers(exc))
@@ -255,20 +257,23 @@ class Dispatcher:
         await grpc_ctx.send_initial_metadata(metadata)
 
     async def finish(self, call: Call, grpc_ctx: ServicerContext) -> None:
-        """Trailers a behaviour set go out with an OK status (and headers not sent yet)."""
+        """Trailers a behaviour (or an interceptor) set go out with an OK status (and headers
+        not sent yet)."""
         ctx = call.context
         if ctx is None:
             if call.headers_out:  # a stream that sent no message: the headers go first
                 await self._send_headers(
                     grpc_ctx, *self._pending_headers(call, first=False) or ((), None)
                 )
-            return
-        pending = self._pending_headers(call, first=False)
-        if pending is not None:
-            await self._send_headers(grpc_ctx, *pending)
-        if ctx.trailing_metadata:
-            grpc_ctx.set_trailing_metadata(ctx.trailing_metadata)
-            call.trailers = ctx.trailing_metadata
+            trailers = call.trailers_out
+        else:
+            pending = self._pending_headers(call, first=False)
+            if pending is not None:
+                await self._send_headers(grpc_ctx, *pending)
+            trailers = (*ctx.trailing_metadata, *call.trailers_out)
+        if trailers:
+            grpc_ctx.set_trailing_metadata(trailers)
+            call.trailers = trailers
 
     def expire(self, call: Call) -> None:
         """End a call the client has given up on (its deadline passed) before grpc gets to it."""

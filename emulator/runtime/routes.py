@@ -123,7 +123,7 @@ class Route:
         else:
             if grpc_ctx.cancelled():
                 dispatcher.cancelled(call)  # the client has left: the answer never arrived
-            elif call.context is not None:
+            elif call.context is not None or call.trailers_out:
                 await dispatcher.finish(call, grpc_ctx)
             return out
         finally:

@@ -60,8 +60,15 @@ class TelemetryConfig:
     request_id_header: str = field(
         default="x-request-id",
         metadata={
-            "help": "the request id header: taken from the request or made, sent back in the "
-            "response headers, and in the log, the journal and the span"
+            "help": "the request id header: taken from the request or made, sent back to the "
+            "caller (`request_id_response`), and in the log, the journal and the span"
+        },
+    )
+    request_id_response: Literal["headers", "trailers", "off"] = field(
+        default="headers",
+        metadata={
+            "help": "where the request id goes back to the caller: the response headers, the "
+            "trailers (cheaper: they go with the status) or nowhere"
         },
     )
 

@@ -26,7 +26,9 @@ class Telemetry:
         from emulator.telemetry.request_ids import RequestIds
 
         self.config = config
-        self.request_ids = RequestIds(config.telemetry.request_id_header)
+        self.request_ids = RequestIds(
+            config.telemetry.request_id_header, config.telemetry.request_id_response
+        )
         self.tracing: Any = None
         self.metrics: Any = None
         self.access: Any = None

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -33,6 +34,7 @@ from emulator.telemetry.config import OTLP_ENV, TracesConfig
 __all__ = ["Kept", "TracingInterceptor", "trace_ids"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+_NO_PARENT = Context()
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
@@ -82,7 +84,11 @@ class TracingInterceptor(Interceptor):
         self.provider.shutdown()
 
     async def before(self, call: Call) -> None:
-        carrier = {k: v for k, v in call.metadata if isinstance(v, str)}
+        parent = _NO_PARENT  # a root span, whatever context the server's task inherited
+        for key, _ in call.metadata:
+            if key == "traceparent":  # (only then a carrier: most calls come without one)
+                parent = _PROPAGATOR.extract({k: v for k, v in call.metadata if isinstance(v, str)})
+                break
         host, port = self._address()
         spec = call.spec
         attributes: dict[str, Any] = {
@@ -101,7 +107,7 @@ class TracingInterceptor(Interceptor):
             attributes["emulator.request_id"] = request_id
         span = self._tracer.start_span(
             f"{spec.service}/{spec.method}",
-            context=_PROPAGATOR.extract(carrier),
+            context=parent,
             kind=SpanKind.SERVER,
             attributes=attributes,
             start_time=int(call.started * 1e9),
