@@ -7,8 +7,9 @@ like any other. The span's parent is the caller's W3C `traceparent`, so the emul
 inside the test's (or the system under test's) trace.
 
 Spans go to OTLP/gRPC (`telemetry.traces.endpoint`, or the standard `OTEL_EXPORTER_OTLP_*`
-variables) and the last `telemetry.traces.keep` stay in memory for `emu.spans()`. The provider is
-the emulator's own, never the global one: a test's own tracing set-up is left alone.
+variables; `otlp_exporter.py` sends them) and the last `telemetry.traces.keep` stay in memory for
+`emu.spans()`. The provider is the emulator's own, never the global one: a test's own tracing
+set-up is left alone.
 """
 
 from __future__ import annotations
@@ -65,11 +66,13 @@ class TracingInterceptor(Interceptor):
         self.kept = Kept(config.keep)
         self.provider.add_span_processor(self.kept)
         if config.endpoint or any(os.environ.get(v) for v in OTLP_ENV):
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            # opentelemetry's exporter, its requests written as bytes (otlp_wire): its own
+            # encoder costs tens of µs a span, holding the GIL the event loop needs.
+            from emulator.telemetry.otlp_exporter import WireSpanExporter
 
             endpoint = config.endpoint or None  # None: the exporter reads OTEL_EXPORTER_OTLP_*
             insecure = None if endpoint is None else not endpoint.startswith("https://")
-            exporter = OTLPSpanExporter(endpoint=endpoint, insecure=insecure)
+            exporter = WireSpanExporter(endpoint=endpoint, insecure=insecure)
             self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self._tracer = self.provider.get_tracer("grpc-emulator")
 
