@@ -128,6 +128,35 @@ def test_emu_spans_keeps_the_finished_spans_and_reset_clears_them() -> None:
         assert emu.spans() == []
 
 
+def test_the_sampler_decides_as_the_sdk_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unsampled = f"00-{TRACE_ID}-00f067aa0ba902b7-00"  # the caller's trace, not sampled
+    out = tmp_path / "access.jsonl"
+    telemetry = {"traces": {"enabled": True}}
+    log = {"access": "all", "access_file": str(out)}
+    with Emulator(protos=PROTOS, telemetry=telemetry, log=log) as emu:
+        emu.stub(CATALOG).GetProduct({}, metadata=[("traceparent", unsampled)])
+        assert emu.spans() == []  # ParentBased: an unsampled parent's child is not recorded
+        emu.stub(CATALOG).GetProduct({}, metadata=[("traceparent", PARENT)])
+        [span] = emu.spans()
+        assert span.context.trace_flags.sampled and span.parent is not None
+        assert span.parent.is_remote
+        lines = wait_until(
+            lambda: (
+                len(found := out.read_text().splitlines()) == 2 and found if out.exists() else None
+            )
+        )
+    # Not recorded, it still has ids of the caller's trace, for the log to name.
+    first, second = (json.loads(line) for line in lines)
+    assert first["trace_id"] == second["trace_id"] == TRACE_ID
+    assert first["span_id"] and first["span_id"] != second["span_id"]
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")  # the standard variable holds
+    with Emulator(protos=PROTOS, telemetry=telemetry) as emu:
+        emu.stub(CATALOG).GetProduct({}, metadata=[("traceparent", PARENT)])
+        assert emu.spans() == []
+
+
 def test_a_behaviour_gets_a_child_span_of_its_own_time() -> None:
     import time as _time
 

@@ -11,7 +11,7 @@ way to a service: behaviours, the journal and the admin API then see the id the 
 
 from __future__ import annotations
 
-import uuid
+import os
 
 from emulator.call import Call, first_value
 from emulator.chain import Interceptor
@@ -29,7 +29,7 @@ class RequestIds(Interceptor):
         if isinstance(sent, str) and sent:
             request_id = sent
         else:
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()  # 32 hex digits, as uuid4().hex, at a fifth
             call.metadata = (*call.metadata, (self.header, request_id))
         self.set_state(call, request_id)
         # Back to the caller, with any headers or trailers the behaviour sets.
