@@ -9,7 +9,6 @@ import math
 import random
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -30,7 +29,7 @@ from emulator import Emulator
 from emulator.telemetry import otlp_exporter, otlp_wire
 from emulator.telemetry.otlp_exporter import WireSpanExporter
 from emulator.telemetry.otlp_wire import encode_spans
-from tests.conftest import PROTOS, wait_until
+from tests.conftest import PROTOS, trace_receiver, wait_until
 
 CATALOG = "acme.shop.v1.Catalog"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -341,13 +340,9 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[Receiver, int]]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     found = Receiver()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(found, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield found, port
-    server.stop(0)
+    with trace_receiver(found) as port:
+        yield found, port
 
 
 @pytest.mark.parametrize("compression", [None, grpc.Compression.Gzip])

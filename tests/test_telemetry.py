@@ -9,7 +9,6 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from prometheus_client.parser import text_string_to_metric_families
 
 from emulator import Emulator
-from tests.conftest import PROTOS, wait_until
+from tests.conftest import PROTOS, trace_receiver, wait_until
 
 CATALOG = "acme.shop.v1.Catalog"
 ORDERS = "acme.shop.v1.Orders"
@@ -44,13 +43,9 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[Receiver, int]]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     found = Receiver()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(found, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield found, port
-    server.stop(0)
+    with trace_receiver(found) as port:
+        yield found, port
 
 
 def attributes(span: Any) -> dict[str, Any]:

@@ -136,8 +136,9 @@ class BehaviorResponder(Responder):
         if impl.style is Style.ASYNC:
             return await within(call, impl.func(*args))
         loop = asyncio.get_running_loop()
+        started = time.time()  # before the submit: a worker thread may start it at once
         step = loop.run_in_executor(self._pool(call), functools.partial(_sync, impl.func, *args))
-        return await within(call, step)
+        return await within(call, step, started)
 
     async def _results(self, call: Call, impl: Implementation, *args: Any) -> AsyncIterator[Any]:
         """The messages a streaming behaviour produces, whatever its style."""
@@ -214,11 +215,13 @@ def _located(exc: BaseException, impl: Implementation) -> BaseException:
     return exc
 
 
-async def within(call: Call, step: Awaitable[Any]) -> Any:
+async def within(call: Call, step: Awaitable[Any], started: float | None = None) -> Any:
     """Await one step of a behaviour inside the call's time budget (`max_duration`), if any;
-    the time it took joins `call.behaviour_time`."""
+    the time it took, from `started` (now, unless the step began before it was awaited: a
+    sync behaviour handed to a thread), joins `call.behaviour_time`."""
     budget = call.budget
-    started = time.time()
+    if started is None:
+        started = time.time()
     try:
         if budget is None:
             return await step
