@@ -262,3 +262,31 @@ def test_dicts_with_json_names_nesting_and_json_values() -> None:
         assert product.dimensions.width_cm == 1.5
         fast = emu.stub(CATALOG).UpdateProduct({})
         assert (fast.product_id, fast.price.currency_code, fast.price.units) == ("fast", "USD", 3)
+
+
+def test_dicts_convert_the_same_once_their_keys_are_known() -> None:
+    # Names are looked up once per message type and key (behavior/convert.py): the second
+    # conversion of each shape must give what the first did, and a bad key still fails clearly.
+    from emulator.behavior.convert import from_dict
+    from emulator.contracts import load_contracts
+
+    contracts = load_contracts([PROTOS])
+    pool = contracts.pool
+    order = contracts.methods["/acme.shop.v1.Orders/CreateOrder"].output_class
+    product = contracts.methods["/acme.shop.v1.Catalog/GetProduct"].output_class
+    shapes = [
+        (order, {"orderId": "o-1", "lineItems": [{"productId": "p", "quantity": 2}]}),
+        (order, {"order_id": "o-2", "line_items": [{"product_id": "q", "unitPrice": {}}]}),
+        (order, {"quantitiesBySku": {"a": 1}, "customer": {}, "card": {}}),
+        (product, {"productId": "p-1", "attributes": {"k": "v"}, "tags": ["x"]}),
+        (product, {"name": "n", "dimensions": {"widthCm": 1.5}, "stock_count": 3}),
+    ]
+    first = [from_dict(value, cls, pool) for cls, value in shapes]
+    again = [from_dict(value, cls, pool) for cls, value in shapes]
+    assert first == again
+    assert first[0].line_items[0].product_id == "p" and first[1].order_id == "o-2"
+    assert dict(first[2].quantities_by_sku) == {"a": 1} and first[2].HasField("card")
+    assert first[4].dimensions.width_cm == 1.5 and first[4].stock_count == 3
+    for _ in range(2):
+        with pytest.raises(ValueError, match="nope"):
+            from_dict({"productId": "p", "nope": 1}, product, pool)

@@ -67,13 +67,15 @@ def from_dict(
 def _proto_keys(value: Mapping[str, Any], descriptor: Any) -> dict[str, Any]:
     """`value` with JSON field names (`productId`) renamed to proto names (`product_id`), nested
     messages included, so the fast constructor accepts what behaviours usually return."""
-    fields = descriptor.fields_by_name
+    names = _names(descriptor)
     out: dict[str, Any] = {}
     for key, item in value.items():
-        field = fields.get(key) or descriptor.fields_by_camelcase_name[key]
-        sub = field.message_type
+        found = names.get(key)
+        if found is None:
+            found = names[key] = _name(descriptor, key)  # KeyError: not a field (json_format's)
+        name, sub = found
         converted = item
-        if sub is not None and not sub.GetOptions().map_entry:
+        if sub is not None:
             if isinstance(item, Mapping):
                 converted = _proto_keys(item, sub)
             elif isinstance(item, Message):
@@ -87,8 +89,32 @@ def _proto_keys(value: Mapping[str, Any], descriptor: Any) -> dict[str, Any]:
                     else v
                     for v in item
                 ]
-        out[field.name] = converted
+        out[name] = converted
     return out
+
+
+# Per message type (by id, the descriptor kept so the id stays its own): each key a behaviour
+# used, proto or JSON, with its proto name and, for a message field, its type. Asking upb's
+# descriptors for them (fields_by_name, message_type, GetOptions) was most of a conversion.
+_NAMES: dict[int, tuple[Any, dict[str, tuple[str, Any]]]] = {}
+_NAMES_KEPT = 4096
+
+
+def _names(descriptor: Any) -> dict[str, tuple[str, Any]]:
+    kept = _NAMES.get(id(descriptor))
+    if kept is None or kept[0] is not descriptor:
+        if len(_NAMES) >= _NAMES_KEPT:
+            _NAMES.clear()
+        kept = _NAMES[id(descriptor)] = (descriptor, {})
+    return kept[1]
+
+
+def _name(descriptor: Any, key: str) -> tuple[str, Any]:
+    """The proto name of field `key` (proto or JSON name) and the type of its messages (None
+    for scalars, enums and maps, whose values the constructor takes as they are)."""
+    field = descriptor.fields_by_name.get(key) or descriptor.fields_by_camelcase_name[key]
+    sub = field.message_type
+    return field.name, None if sub is None or sub.GetOptions().map_entry else sub
 
 
 def _in_pool(message: Message, descriptor: Any) -> Message:
