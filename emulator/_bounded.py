@@ -1,7 +1,8 @@
-"""A least-recently-used cache bounded by entries and, optionally, by the bytes of its values.
-
-For what the process keeps between emulators (compiled and loaded contracts): a test session
-that builds emulators from hundreds of different contracts must not keep every one of them.
+"""Bounded caches. `BoundedCache`: least recently used, bounded by entries and, optionally, by
+the bytes of its values, for what the process keeps between emulators (compiled and loaded
+contracts): a test session that builds emulators from hundreds of different contracts must not
+keep every one of them. `IdentityCache`: what is worked out once per object on a per-call path
+(a message type's field names, a behaviour's bound answer, an encoded span resource).
 A leaf module: it imports nothing of the emulator's.
 """
 
@@ -12,11 +13,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar, overload
 
-__all__ = ["BoundedCache"]
+__all__ = ["BoundedCache", "IdentityCache"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 D = TypeVar("D")
+T = TypeVar("T")
 
 
 class BoundedCache(Generic[K, V]):
@@ -85,6 +87,32 @@ class BoundedCache(Generic[K, V]):
         with self._lock:
             self._data.clear()
             self._bytes = 0
+
+
+class IdentityCache(Generic[T, V]):
+    """A value per object, found by the object's identity (descriptors and SDK objects hash
+    slowly or by value), the object kept beside it so its id is not reused while the entry
+    stands. Cleared, not evicted, once it holds `entries`: refilling costs one working-out per
+    object, and a per-call lookup pays no recency bookkeeping and no lock (a race between
+    threads only works a value out twice)."""
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._data: dict[int, tuple[T, V]] = {}
+
+    def get(self, obj: T) -> V | None:
+        kept = self._data.get(id(obj))
+        return kept[1] if kept is not None and kept[0] is obj else None
+
+    def put(self, obj: T, value: V) -> V:
+        """Keep `value` for `obj`; `value` again, for `return cache.put(obj, made)`."""
+        if len(self._data) >= self.entries:
+            self._data.clear()
+        self._data[id(obj)] = (obj, value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 _MISSING = object()

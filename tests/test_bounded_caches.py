@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator._bounded import BoundedCache
+from emulator._bounded import BoundedCache, IdentityCache
 from emulator.behavior import discovery
 from emulator.contracts import LOADED_CONTRACTS, compiler, load_contracts
 from emulator.contracts import _loaded as loaded_contracts
@@ -121,3 +121,20 @@ def _unbounded(decorator: ast.expr) -> bool:
 
 def test_no_memoised_function_grows_without_bound() -> None:
     assert _memoised_functions_taking_arguments() == []
+
+
+def test_an_identity_cache_finds_the_very_object_and_clears_when_full() -> None:
+    class Thing:
+        def __eq__(self, other: object) -> bool:  # equal by value: the cache must not care
+            return isinstance(other, Thing)
+
+        __hash__ = None  # type: ignore[assignment]  # unhashable, as some SDK objects are
+
+    cache: IdentityCache[Thing, str] = IdentityCache(2)
+    a, b = Thing(), Thing()
+    assert cache.put(a, "a") == "a"
+    assert cache.get(a) == "a" and cache.get(b) is None  # equal, but not the same object
+    cache.put(b, "b")
+    c = Thing()
+    cache.put(c, "c")  # full: cleared, then kept
+    assert len(cache) == 1 and cache.get(a) is None and cache.get(c) == "c"

@@ -8,6 +8,8 @@ from typing import Any
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 
+from emulator._bounded import IdentityCache
+
 __all__ = ["ReturnTypeError", "from_dict", "to_message"]
 
 
@@ -93,20 +95,15 @@ def _proto_keys(value: Mapping[str, Any], descriptor: Any) -> dict[str, Any]:
     return out
 
 
-# Per message type (by id, the descriptor kept so the id stays its own): each key a behaviour
-# used, proto or JSON, with its proto name and, for a message field, its type. Asking upb's
-# descriptors for them (fields_by_name, message_type, GetOptions) was most of a conversion.
-_NAMES: dict[int, tuple[Any, dict[str, tuple[str, Any]]]] = {}
-_NAMES_KEPT = 4096
+# Per message type: each key a behaviour used, proto or JSON, with its proto name and, for a
+# message field, its type. Asking upb's descriptors for them (fields_by_name, message_type,
+# GetOptions) was most of a conversion.
+_NAMES: IdentityCache[Any, dict[str, tuple[str, Any]]] = IdentityCache(4096)
 
 
 def _names(descriptor: Any) -> dict[str, tuple[str, Any]]:
-    kept = _NAMES.get(id(descriptor))
-    if kept is None or kept[0] is not descriptor:
-        if len(_NAMES) >= _NAMES_KEPT:
-            _NAMES.clear()
-        kept = _NAMES[id(descriptor)] = (descriptor, {})
-    return kept[1]
+    names = _NAMES.get(descriptor)
+    return names if names is not None else _NAMES.put(descriptor, {})
 
 
 def _name(descriptor: Any, key: str) -> tuple[str, Any]:

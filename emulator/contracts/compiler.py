@@ -84,7 +84,7 @@ def compile_contracts(
     import_paths: Sequence[str | os.PathLike[str]] = (),
 ) -> descriptor_pb2.FileDescriptorSet:
     """Compile and load every input into one descriptor set, files in dependency order."""
-    return compile_contracts_lazily(inputs, import_paths)[1]()
+    return _merged(_sources(inputs, import_paths))
 
 
 def compile_contracts_lazily(
@@ -97,17 +97,23 @@ def compile_contracts_lazily(
     emulator of a test session) parses nothing: parsing the set and serializing it again to
     know it were half of a warm in-process start. The digest is of protoc's bytes for .proto
     files alone, of the merged set otherwise: the same inputs give the same digest."""
+    sources = _sources(inputs, import_paths)
+    if sources.files and not sources.descriptor_sets:
+        data, parsed = _compile_cached(sources)
+        digest = hashlib.sha256(data).hexdigest()
+        return digest, (lambda: parsed) if parsed is not None else functools.partial(_parsed, data)
+    files = _merged(sources)
+    return hashlib.sha256(files.SerializeToString(deterministic=True)).hexdigest(), lambda: files
+
+
+def _sources(
+    inputs: Sequence[str | os.PathLike[str]], import_paths: Sequence[str | os.PathLike[str]]
+) -> _Sources:
     if not inputs:
         raise ContractError(
             "no contracts given: pass --proto with a directory, file or descriptor set"
         )
-    sources = _collect(inputs, import_paths)
-    if sources.files and not sources.descriptor_sets:
-        data = _compile_cached(sources)
-        return hashlib.sha256(data).hexdigest(), functools.partial(_parsed, data)
-    files = _merged(sources)
-    digest = hashlib.sha256(files.SerializeToString(deterministic=True)).hexdigest()
-    return digest, lambda: files
+    return _collect(inputs, import_paths)
 
 
 def _parsed(data: bytes) -> descriptor_pb2.FileDescriptorSet:
@@ -119,7 +125,8 @@ def _merged(sources: _Sources) -> descriptor_pb2.FileDescriptorSet:
     seen: dict[str, tuple[descriptor_pb2.FileDescriptorProto, str]] = {}
     parts: list[tuple[descriptor_pb2.FileDescriptorSet, str]] = []
     if sources.files:
-        parts.append((_parsed(_compile_cached(sources)), "the compiled .proto files"))
+        data, parsed = _compile_cached(sources)
+        parts.append((_parsed(data) if parsed is None else parsed, "the compiled .proto files"))
     for path in sources.descriptor_sets:
         parts.append((_read_descriptor_set(path), str(path)))
     if len(parts) == 1:
@@ -277,17 +284,22 @@ def _cache_key(sources: _Sources) -> str:
     return digest.hexdigest()
 
 
-def _compile_cached(sources: _Sources) -> bytes:
-    """The serialized descriptor set of the sources: from memory, the disk cache or protoc."""
+def _compile_cached(
+    sources: _Sources,
+) -> tuple[bytes, descriptor_pb2.FileDescriptorSet | None]:
+    """The serialized descriptor set of the sources, from memory, the disk cache or protoc;
+    and the set itself when it was parsed here already (a disk entry is, to be trusted), so
+    that the caller does not parse it twice. Nobody else holds that set: the caller's own."""
     key = _cache_key(sources)
     cached = _memory_cache.get(key)
     # The key covers the inputs; imports found on the roots are checked on every hit.
     if cached is not None and _unchanged(cached[1]):
-        return cached[0]
+        return cached[0], None
+    parsed = None
     data = _read_disk_cache(key)
     if data is not None:
         try:
-            descriptor_pb2.FileDescriptorSet.FromString(data[0])
+            parsed = descriptor_pb2.FileDescriptorSet.FromString(data[0])
         except Exception:  # a damaged cache entry only costs a recompile
             data = None
     if data is None:
@@ -295,7 +307,7 @@ def _compile_cached(sources: _Sources) -> bytes:
         data = (compiled, _dependencies(compiled, sources))
         _write_disk_cache(key, *data)
     _memory_cache[key] = data
-    return data[0]
+    return data[0], parsed
 
 
 def _unchanged(deps: dict[str, str]) -> bool:

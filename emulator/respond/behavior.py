@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from emulator._bounded import IdentityCache
 from emulator.behavior.convert import ReturnTypeError, to_message
 from emulator.behavior.defaults import DefaultResponses
 from emulator.behavior.registry import Implementation, Registry, Style
@@ -41,9 +42,6 @@ __all__ = ["BehaviorResponder", "OverrideResponder"]
 _ANSWERED = (RpcAbort, BadRequest, ClientGone, ReturnTypeError)
 
 
-_ANSWERS_KEPT = 4096
-
-
 class BehaviorResponder(Responder):
     """Picks calls to methods the registry has an implementation for."""
 
@@ -63,22 +61,20 @@ class BehaviorResponder(Responder):
         # Sync behaviours that read a request stream wait on the client between messages: they
         # get threads of their own, so idle streams never starve the pool of other calls.
         self.stream_executor = stream_executor or executor
-        # Per implementation (by id, the object kept so the id stays its own): the label a
-        # call answered by it carries and its bound answer, made once instead of every call.
-        self._answers: dict[int, tuple[Implementation, str, Answer]] = {}
+        # Per implementation: the label a call answered by it carries and its bound answer,
+        # made once instead of every call (overrides come and go: bounded).
+        self._answers: IdentityCache[Implementation, tuple[str, Answer]] = IdentityCache(4096)
 
     def pick(self, call: Call) -> Answer | None:
         impl = self.registry.get(call.spec.path)
         if impl is None:
             return None
-        made = self._answers.get(id(impl))
-        if made is None or made[0] is not impl:
-            if len(self._answers) >= _ANSWERS_KEPT:  # overrides come and go: stay bounded
-                self._answers.clear()
-            answer = functools.partial(self.answer, impl)
-            made = self._answers[id(impl)] = (impl, f"behaviour {impl.origin}", answer)
-        call.answered_by = made[1]
-        return made[2]
+        made = self._answers.get(impl)
+        if made is None:
+            made = (f"behaviour {impl.origin}", functools.partial(self.answer, impl))
+            self._answers.put(impl, made)
+        call.answered_by = made[0]
+        return made[1]
 
     def picks(self, path: str) -> bool:
         return self.registry.get(path) is not None

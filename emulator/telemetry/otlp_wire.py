@@ -31,6 +31,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from emulator._bounded import IdentityCache
+
 __all__ = ["encode_spans"]
 
 _logger = logging.getLogger(__name__)
@@ -72,12 +74,10 @@ _LINK_ATTRIBUTES: dict[tuple[Any, ...], bytes] = {}
 _SPAN_NAMES: dict[str, bytes] = {}
 _EVENT_NAMES: dict[str, bytes] = {}
 
-# Encoded resources and scopes by id, with the object itself so the id is not reused while the
-# entry stands. Providers are few; bounded all the same.
-_BLOCKS_MAX = 256
+# Encoded resources and scopes, by identity. Providers are few; bounded all the same.
 _Scope = InstrumentationScope | None
-_RESOURCES: dict[int, tuple[Resource, bytes, bytes]] = {}
-_SCOPES: dict[int, tuple[InstrumentationScope, bytes, bytes]] = {}
+_RESOURCES: IdentityCache[Resource, tuple[bytes, bytes]] = IdentityCache(256)
+_SCOPES: IdentityCache[InstrumentationScope, tuple[bytes, bytes]] = IdentityCache(256)
 
 
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
@@ -229,26 +229,23 @@ def _status(status: Status) -> bytes:
 
 def _resource_block(resource: Resource) -> tuple[bytes, bytes]:
     """ResourceSpans' resource (1) and schema_url (3): what goes before and after its scopes."""
-    cached = _RESOURCES.get(id(resource))
-    if cached is not None and cached[0] is resource:
-        return cached[1], cached[2]
+    cached = _RESOURCES.get(resource)
+    if cached is not None:
+        return cached
     parts: list[bytes] = []
     _attributes(parts, b"\x0a", resource.attributes, {})  # Resource.attributes (1)
     prefix = _message(b"\x0a", b"".join(parts))
     suffix = _string(b"\x1a", resource.schema_url) if resource.schema_url else b""
-    if len(_RESOURCES) >= _BLOCKS_MAX:
-        _RESOURCES.clear()
-    _RESOURCES[id(resource)] = (resource, prefix, suffix)
-    return prefix, suffix
+    return _RESOURCES.put(resource, (prefix, suffix))
 
 
 def _scope_block(scope: _Scope) -> tuple[bytes, bytes]:
     """ScopeSpans' scope (1) and schema_url (3): what goes before and after its spans."""
     if scope is None:
         return _NO_SCOPE, b""
-    cached = _SCOPES.get(id(scope))
-    if cached is not None and cached[0] is scope:
-        return cached[1], cached[2]
+    cached = _SCOPES.get(scope)
+    if cached is not None:
+        return cached
     parts: list[bytes] = []
     if scope.name:
         parts.append(_string(b"\x0a", scope.name))  # name (1)
@@ -257,10 +254,7 @@ def _scope_block(scope: _Scope) -> tuple[bytes, bytes]:
     _attributes(parts, b"\x1a", scope.attributes, {})  # attributes (3)
     prefix = _message(b"\x0a", b"".join(parts))
     suffix = _string(b"\x1a", scope.schema_url) if scope.schema_url else b""
-    if len(_SCOPES) >= _BLOCKS_MAX:
-        _SCOPES.clear()
-    _SCOPES[id(scope)] = (scope, prefix, suffix)
-    return prefix, suffix
+    return _SCOPES.put(scope, (prefix, suffix))
 
 
 def _attributes(

@@ -107,7 +107,6 @@ class TracingInterceptor(Interceptor):
         self._ids = self.provider.id_generator
         self._resource = self.provider.resource
         self._scope = InstrumentationScope("grpc-emulator")
-        self._names: dict[str, str] = {}  # span names by method path, made once
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.kept.spans)
@@ -121,9 +120,7 @@ class TracingInterceptor(Interceptor):
 
     async def before(self, call: Call) -> None:
         spec = call.spec
-        name = self._names.get(spec.path)
-        if name is None:
-            name = self._names[spec.path] = f"{spec.service}/{spec.method}"
+        name = spec.name  # `pkg.Service/Method`
         host, port = self._address()
         attributes: dict[str, Any] = {
             "rpc.system": "grpc",
@@ -221,7 +218,7 @@ class TracingInterceptor(Interceptor):
             )
         self._record(
             ReadableSpan(
-                self._names[call.spec.path],
+                call.spec.name,
                 span.context,
                 span.parent,
                 self._resource,
